@@ -1,1 +1,21 @@
-//! placeholder
+//! chorus-gateway: the edge of a chorus node.
+//!
+//! Parts:
+//! * [`config`] — typed, layered configuration (defaults < file < `CHORUS_*` env < flags),
+//!   unknown-key reporting, the embedded default;
+//! * [`auth`] — JWT verification of connection and subscription tokens (HS/RS/ES);
+//! * [`app`] — builds a [`chorus_core::Node`] (broker, presence, verifier) from the config;
+//! * [`server`] — the hyper 1 HTTP server: routing, health/readiness, metrics, graceful drain;
+//! * [`ws`] — the WebSocket transport on fastwebsockets: upgrade, reader, batching writer, echo;
+//! * [`api`] — the HTTP server API (`POST /api/<method>`), Centrifugo-compatible;
+//! * [`demo`] — the embedded demo page;
+//! * [`metrics`] — the Prometheus recorder and the gateway's metric names.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod server;
+pub mod ws;
