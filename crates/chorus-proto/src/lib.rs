@@ -1,1 +1,30 @@
-//! placeholder
+//! chorus-proto: Rust code generated at build time from the `.proto` files in `proto/`.
+//!
+//! Parts:
+//! * [`client`] — the client protocol v2 (`proto/client.proto`, package `chorus.protocol`);
+//!   the server itself uses the hand-written types of `chorus-protocol`, these are the
+//!   reference they are tested against;
+//! * [`api`] — the Centrifugo-compatible gRPC server API (`proto/api.proto`, package
+//!   `centrifugal.centrifugo.api`), messages plus tonic server and client;
+//! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`).
+//!
+//! Generated with `tonic-prost-build` and a vendored `protoc` (`protoc-bin-vendored`).
+
+/// Client protocol messages (package `chorus.protocol`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod client {
+    tonic::include_proto!("chorus.protocol");
+}
+
+/// Server API messages and the `CentrifugoApi` gRPC service (package
+/// `centrifugal.centrifugo.api`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod api {
+    tonic::include_proto!("centrifugal.centrifugo.api");
+}
+
+/// Cross-node backplane envelope (package `chorus.backplane`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod backplane {
+    tonic::include_proto!("chorus.backplane");
+}

@@ -7,10 +7,8 @@
 //! Encoded messages carry no separator; [`join_frame`] packs several of them into one frame the
 //! way the protocol allows, so the writer can send a batch with one write.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use prost::Message as _;
-
 use crate::messages::{Command, Reply};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// The encoding of a connection, fixed at upgrade time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +40,8 @@ pub enum DecodeError {
     Truncated,
     #[error("empty frame")]
     Empty,
+    #[error("json command is not an object")]
+    NotAnObject,
 }
 
 /// Why a message could not be encoded for a connection.
@@ -53,25 +53,45 @@ pub enum EncodeError {
 }
 
 /// Decodes all commands of one transport message, in order.
+///
+/// JSON: objects separated by single `\n`, at most one trailing `\n`; an empty frame or an
+/// empty line is an error; unknown fields are ignored, wrong field types are errors.
+/// Protobuf: varint-length-delimited messages; a zero length (`0x00`) is an empty command (a
+/// pong); a truncated length or body is an error. Never panics, whatever the input.
 pub fn decode_commands(protocol: Protocol, frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
     match protocol {
-        Protocol::Json => decode_json(frame),
-        Protocol::Protobuf => decode_protobuf(frame),
+        Protocol::Json => decode_json_lines(frame),
+        Protocol::Protobuf => decode_delimited(frame),
     }
 }
 
-fn decode_json(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
+/// Decodes the replies of one frame (used by tests and the load generator).
+pub fn decode_replies(protocol: Protocol, frame: &[u8]) -> Result<Vec<Reply>, DecodeError> {
+    match protocol {
+        Protocol::Json => decode_json_lines(frame),
+        Protocol::Protobuf => decode_delimited(frame),
+    }
+}
+
+fn decode_json_lines<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<Vec<T>, DecodeError> {
     let frame = frame.strip_suffix(b"\n").unwrap_or(frame);
     if frame.is_empty() {
         return Err(DecodeError::Empty);
     }
     frame
         .split(|b| *b == b'\n')
-        .map(|line| serde_json::from_slice::<Command>(line).map_err(DecodeError::from))
+        .map(|line| {
+            // serde's derived structs also accept a JSON array (fields by position); the
+            // protocol only has objects.
+            if line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                return Err(DecodeError::NotAnObject);
+            }
+            serde_json::from_slice::<T>(line).map_err(DecodeError::from)
+        })
         .collect()
 }
 
-fn decode_protobuf(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
+fn decode_delimited<T: prost::Message + Default>(frame: &[u8]) -> Result<Vec<T>, DecodeError> {
     if frame.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -80,68 +100,38 @@ fn decode_protobuf(frame: &[u8]) -> Result<Vec<Command>, DecodeError> {
     while !buf.is_empty() {
         let len = prost::encoding::decode_varint(&mut buf)?;
         let len = usize::try_from(len).map_err(|_| DecodeError::Truncated)?;
-        if len > buf.len() {
-            return Err(DecodeError::Truncated);
-        }
-        let (msg, rest) = buf.split_at(len);
-        out.push(Command::decode(msg)?);
+        let (msg, rest) = buf.split_at_checked(len).ok_or(DecodeError::Truncated)?;
+        out.push(T::decode(msg)?);
         buf = rest;
     }
     Ok(out)
 }
 
 /// Encodes one reply or push for a connection of `protocol`, without separator.
+///
+/// Fails only for JSON, when a `bytes` field is not valid JSON ([`EncodeError::NotJson`]:
+/// the caller disconnects that client with 3506). Protobuf encoding cannot fail.
 pub fn encode_reply(protocol: Protocol, reply: &Reply) -> Result<Bytes, EncodeError> {
-    match protocol {
-        Protocol::Json => Ok(Bytes::from(serde_json::to_vec(reply)?)),
-        Protocol::Protobuf => {
-            let len = reply.encoded_len();
-            let mut buf = BytesMut::with_capacity(len + prost::length_delimiter_len(len));
-            // Encoding into a buffer of sufficient capacity cannot fail.
-            reply
-                .encode_length_delimited(&mut buf)
-                .map_err(|_| unreachable_capacity())?;
-            Ok(buf.freeze())
-        }
-    }
-}
-
-fn unreachable_capacity() -> EncodeError {
-    EncodeError::NotJson(serde::de::Error::custom("buffer capacity"))
+    encode(protocol, reply)
 }
 
 /// Encodes a command (used by tests and the load generator).
 pub fn encode_command(protocol: Protocol, command: &Command) -> Result<Bytes, EncodeError> {
-    match protocol {
-        Protocol::Json => Ok(Bytes::from(serde_json::to_vec(command)?)),
-        Protocol::Protobuf => {
-            let mut buf = BytesMut::with_capacity(command.encoded_len() + 5);
-            command
-                .encode_length_delimited(&mut buf)
-                .map_err(|_| unreachable_capacity())?;
-            Ok(buf.freeze())
-        }
-    }
+    encode(protocol, command)
 }
 
-/// Decodes the replies of one frame (used by tests and the load generator).
-pub fn decode_replies(protocol: Protocol, frame: &[u8]) -> Result<Vec<Reply>, DecodeError> {
+fn encode<T: prost::Message + serde::Serialize>(
+    protocol: Protocol,
+    message: &T,
+) -> Result<Bytes, EncodeError> {
     match protocol {
         Protocol::Json => {
-            let frame = frame.strip_suffix(b"\n").unwrap_or(frame);
-            frame
-                .split(|b| *b == b'\n')
-                .map(|l| serde_json::from_slice::<Reply>(l).map_err(DecodeError::from))
-                .collect()
+            let mut out = Vec::with_capacity(128);
+            serde_json::to_writer(&mut out, message)?;
+            Ok(Bytes::from(out))
         }
-        Protocol::Protobuf => {
-            let mut buf = frame;
-            let mut out = Vec::new();
-            while !buf.is_empty() {
-                out.push(Reply::decode_length_delimited(&mut buf)?);
-            }
-            Ok(out)
-        }
+        // Length prefix and body into one exactly sized Vec; infallible.
+        Protocol::Protobuf => Ok(Bytes::from(message.encode_length_delimited_to_vec())),
     }
 }
 
@@ -154,10 +144,11 @@ pub fn ping_message(protocol: Protocol) -> Bytes {
 }
 
 /// Packs encoded messages into one transport frame: `\n`-joined for JSON, concatenated for
-/// Protobuf (each message already carries its length prefix).
+/// Protobuf (each message already carries its length prefix). A single message is returned
+/// as is, without copying.
 pub fn join_frame(protocol: Protocol, messages: &[Bytes]) -> Bytes {
-    if messages.len() == 1 {
-        return messages[0].clone();
+    if let [one] = messages {
+        return one.clone();
     }
     let sep = usize::from(protocol == Protocol::Json);
     let total: usize = messages.iter().map(|m| m.len() + sep).sum();

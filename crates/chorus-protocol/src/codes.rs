@@ -52,6 +52,8 @@ pub const ERROR_EXPIRED: ErrorCode = err(110, "expired", false);
 pub const ERROR_TOO_MANY_REQUESTS: ErrorCode = err(111, "too many requests", true);
 /// History epoch mismatch, or failed recovery when the client set subscribe `flag & 2`.
 pub const ERROR_UNRECOVERABLE_POSITION: ErrorCode = err(112, "unrecoverable position", false);
+/// Concurrent map pagination (newer protocol extension); SDKs retry.
+pub const ERROR_CONCURRENT_PAGINATION: ErrorCode = err(113, "concurrent pagination", true);
 
 /// A disconnect: WebSocket close code and plain-text reason (never JSON: centrifuge-js tries
 /// to parse the reason as JSON first).
@@ -88,6 +90,8 @@ pub const DISCONNECT_INSUFFICIENT_STATE: DisconnectCode = dis(3010, "insufficien
 pub const DISCONNECT_FORCE_RECONNECT: DisconnectCode = dis(3011, "force reconnect");
 pub const DISCONNECT_NO_PONG: DisconnectCode = dis(3012, "no pong");
 pub const DISCONNECT_TOO_MANY_REQUESTS: DisconnectCode = dis(3013, "too many requests");
+/// Clients reconnect after dropping their tokens and subscription state.
+pub const DISCONNECT_STATE_INVALIDATED: DisconnectCode = dis(3014, "state invalidated");
 pub const DISCONNECT_INVALID_TOKEN: DisconnectCode = dis(3500, "invalid token");
 pub const DISCONNECT_BAD_REQUEST: DisconnectCode = dis(3501, "bad request");
 /// No valid `connect` within `client.stale_close_delay`.
@@ -120,10 +124,23 @@ pub const UNSUBSCRIBE_INSUFFICIENT_STATE: UnsubscribeCode = UnsubscribeCode {
     code: 2500,
     reason: "insufficient state",
 };
+/// Subscription token expired: the SDK resubscribes with a fresh token.
 pub const UNSUBSCRIBE_EXPIRED: UnsubscribeCode = UnsubscribeCode {
     code: 2501,
     reason: "subscription expired",
 };
+/// The SDK drops token and position, then resubscribes.
+pub const UNSUBSCRIBE_STATE_INVALIDATED: UnsubscribeCode = UnsubscribeCode {
+    code: 2502,
+    reason: "state invalidated",
+};
+
+impl UnsubscribeCode {
+    /// Codes ≥ 2500 make the SDK resubscribe; lower ones end the subscription.
+    pub fn resubscribe(self) -> bool {
+        self.code >= 2500
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -137,6 +154,10 @@ mod tests {
         assert!(!DISCONNECT_BAD_REQUEST.reconnect());
         assert!(dis(4000, "app").reconnect());
         assert!(!dis(4500, "app").reconnect());
+        assert!(DISCONNECT_STATE_INVALIDATED.reconnect());
+        assert!(!UNSUBSCRIBE_SERVER.resubscribe());
+        assert!(UNSUBSCRIBE_INSUFFICIENT_STATE.resubscribe());
+        assert!(UNSUBSCRIBE_STATE_INVALIDATED.resubscribe());
     }
 
     #[test]

@@ -1,14 +1,24 @@
 //! Serde adapter for `bytes` fields in the JSON protocol: the bytes are embedded verbatim as a
 //! JSON value (like Go's `json.RawMessage`), not base64.
 //!
-//! Encoding bytes that are not valid JSON fails; the caller turns that into disconnect 3506
-//! (inappropriate protocol) for that one client. Raw newlines are stripped on the way in and out
-//! because the JSON protocol separates messages with `\n` (a raw newline in valid JSON can only
-//! be insignificant whitespace, so removing it keeps the value equal).
+//! Encoding bytes that are not valid JSON (or not UTF-8) fails; the JSON encoder turns that
+//! into [`crate::EncodeError::NotJson`] and the caller into disconnect 3506 (inappropriate
+//! protocol) for that one client. Raw `\n` and `\r` are stripped on the way in and out because
+//! the JSON protocol separates messages with `\n`: in valid JSON a raw line break can only be
+//! insignificant whitespace (inside strings it must be escaped), so removing it keeps the value
+//! equal. Empty bytes encode as `null`, and `null` decodes as empty bytes.
 
 use bytes::Bytes;
-use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
+
+fn has_line_break(bytes: &[u8]) -> bool {
+    bytes.iter().any(|b| matches!(b, b'\n' | b'\r'))
+}
+
+fn strip_line_breaks(text: &str) -> String {
+    text.chars().filter(|c| !matches!(c, '\n' | '\r')).collect()
+}
 
 /// Serializes raw JSON bytes verbatim. Empty bytes serialize as `null`.
 pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
@@ -16,13 +26,15 @@ pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S
         return serializer.serialize_none();
     }
     let text = std::str::from_utf8(bytes).map_err(|_| S::Error::custom("payload is not UTF-8"))?;
-    let raw: Box<RawValue> = if text.contains('\n') {
-        RawValue::from_string(text.replace(['\n', '\r'], " "))
+    let invalid = |_| S::Error::custom("payload is not valid JSON");
+    if has_line_break(bytes) {
+        let raw = RawValue::from_string(strip_line_breaks(text)).map_err(invalid)?;
+        raw.serialize(serializer)
     } else {
-        RawValue::from_string(text.to_owned())
+        // Borrowed: validation without a copy on the hot path (encode once per publication).
+        let raw: &RawValue = serde_json::from_str(text).map_err(invalid)?;
+        raw.serialize(serializer)
     }
-    .map_err(|_| S::Error::custom("payload is not valid JSON"))?;
-    serde::Serialize::serialize(&raw, serializer)
 }
 
 /// Deserializes any JSON value into its raw text. `null` becomes empty bytes.
@@ -32,11 +44,39 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, 
     if text == "null" {
         return Ok(Bytes::new());
     }
-    if text.contains('\n') {
-        return Ok(Bytes::from(text.replace(['\n', '\r'], " ")));
+    if has_line_break(text.as_bytes()) {
+        return Ok(Bytes::from(strip_line_breaks(text)));
     }
     if text.is_empty() {
         return Err(D::Error::custom("empty raw value"));
     }
     Ok(Bytes::copy_from_slice(text.as_bytes()))
+}
+
+/// Whether `bytes` can be carried by a JSON connection as a raw field (valid UTF-8 JSON, or
+/// empty). Lets a caller decide on 3506 before encoding.
+pub fn is_valid_json(bytes: &[u8]) -> bool {
+    bytes.is_empty() || serde_json::from_slice::<&RawValue>(bytes).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_json_check() {
+        assert!(is_valid_json(b""));
+        assert!(is_valid_json(br#"{"a":1}"#));
+        assert!(is_valid_json(b" 42 "));
+        assert!(is_valid_json(b"\"s\""));
+        assert!(!is_valid_json(b"hello"));
+        assert!(!is_valid_json(b"{\"a\":"));
+        assert!(!is_valid_json(&[0xff, 0xfe]));
+        assert!(!is_valid_json(b"1 2"));
+    }
+
+    #[test]
+    fn strips_crlf() {
+        assert_eq!(strip_line_breaks("{\r\n\"a\":\n1}"), "{\"a\":1}");
+    }
 }
