@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -13,6 +14,19 @@ from conftest import conn_token, sub_token, uniq
 from helpers import ClientEvents, SubEvents, connect, run, subscribe, to_thread, wait_for
 
 PROTOCOLS = [pytest.param(False, id="json"), pytest.param(True, id="protobuf")]
+
+
+def enc(value, protobuf):
+    """Protobuf clients publish raw bytes; JSON clients JSON values."""
+    return json.dumps(value).encode() if protobuf else value
+
+
+def dec(value, protobuf):
+    """Protobuf clients receive payloads as raw bytes (the JSON text)."""
+    if protobuf and value is not None:
+        assert isinstance(value, bytes), f"protobuf payload must be bytes, got {type(value)}"
+        return json.loads(value)
+    return value
 
 
 def publish(cent_client, channel, data):
@@ -39,19 +53,19 @@ def test_connect_subscribe_publish_receive(chorus, cent_client, protobuf):
             assert res.offset == 1
             assert res.epoch == ev_a.subscribed[0].stream_position.epoch
             await wait_for(lambda: len(ev_a.publications) == 1 and len(ev_b.publications) == 1)
-            assert ev_a.publications[0].pub.data == {"text": "api"}
+            assert dec(ev_a.publications[0].pub.data, protobuf) == {"text": "api"}
             assert ev_a.publications[0].pub.offset == 1
             assert ev_a.publications[0].pub.info is None
 
             # From another client.
-            await sub_a.publish({"text": "from alice"})
+            await sub_a.publish(enc({"text": "from alice"}, protobuf))
             await wait_for(lambda: len(ev_b.publications) == 2, message="client publication")
             p = ev_b.publications[1].pub
-            assert p.data == {"text": "from alice"}
+            assert dec(p.data, protobuf) == {"text": "from alice"}
             assert p.offset == 2
             assert p.info.user == "alice"
             assert p.info.client == a_ev.connected[0].client
-            assert p.info.conn_info == {"name": "Alice"}
+            assert dec(p.info.conn_info, protobuf) == {"name": "Alice"}
         finally:
             await a.disconnect()
             await b.disconnect()
@@ -76,7 +90,7 @@ def test_presence_and_stats(chorus, protobuf):
             for cid, user in ids.items():
                 assert pres.clients[cid].user == user
                 assert pres.clients[cid].client == cid
-            assert pres.clients[a_ev.connected[0].client].conn_info == {"k": 1}
+            assert dec(pres.clients[a_ev.connected[0].client].conn_info, protobuf) == {"k": 1}
             stats = await sub.presence_stats()
             assert (stats.num_clients, stats.num_users) == (3, 2)
         finally:
@@ -99,7 +113,7 @@ def test_join_leave(chorus, protobuf):
             await wait_for(lambda: any(j.info.user == "bob" for j in ev.joins), message="join")
             j = next(j for j in ev.joins if j.info.user == "bob")
             assert j.info.client == bid
-            assert j.info.conn_info == {"b": True}
+            assert dec(j.info.conn_info, protobuf) == {"b": True}
             await sub_b.unsubscribe()
             await wait_for(lambda: any(x.info.user == "bob" for x in ev.leaves), message="leave")
             assert next(x for x in ev.leaves if x.info.user == "bob").info.client == bid
@@ -126,7 +140,7 @@ def test_history(chorus, cent_client, protobuf):
             assert (h.publications, h.offset, h.epoch) == ([], 5, epoch)
             h = await sub.history(limit=2)
             assert [p.offset for p in h.publications] == [1, 2]
-            assert [p.data["n"] for p in h.publications] == [1, 2]
+            assert [dec(p.data, protobuf)["n"] for p in h.publications] == [1, 2]
             h = await sub.history(limit=2, reverse=True)
             assert [p.offset for p in h.publications] == [5, 4]
             h = await sub.history(limit=10, since=StreamPosition(offset=2, epoch=epoch))
@@ -161,7 +175,7 @@ def test_recovery_after_reconnect(chorus, cent_client, protobuf):
             await wait_for(lambda: len(ev.publications) == 4, message="3 recovered")
             await to_thread(publish, cent_client, ch, {"n": 5})
             await wait_for(lambda: len(ev.publications) == 5, message="live after recovery")
-            assert [p.pub.data["n"] for p in ev.publications] == [1, 2, 3, 4, 5]
+            assert [dec(p.pub.data, protobuf)["n"] for p in ev.publications] == [1, 2, 3, 4, 5]
             assert [p.pub.offset for p in ev.publications] == [1, 2, 3, 4, 5]
         finally:
             await c.disconnect()

@@ -3,6 +3,7 @@
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugeProto } = require('centrifuge/build/protobuf');
+const assert = require('node:assert/strict');
 const { once } = require('./util');
 
 const PROTOCOLS = {
@@ -47,6 +48,22 @@ async function subscribe(client, channel, options = {}) {
   return { sub, ctx };
 }
 
+/**
+ * Payload codec of a protocol: JSON clients carry payloads as JSON values, Protobuf clients
+ * as raw bytes (the SDK hands the app a Uint8Array and expects one for publish).
+ */
+function codec(protocol) {
+  if (protocol === 'json') return { enc: (v) => v, dec: (v) => v };
+  return {
+    enc: (v) => new TextEncoder().encode(JSON.stringify(v)),
+    dec: (v) => {
+      if (v === undefined || v === null) return v;
+      assert(v instanceof Uint8Array, `protobuf payload must be bytes, got ${typeof v}`);
+      return JSON.parse(Buffer.from(v).toString('utf8'));
+    },
+  };
+}
+
 function disconnectAll() {
   for (const c of opened) {
     try { c.disconnect(); } catch (_) { /* ignore */ }
@@ -54,4 +71,4 @@ function disconnectAll() {
   opened.clear();
 }
 
-module.exports = { newClient, connectClient, subscribe, disconnectAll, PROTOCOLS };
+module.exports = { newClient, connectClient, subscribe, disconnectAll, codec, PROTOCOLS };

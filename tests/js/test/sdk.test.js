@@ -7,7 +7,7 @@ const { startServer } = require('../lib/server');
 const { testConfig } = require('../lib/config');
 const { connToken, subToken, now } = require('../lib/jwt');
 const { apiCall } = require('../lib/api');
-const { newClient, connectClient, subscribe, disconnectAll } = require('../lib/clients');
+const { newClient, connectClient, subscribe, disconnectAll, codec } = require('../lib/clients');
 const { waitFor, once, collect } = require('../lib/util');
 
 let seq = 0;
@@ -15,6 +15,7 @@ const uniq = (prefix) => `${prefix}${process.pid}x${++seq}`;
 
 for (const protocol of ['json', 'protobuf']) {
   describe(`centrifuge-js ${protocol}`, () => {
+    const { enc, dec } = codec(protocol);
     let srv;
     before(async () => {
       srv = await startServer(testConfig());
@@ -43,7 +44,7 @@ for (const protocol of ['json', 'protobuf']) {
       assert.deepEqual(Object.keys(pres.clients), [ctx.client]);
       assert.equal(pres.clients[ctx.client].user, 'alice');
       assert.equal(pres.clients[ctx.client].client, ctx.client);
-      assert.deepEqual(pres.clients[ctx.client].connInfo, { name: 'Alice' });
+      assert.deepEqual(dec(pres.clients[ctx.client].connInfo), { name: 'Alice' });
     });
 
     it('subscribes and receives a publication from the HTTP API with its offset', async () => {
@@ -65,14 +66,14 @@ for (const protocol of ['json', 'protobuf']) {
       assert.equal(res.epoch, ctx.streamPosition.epoch);
       await waitFor(() => got.length === 1, { message: 'publication' });
       assert.equal(got[0].channel, ch);
-      assert.deepEqual(got[0].data, { text: 'hello', n: 1 });
+      assert.deepEqual(dec(got[0].data), { text: 'hello', n: 1 });
       assert.equal(got[0].offset, 1);
       assert.equal(got[0].info, undefined, 'API publications carry no publisher info');
 
       const res2 = await apiCall(srv, 'publish', { channel: ch, data: [1, 'two', null] });
       assert.equal(res2.offset, 2);
       await waitFor(() => got.length === 2, { message: 'second publication' });
-      assert.deepEqual(got[1].data, [1, 'two', null]);
+      assert.deepEqual(dec(got[1].data), [1, 'two', null]);
       assert.equal(got[1].offset, 2);
     });
 
@@ -85,20 +86,20 @@ for (const protocol of ['json', 'protobuf']) {
       const gotA = collect(subA, 'publication');
       const gotB = collect(subB, 'publication');
 
-      const res = await subB.publish({ text: 'from bob' });
+      const res = await subB.publish(enc({ text: 'from bob' }));
       assert.deepEqual(res, {});
       await waitFor(() => gotA.length === 1 && gotB.length === 1, { message: 'publication on both' });
       for (const p of [gotA[0], gotB[0]]) {
-        assert.deepEqual(p.data, { text: 'from bob' });
+        assert.deepEqual(dec(p.data), { text: 'from bob' });
         assert.equal(p.offset, 1);
         assert.equal(p.info.user, 'bob');
         assert.equal(p.info.client, b._client);
-        assert.deepEqual(p.info.connInfo, { name: 'Bob' });
+        assert.deepEqual(dec(p.info.connInfo), { name: 'Bob' });
       }
       // Client.publish (not via the subscription) too.
-      await a.publish(ch, { text: 'from alice' });
+      await a.publish(ch, enc({ text: 'from alice' }));
       await waitFor(() => gotB.length === 2, { message: 'second publication' });
-      assert.deepEqual(gotB[1].data, { text: 'from alice' });
+      assert.deepEqual(dec(gotB[1].data), { text: 'from alice' });
       assert.equal(gotB[1].offset, 2);
       assert.equal(gotB[1].info.user, 'alice');
     });
@@ -117,7 +118,7 @@ for (const protocol of ['json', 'protobuf']) {
       const j = joins.find((x) => x.info.user === 'bob');
       assert.equal(j.channel, ch);
       assert.equal(j.info.client, bClient);
-      assert.deepEqual(j.info.connInfo, { name: 'Bob' });
+      assert.deepEqual(dec(j.info.connInfo), { name: 'Bob' });
 
       subB.unsubscribe();
       await waitFor(() => leaves.some((l) => l.info.user === 'bob'), { message: 'leave of bob' });
@@ -151,7 +152,7 @@ for (const protocol of ['json', 'protobuf']) {
       const ids = [a._client, b1._client, b2._client].sort();
       assert.deepEqual(Object.keys(pres.clients).sort(), ids);
       assert.equal(pres.clients[a._client].user, 'alice');
-      assert.deepEqual(pres.clients[a._client].connInfo, { n: 'a' });
+      assert.deepEqual(dec(pres.clients[a._client].connInfo), { n: 'a' });
       assert.equal(pres.clients[b1._client].user, 'bob');
       assert.equal(pres.clients[b2._client].user, 'bob');
 
@@ -174,7 +175,7 @@ for (const protocol of ['json', 'protobuf']) {
       const c = await client('alice');
       const { sub } = await subscribe(c, ch);
       const offsets = (h) => h.publications.map((p) => p.offset);
-      const datas = (h) => h.publications.map((p) => p.data.n);
+      const datas = (h) => h.publications.map((p) => dec(p.data).n);
 
       const h0 = await sub.history({ limit: 0 });
       assert.deepEqual(h0.publications, []);
@@ -227,7 +228,7 @@ for (const protocol of ['json', 'protobuf']) {
       // A live one after the recovered ones, then nothing else.
       await apiCall(srv, 'publish', { channel: ch, data: { n: 5 } });
       await waitFor(() => pubs.length === 5, { message: 'live publication after recovery' });
-      assert.deepEqual(pubs.map((p) => p.data.n), [1, 2, 3, 4, 5]);
+      assert.deepEqual(pubs.map((p) => dec(p.data).n), [1, 2, 3, 4, 5]);
       assert.deepEqual(pubs.map((p) => p.offset), [1, 2, 3, 4, 5]);
     });
 
@@ -251,7 +252,7 @@ for (const protocol of ['json', 'protobuf']) {
       await waitFor(() => pubs.length === 6, { message: '5 missed publications' });
       await apiCall(srv, 'publish', { channel: ch, data: { n: 7 } });
       await waitFor(() => pubs.length === 7, { message: 'live publication' });
-      assert.deepEqual(pubs.map((p) => p.data.n), [1, 2, 3, 4, 5, 6, 7]);
+      assert.deepEqual(pubs.map((p) => dec(p.data).n), [1, 2, 3, 4, 5, 6, 7]);
       assert.deepEqual(pubs.map((p) => p.offset), [1, 2, 3, 4, 5, 6, 7]);
     });
 
@@ -352,9 +353,9 @@ for (const protocol of ['json', 'protobuf']) {
       await apiCall(srv, 'publish', { channel: ch2, data: { to: 2 } });
       await waitFor(() => pubs.length === 2, { message: 'server-side publications' });
       const byCh = Object.fromEntries(pubs.map((p) => [p.channel, p]));
-      assert.deepEqual(byCh[ch1].data, { to: 1 });
+      assert.deepEqual(dec(byCh[ch1].data), { to: 1 });
       assert.equal(byCh[ch1].offset, 1);
-      assert.deepEqual(byCh[ch2].data, { to: 2 });
+      assert.deepEqual(dec(byCh[ch2].data), { to: 2 });
 
       const stats = await apiCall(srv, 'presence_stats', { channel: ch1 });
       assert.deepEqual(stats, { num_clients: 1, num_users: 1 });
