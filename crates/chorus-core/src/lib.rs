@@ -1,1 +1,31 @@
-//! placeholder
+//! chorus-core: the engine of one chorus node. No sockets, no Redis, no gRPC.
+//!
+//! Parts:
+//! * [`node`] — the [`Node`]: owns the hub and the ports, receives broker deliveries, server API;
+//! * [`client`] — one connection's protocol state machine ([`Client`]);
+//! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
+//! * [`outbound`] — the per-connection byte-bounded outbound queue;
+//! * [`broker`] — the [`broker::Broker`] port and the in-memory broker with history;
+//! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
+//! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;
+//! * [`channel`] — channel names, namespaces, permissions;
+//! * [`options`], [`duration`] — typed options with documented defaults;
+//! * [`metrics`] — metric names and descriptions.
+
+pub mod auth;
+pub mod broker;
+pub mod channel;
+pub mod client;
+pub mod disconnect;
+pub mod duration;
+pub mod hub;
+pub mod metrics;
+pub mod node;
+pub mod options;
+pub mod outbound;
+pub mod presence;
+
+pub use client::{Client, ClientParams, WriteEvent};
+pub use disconnect::Disconnect;
+pub use node::api::{ApiError, NodeInfo, PublishOpts, ServerSubscribe};
+pub use node::{ClientLimitError, Node};

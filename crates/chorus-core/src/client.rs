@@ -1,0 +1,317 @@
+//! One client connection's protocol state machine.
+//!
+//! The transport feeds complete messages to [`Client::handle_frame`] (commands of a frame run
+//! strictly in order, under the connection's command lock) and runs a single writer that loops
+//! on [`Client::next_write`], which also drives the timers: server pings, the pong deadline
+//! (3012), the stale-connection deadline (3502) and connection expiry (3005). When the
+//! transport ends it calls [`Client::cleanup`].
+
+mod commands;
+mod connect;
+mod subscribe;
+pub(crate) mod subscribe_api;
+mod timers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chorus_protocol::codes::{self, DisconnectCode, ErrorCode};
+use chorus_protocol::{
+    decode_commands, encode_reply, join_frame, ClientInfo, Command, Protocol, Reply,
+};
+
+use crate::disconnect::Disconnect;
+use crate::hub::subscriber::Subscriber;
+use crate::metrics;
+use crate::node::Node;
+use crate::outbound::{Outbound, Taken};
+
+/// How the transport describes a new connection.
+#[derive(Debug, Clone)]
+pub struct ClientParams {
+    pub protocol: Protocol,
+    /// Transport name for logs and metrics, e.g. "websocket".
+    pub transport: &'static str,
+    pub remote_addr: Option<SocketAddr>,
+}
+
+/// What the connection's single writer must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteEvent {
+    /// One transport frame: several messages already packed (text for JSON, binary for
+    /// Protobuf).
+    Frame(Bytes),
+    /// Write a close frame with this code and reason, then stop writing.
+    Close(Disconnect),
+}
+
+/// Why a command failed: an error reply, or a disconnect.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Error(chorus_protocol::Error),
+    Disconnect(Disconnect),
+}
+
+impl From<ErrorCode> for Fail {
+    fn from(e: ErrorCode) -> Self {
+        Fail::Error(e.to_error())
+    }
+}
+
+impl From<DisconnectCode> for Fail {
+    fn from(d: DisconnectCode) -> Self {
+        Fail::Disconnect(d.into())
+    }
+}
+
+/// One subscription as the connection sees it.
+#[derive(Debug)]
+pub(crate) struct ClientSub {
+    pub(crate) subscriber: Arc<Subscriber>,
+    pub(crate) server_side: bool,
+    pub(crate) presence: bool,
+    pub(crate) join_leave: bool,
+    pub(crate) chan_info: Bytes,
+    /// Unix seconds; the subscription ends (2501) if not refreshed by then.
+    pub(crate) expires_at: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) connected: bool,
+    pub(crate) user: Arc<str>,
+    pub(crate) conn_info: Bytes,
+    /// Unix seconds; the connection ends (3005) if not refreshed by then (+ grace).
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) subs: HashMap<Arc<str>, ClientSub>,
+}
+
+pub struct Client {
+    node: Node,
+    me: Weak<Client>,
+    id: Arc<str>,
+    params: ClientParams,
+    outbound: Arc<Outbound>,
+    /// Serializes command processing with server-API-initiated changes of this connection.
+    cmd_lock: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    timers: Mutex<timers::Timers>,
+    cleaned: AtomicBool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("protocol", &self.params.protocol)
+            .finish()
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Client {
+    pub(crate) fn new(node: Node, params: ClientParams) -> Arc<Client> {
+        let opts = &node.options().client;
+        let outbound = Arc::new(Outbound::new(opts.queue_max_size));
+        let timers = timers::Timers::new(opts);
+        Arc::new_cyclic(|me| Client {
+            node: node.clone(),
+            me: me.clone(),
+            id: Arc::from(uuid::Uuid::new_v4().to_string()),
+            params,
+            outbound,
+            cmd_lock: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State::default()),
+            timers: Mutex::new(timers),
+            cleaned: AtomicBool::new(false),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.params.protocol
+    }
+
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.params.remote_addr
+    }
+
+    pub(crate) fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The authenticated user ("" before connect and for anonymous connections).
+    pub fn user(&self) -> Arc<str> {
+        self.lock_state().user.clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.lock_state().connected
+    }
+
+    pub(crate) fn info(&self, chan_info: Bytes) -> ClientInfo {
+        let st = self.lock_state();
+        ClientInfo {
+            user: st.user.to_string(),
+            client: self.id.to_string(),
+            conn_info: st.conn_info.clone(),
+            chan_info,
+        }
+    }
+
+    /// Server-initiated close (idempotent; the first one wins).
+    pub fn disconnect(&self, d: Disconnect) {
+        let code = d.code;
+        if self.outbound.close(d) {
+            tracing::debug!(client = %self.id, code, "disconnecting client");
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.outbound.is_closed()
+    }
+
+    /// Resolves once a disconnect was requested.
+    pub async fn closed(&self) {
+        self.outbound.closed().await
+    }
+
+    /// Encodes and enqueues one reply; a payload the client's encoding cannot carry closes it
+    /// with 3506.
+    pub(crate) fn send(&self, reply: &Reply) {
+        match encode_reply(self.params.protocol, reply) {
+            Ok(bytes) => {
+                self.outbound.push(bytes);
+            }
+            Err(e) => {
+                tracing::debug!(client = %self.id, error = %e, "reply cannot be encoded");
+                self.disconnect(codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
+            }
+        }
+    }
+
+    /// Decodes and runs the commands of one complete transport message, strictly in order.
+    pub async fn handle_frame(&self, frame: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        let commands = match decode_commands(self.params.protocol, frame) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(client = %self.id, error = %e, "malformed frame");
+                metrics::bad_frame("decode");
+                self.disconnect(codes::DISCONNECT_BAD_REQUEST.into());
+                return;
+            }
+        };
+        let _serial = self.cmd_lock.lock().await;
+        for command in commands {
+            if self.is_closed() {
+                break;
+            }
+            if let Err(d) = self.dispatch(command).await {
+                self.disconnect(d);
+                break;
+            }
+        }
+    }
+
+    async fn dispatch(&self, cmd: Command) -> Result<(), Disconnect> {
+        let id = cmd.id;
+        let method = commands::method_name(&cmd);
+        if method == "pong" {
+            self.on_pong();
+            return Ok(());
+        }
+        if id == 0 && method != "send" {
+            metrics::bad_frame("no_id");
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        let connected = self.is_connected();
+        if method != "connect" && !connected {
+            metrics::bad_frame("not_connected");
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        let started = Instant::now();
+        let result = self.run_command(cmd, connected).await;
+        metrics::command(method, started.elapsed());
+        match result {
+            Ok(Some(reply)) => {
+                self.send(&reply);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(Fail::Error(error)) => {
+                metrics::command_error(method, error.code);
+                self.send(&Reply {
+                    id,
+                    error: Some(error),
+                    ..Default::default()
+                });
+                if method == "connect" {
+                    // After a failed connect the server stops reading and closes.
+                    return Err(codes::DISCONNECT_CONNECTION_CLOSED.into());
+                }
+                Ok(())
+            }
+            Err(Fail::Disconnect(d)) => Err(d),
+        }
+    }
+
+    /// Packs what is queued into the next frame, or runs due timers, or waits. Cancel-safe.
+    pub async fn next_write(&self) -> WriteEvent {
+        let opts = &self.node.options().client;
+        let max_messages = opts.write_batch_max_messages.max(1);
+        let max_bytes = opts.write_batch_max_bytes.max(1);
+        loop {
+            if let Some(taken) = self.outbound.try_take(max_messages, max_bytes) {
+                return match taken {
+                    Taken::Messages(m) => WriteEvent::Frame(join_frame(self.params.protocol, &m)),
+                    Taken::Close(d) => {
+                        metrics::disconnect(d.code);
+                        WriteEvent::Close(d)
+                    }
+                };
+            }
+            match self.next_deadline() {
+                Some(deadline) => {
+                    tokio::select! {
+                        _ = self.outbound.wait() => {}
+                        _ = tokio::time::sleep_until(deadline) => self.on_timers(),
+                    }
+                }
+                None => self.outbound.wait().await,
+            }
+        }
+    }
+
+    /// Removes everything this connection holds: subscriptions (with presence removal and
+    /// leave events), hub registration. Idempotent; call once the transport is gone.
+    pub async fn cleanup(&self) {
+        if self.cleaned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.outbound
+            .close(codes::DISCONNECT_CONNECTION_CLOSED.into());
+        let _serial = self.cmd_lock.lock().await;
+        let channels: Vec<Arc<str>> = self.lock_state().subs.keys().cloned().collect();
+        for channel in channels {
+            self.remove_subscription(&channel, None).await;
+        }
+        let user = self.user();
+        self.node.unregister_client(&self.id, &user);
+    }
+}

@@ -1,0 +1,240 @@
+//! Command dispatch and the simple commands: publish, presence, presence_stats, history, and
+//! the ones chorus answers with the protocol's "not available" codes (rpc, send, ping).
+
+use chorus_protocol::codes;
+use chorus_protocol::{
+    Command, HistoryRequest, HistoryResult, PresenceRequest, PresenceResult, PresenceStatsRequest,
+    Publication, PublishRequest, Reply,
+};
+
+use super::{Client, Fail};
+use crate::broker::{BrokerError, HistoryQuery};
+use crate::channel::{self, Asker};
+use crate::metrics;
+use crate::options::ChannelOptions;
+
+/// The command's method, for dispatch, logs and metric labels.
+pub(crate) fn method_name(cmd: &Command) -> &'static str {
+    if cmd.connect.is_some() {
+        "connect"
+    } else if cmd.subscribe.is_some() {
+        "subscribe"
+    } else if cmd.unsubscribe.is_some() {
+        "unsubscribe"
+    } else if cmd.publish.is_some() {
+        "publish"
+    } else if cmd.presence.is_some() {
+        "presence"
+    } else if cmd.presence_stats.is_some() {
+        "presence_stats"
+    } else if cmd.history.is_some() {
+        "history"
+    } else if cmd.ping.is_some() {
+        "ping"
+    } else if cmd.send.is_some() {
+        "send"
+    } else if cmd.rpc.is_some() {
+        "rpc"
+    } else if cmd.refresh.is_some() {
+        "refresh"
+    } else if cmd.sub_refresh.is_some() {
+        "sub_refresh"
+    } else if cmd.id == 0 {
+        "pong"
+    } else {
+        "unknown"
+    }
+}
+
+impl Client {
+    /// Runs one command. `Ok(Some)` is a reply to queue; `Ok(None)` means the handler queued
+    /// its own reply (connect and subscribe must order pushes after it).
+    pub(super) async fn run_command(
+        &self,
+        cmd: Command,
+        connected: bool,
+    ) -> Result<Option<Reply>, Fail> {
+        let id = cmd.id;
+        if let Some(req) = cmd.connect {
+            if connected {
+                return Err(codes::DISCONNECT_BAD_REQUEST.into());
+            }
+            return self.cmd_connect(id, req).await.map(|()| None);
+        }
+        if let Some(req) = cmd.subscribe {
+            return self.cmd_subscribe(id, req).await.map(|()| None);
+        }
+        if let Some(req) = cmd.unsubscribe {
+            return self.cmd_unsubscribe(id, req).await.map(Some);
+        }
+        if let Some(req) = cmd.publish {
+            return self.cmd_publish(id, req).await.map(Some);
+        }
+        if let Some(req) = cmd.presence {
+            return self.cmd_presence(id, req).await.map(Some);
+        }
+        if let Some(req) = cmd.presence_stats {
+            return self.cmd_presence_stats(id, req).await.map(Some);
+        }
+        if let Some(req) = cmd.history {
+            return self.cmd_history(id, req).await.map(Some);
+        }
+        if let Some(req) = cmd.refresh {
+            return self.cmd_refresh(id, req).await.map(Some);
+        }
+        if let Some(req) = cmd.sub_refresh {
+            return self.cmd_sub_refresh(id, req).await.map(Some);
+        }
+        if cmd.rpc.is_some() {
+            // No RPC handlers are registered on this server.
+            return Err(codes::ERROR_METHOD_NOT_FOUND.into());
+        }
+        if cmd.ping.is_some() {
+            // Protocol v2 pings are server-initiated; the command form is not available.
+            return Err(codes::ERROR_NOT_AVAILABLE.into());
+        }
+        if cmd.send.is_some() {
+            // No asynchronous message handler: the protocol answers with 3508.
+            return Err(codes::DISCONNECT_NOT_AVAILABLE.into());
+        }
+        metrics::bad_frame("unknown_command");
+        Err(codes::DISCONNECT_BAD_REQUEST.into())
+    }
+
+    /// Resolves a channel and who is asking about it.
+    fn channel_asker(&self, channel: &str) -> Result<(ChannelOptions, Asker), Fail> {
+        if channel.is_empty() {
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        let options = channel::resolve(&self.node.options().channel, channel)?.clone();
+        let st = self.lock_state();
+        let asker = Asker {
+            anonymous: st.user.is_empty(),
+            subscribed: st
+                .subs
+                .get(channel)
+                .is_some_and(|s| !s.subscriber.is_lost()),
+            insecure: self.node.options().client.insecure,
+        };
+        Ok((options, asker))
+    }
+
+    async fn cmd_publish(&self, id: u32, req: PublishRequest) -> Result<Reply, Fail> {
+        let (options, asker) = self.channel_asker(&req.channel)?;
+        if req.data.is_empty() {
+            return Err(codes::ERROR_BAD_REQUEST.into());
+        }
+        if !channel::can_publish(&options, asker) {
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        let chan_info = self
+            .lock_state()
+            .subs
+            .get(req.channel.as_str())
+            .map(|s| s.chan_info.clone())
+            .unwrap_or_default();
+        let publication = Publication {
+            data: req.data,
+            info: Some(self.info(chan_info)),
+            ..Default::default()
+        };
+        let opts = self.node.publish_options(&options, false, None);
+        if let Err(e) = self
+            .node
+            .broker()
+            .publish(&req.channel, publication, &opts)
+            .await
+        {
+            tracing::warn!(error = %e, "client publish failed");
+            return Err(codes::ERROR_INTERNAL.into());
+        }
+        metrics::publication("client");
+        Ok(Reply {
+            id,
+            publish: Some(Default::default()),
+            ..Default::default()
+        })
+    }
+
+    async fn cmd_presence(&self, id: u32, req: PresenceRequest) -> Result<Reply, Fail> {
+        let (options, asker) = self.channel_asker(&req.channel)?;
+        if !options.presence {
+            return Err(codes::ERROR_NOT_AVAILABLE.into());
+        }
+        if !channel::can_presence(&options, asker) {
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        let presence = self
+            .node
+            .presence_store()
+            .get(&req.channel)
+            .await
+            .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
+        Ok(Reply {
+            id,
+            presence: Some(PresenceResult { presence }),
+            ..Default::default()
+        })
+    }
+
+    async fn cmd_presence_stats(&self, id: u32, req: PresenceStatsRequest) -> Result<Reply, Fail> {
+        let (options, asker) = self.channel_asker(&req.channel)?;
+        if !options.presence {
+            return Err(codes::ERROR_NOT_AVAILABLE.into());
+        }
+        if !channel::can_presence(&options, asker) {
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        let stats = self
+            .node
+            .presence_store()
+            .stats(&req.channel)
+            .await
+            .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
+        Ok(Reply {
+            id,
+            presence_stats: Some(stats),
+            ..Default::default()
+        })
+    }
+
+    async fn cmd_history(&self, id: u32, req: HistoryRequest) -> Result<Reply, Fail> {
+        let (options, asker) = self.channel_asker(&req.channel)?;
+        if !options.history_enabled() {
+            return Err(codes::ERROR_NOT_AVAILABLE.into());
+        }
+        if !channel::can_history(&options, asker) {
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        let max = self.node.options().client.history_max_publication_limit;
+        let limit = match usize::try_from(req.limit) {
+            Ok(n) if n <= max => n,
+            _ => max,
+        };
+        if req.reverse && req.since.as_ref().is_some_and(|s| s.offset == 0) {
+            return Err(codes::ERROR_BAD_REQUEST.into());
+        }
+        let query = HistoryQuery {
+            since: req.since,
+            limit: Some(limit),
+            reverse: req.reverse,
+            meta_ttl: self.node.meta_ttl(&options),
+        };
+        let page = match self.node.broker().history(&req.channel, query).await {
+            Ok(p) => p,
+            Err(BrokerError::UnrecoverablePosition) => {
+                return Err(codes::ERROR_UNRECOVERABLE_POSITION.into())
+            }
+            Err(_) => return Err(codes::ERROR_INTERNAL.into()),
+        };
+        Ok(Reply {
+            id,
+            history: Some(HistoryResult {
+                publications: page.publications,
+                epoch: page.position.epoch,
+                offset: page.position.offset,
+            }),
+            ..Default::default()
+        })
+    }
+}

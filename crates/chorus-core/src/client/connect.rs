@@ -1,0 +1,168 @@
+//! The `connect` command: authentication, server-side subscriptions, the connect reply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chorus_protocol::codes;
+use chorus_protocol::{ConnectRequest, ConnectResult, Reply, StreamPosition};
+
+use super::subscribe::SubscribeSpec;
+use super::{unix_now, Client, Fail};
+use crate::auth::{ConnectionClaims, ServerSubOptions, TokenError};
+use crate::channel;
+
+impl Client {
+    pub(super) async fn cmd_connect(&self, id: u32, req: ConnectRequest) -> Result<(), Fail> {
+        let node = self.node.clone();
+        let opts = &node.options().client;
+        let claims = if !req.token.is_empty() {
+            match node.tokens().verify_connection(&req.token) {
+                Ok(c) => c,
+                Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
+                Err(TokenError::Invalid(reason)) => {
+                    tracing::debug!(client = %self.id, %reason, "invalid connection token");
+                    return Err(codes::DISCONNECT_INVALID_TOKEN.into());
+                }
+            }
+        } else if opts.insecure {
+            ConnectionClaims::default()
+        } else {
+            tracing::debug!(client = %self.id, "client credentials not found");
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        };
+        let expires_at = claims.expires_at();
+        if expires_at.is_some_and(|t| t <= unix_now()) {
+            return Err(codes::ERROR_TOKEN_EXPIRED.into());
+        }
+        let user: Arc<str> = Arc::from(claims.user.as_str());
+        if opts.user_connection_limit > 0
+            && !user.is_empty()
+            && node.hub().user_connection_count(&user) >= opts.user_connection_limit
+        {
+            return Err(codes::DISCONNECT_CONNECTION_LIMIT.into());
+        }
+        {
+            let mut st = self.lock_state();
+            st.connected = true;
+            st.user = user.clone();
+            st.conn_info = claims.info.clone();
+            st.expires_at = expires_at;
+        }
+        node.hub().add_user(user, &self.id);
+
+        // Server-side subscriptions: the `channels` claim, then `subs` with options.
+        let mut server_subs: Vec<(String, ServerSubOptions)> = claims
+            .channels
+            .iter()
+            .map(|c| (c.clone(), ServerSubOptions::default()))
+            .collect();
+        let mut extra: Vec<(String, ServerSubOptions)> = claims.subs.into_iter().collect();
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        for (ch, o) in extra {
+            match server_subs.iter_mut().find(|(c, _)| *c == ch) {
+                Some(existing) => existing.1 = o,
+                None => server_subs.push((ch, o)),
+            }
+        }
+        if server_subs.len() > opts.channel_limit {
+            return Err(codes::DISCONNECT_CHANNEL_LIMIT.into());
+        }
+        let mut results = HashMap::new();
+        let mut prepared = Vec::new();
+        for (ch, sub_opts) in server_subs {
+            let ns_opts = match channel::resolve(&node.options().channel, &ch) {
+                Ok(o) => o.clone(),
+                Err(e) => return Err(e.into()),
+            };
+            let recover = req
+                .subs
+                .get(&ch)
+                .filter(|r| r.recover)
+                .map(|r| StreamPosition {
+                    offset: r.offset,
+                    epoch: r.epoch.clone(),
+                });
+            let spec = SubscribeSpec::server_side(ch.clone(), ns_opts, &sub_opts, recover);
+            let (result, p) = self.subscribe_prepare(spec).await?;
+            results.insert(ch, result);
+            prepared.push(p);
+        }
+
+        let ping = opts.ping_interval.get().as_secs();
+        let ttl = expires_at.map(|t| t.saturating_sub(unix_now()).max(0));
+        let result = ConnectResult {
+            client: self.id.to_string(),
+            version: node.options().version.clone(),
+            expires: ttl.is_some(),
+            ttl: ttl
+                .map(|t| u32::try_from(t).unwrap_or(u32::MAX))
+                .unwrap_or(0),
+            subs: results,
+            ping: u32::try_from(ping).unwrap_or(u32::MAX),
+            pong: ping > 0 && !opts.pong_timeout.is_zero(),
+            time: if opts.connect_include_server_time {
+                i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis())
+                        .unwrap_or(0),
+                )
+                .unwrap_or(0)
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        self.send(&Reply {
+            id,
+            connect: Some(result),
+            ..Default::default()
+        });
+        for p in prepared {
+            self.subscribe_finish(p).await;
+        }
+        self.start_session_timers();
+        self.schedule_expiry_check();
+        Ok(())
+    }
+
+    pub(super) async fn cmd_refresh(
+        &self,
+        id: u32,
+        req: chorus_protocol::RefreshRequest,
+    ) -> Result<Reply, Fail> {
+        let claims = match self.node.tokens().verify_connection(&req.token) {
+            Ok(c) => c,
+            Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
+            Err(TokenError::Invalid(_)) => return Err(codes::DISCONNECT_INVALID_TOKEN.into()),
+        };
+        if *claims.user != *self.user() {
+            return Err(codes::DISCONNECT_INVALID_TOKEN.into());
+        }
+        let expires_at = claims.expires_at();
+        if expires_at.is_some_and(|t| t <= unix_now()) {
+            return Err(codes::ERROR_TOKEN_EXPIRED.into());
+        }
+        {
+            let mut st = self.lock_state();
+            st.expires_at = expires_at;
+            if !claims.info.is_empty() {
+                st.conn_info = claims.info;
+            }
+        }
+        self.schedule_expiry_check();
+        let ttl = expires_at.map(|t| t.saturating_sub(unix_now()).max(0));
+        Ok(Reply {
+            id,
+            refresh: Some(chorus_protocol::RefreshResult {
+                client: self.id.to_string(),
+                version: self.node.options().version.clone(),
+                expires: ttl.is_some(),
+                ttl: ttl
+                    .map(|t| u32::try_from(t).unwrap_or(u32::MAX))
+                    .unwrap_or(0),
+            }),
+            ..Default::default()
+        })
+    }
+}

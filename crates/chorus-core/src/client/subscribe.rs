@@ -1,0 +1,487 @@
+//! Subscribing and unsubscribing: permission checks, the buffered join of the hub, stream
+//! positioning and recovery, presence, join/leave.
+//!
+//! Order of a subscribe (the no-gap/no-duplicate argument): (1) the subscriber joins the hub in
+//! its buffering phase, (2) the node makes sure the broker delivers the channel, (3) the stream
+//! is read (position or missed publications), (4) the reply is queued, (5) the buffer is
+//! released, skipping offsets the reply covered. Anything published after (1) is buffered;
+//! anything before (3) is in the stream read — so the client gets everything exactly once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chorus_protocol::codes::{self, UnsubscribeCode};
+use chorus_protocol::{
+    ClientInfo, Reply, StreamPosition, SubRefreshRequest, SubRefreshResult, SubscribeRequest,
+    SubscribeResult,
+};
+
+use super::{unix_now, Client, ClientSub, Fail};
+use crate::auth::{ServerSubOptions, SubscribeOverride, TokenError};
+use crate::broker::{BrokerError, HistoryQuery};
+use crate::channel::{self, Asker};
+use crate::hub::encoded::Encoded;
+use crate::hub::subscriber::Subscriber;
+use crate::metrics;
+use crate::options::ChannelOptions;
+
+/// Everything decided about a subscription before it is made.
+#[derive(Debug)]
+pub(crate) struct SubscribeSpec {
+    pub(crate) channel: String,
+    pub(crate) options: ChannelOptions,
+    pub(crate) server_side: bool,
+    pub(crate) positioned: bool,
+    pub(crate) recoverable: bool,
+    pub(crate) push_join_leave: bool,
+    pub(crate) chan_info: Bytes,
+    pub(crate) data: Bytes,
+    pub(crate) expires_at: Option<i64>,
+    /// The client's last position when it asked for recovery.
+    pub(crate) recover: Option<StreamPosition>,
+    /// Subscribe flag 2: answer 112 instead of `recovered: false`.
+    pub(crate) reject_unrecovered: bool,
+}
+
+fn apply_override(o: &mut ChannelOptions, ov: &SubscribeOverride) {
+    if let Some(v) = ov.presence {
+        o.presence = v;
+    }
+    if let Some(v) = ov.join_leave {
+        o.join_leave = v;
+    }
+    if let Some(v) = ov.force_push_join_leave {
+        o.force_push_join_leave = v;
+    }
+    if let Some(v) = ov.force_positioning {
+        o.force_positioning = v;
+    }
+    if let Some(v) = ov.force_recovery {
+        o.force_recovery = v;
+    }
+}
+
+impl SubscribeSpec {
+    /// A server-side subscription (token `channels`/`subs`, server API): no permission checks.
+    pub(crate) fn server_side(
+        channel: String,
+        mut options: ChannelOptions,
+        sub: &ServerSubOptions,
+        recover: Option<StreamPosition>,
+    ) -> Self {
+        apply_override(&mut options, &sub.override_options);
+        let history = options.history_enabled();
+        let recoverable = history && options.force_recovery;
+        SubscribeSpec {
+            channel,
+            positioned: history && (options.force_positioning || recoverable),
+            recoverable,
+            push_join_leave: options.join_leave,
+            options,
+            server_side: true,
+            chan_info: sub.info.clone(),
+            data: sub.data.clone(),
+            expires_at: None,
+            recover: if recoverable { recover } else { None },
+            reject_unrecovered: false,
+        }
+    }
+}
+
+/// A subscription made but not yet live (its reply is not queued yet).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    subscriber: Arc<Subscriber>,
+    offset: u64,
+    epoch: String,
+    join: Option<ClientInfo>,
+}
+
+impl Client {
+    /// Checks a client subscribe request and decides its options.
+    async fn authorize_subscribe(&self, req: SubscribeRequest) -> Result<SubscribeSpec, Fail> {
+        let node = &self.node;
+        let config = &node.options().channel;
+        if req.channel.is_empty() {
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        let mut options = channel::resolve(config, &req.channel)?.clone();
+        if req.r#type != 0 {
+            // Map and shared-poll subscriptions are not supported.
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        let (user, subscribed, count) = {
+            let st = self.lock_state();
+            let existing = st.subs.get(req.channel.as_str());
+            let lost = existing.is_some_and(|s| s.subscriber.is_lost());
+            (st.user.clone(), existing.is_some() && !lost, st.subs.len())
+        };
+        if subscribed {
+            return Err(codes::ERROR_ALREADY_SUBSCRIBED.into());
+        }
+        if count >= node.options().client.channel_limit {
+            return Err(codes::ERROR_LIMIT_EXCEEDED.into());
+        }
+        let insecure = node.options().client.insecure;
+        let asker = Asker {
+            anonymous: user.is_empty(),
+            subscribed: false,
+            insecure,
+        };
+        let mut chan_info = Bytes::new();
+        let mut data = Bytes::new();
+        let mut expires_at = None;
+        if !req.token.is_empty() {
+            let claims = match node.tokens().verify_subscription(&req.token) {
+                Ok(c) => c,
+                Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
+                Err(TokenError::Invalid(_)) => return Err(codes::ERROR_PERMISSION_DENIED.into()),
+            };
+            if claims.channel != req.channel
+                || *claims.user != *user
+                || (!claims.client.is_empty() && *claims.client != *self.id)
+            {
+                return Err(codes::DISCONNECT_INVALID_TOKEN.into());
+            }
+            expires_at = claims.expires_at();
+            if expires_at.is_some_and(|t| t <= unix_now()) {
+                return Err(codes::ERROR_TOKEN_EXPIRED.into());
+            }
+            apply_override(&mut options, &claims.override_options);
+            chan_info = claims.info;
+            data = claims.data;
+        } else if channel::is_private(config, &req.channel) {
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        } else {
+            match channel::user_allowed(config, &req.channel, &user) {
+                Some(true) if options.allow_user_limited_channels => {}
+                Some(_) if !insecure => return Err(codes::ERROR_PERMISSION_DENIED.into()),
+                _ => {
+                    if !channel::can_subscribe(&options, asker) {
+                        return Err(codes::ERROR_PERMISSION_DENIED.into());
+                    }
+                }
+            }
+        }
+        let history = options.history_enabled();
+        let may_read_history = channel::can_history(
+            &options,
+            Asker {
+                subscribed: true,
+                ..asker
+            },
+        );
+        let recoverable = history
+            && (options.force_recovery
+                || (req.recoverable && (options.allow_recovery || may_read_history)));
+        let positioned = history
+            && (recoverable
+                || options.force_positioning
+                || (req.positioned && (options.allow_positioning || may_read_history)));
+        let may_read_presence = channel::can_presence(
+            &options,
+            Asker {
+                subscribed: true,
+                ..asker
+            },
+        );
+        let push_join_leave = options.join_leave
+            && (options.force_push_join_leave || (req.join_leave && may_read_presence));
+        let recover = (req.recover && recoverable).then(|| StreamPosition {
+            offset: req.offset,
+            epoch: req.epoch.clone(),
+        });
+        Ok(SubscribeSpec {
+            channel: req.channel,
+            options,
+            server_side: false,
+            positioned,
+            recoverable,
+            push_join_leave,
+            chan_info,
+            data,
+            expires_at,
+            recover,
+            reject_unrecovered: req.flag & 2 != 0,
+        })
+    }
+
+    pub(super) async fn cmd_subscribe(&self, id: u32, req: SubscribeRequest) -> Result<(), Fail> {
+        let spec = self.authorize_subscribe(req).await?;
+        let (result, prepared) = self.subscribe_prepare(spec).await?;
+        self.send(&Reply {
+            id,
+            subscribe: Some(result),
+            ..Default::default()
+        });
+        self.subscribe_finish(prepared).await;
+        self.schedule_expiry_check();
+        Ok(())
+    }
+
+    /// Makes the subscription up to (not including) going live.
+    pub(crate) async fn subscribe_prepare(
+        &self,
+        spec: SubscribeSpec,
+    ) -> Result<(SubscribeResult, Prepared), Fail> {
+        let node = self.node.clone();
+        let channel: Arc<str> = Arc::from(spec.channel.as_str());
+        // A lost subscription (position gap) is replaced by the new one.
+        let stale = self
+            .lock_state()
+            .subs
+            .get(&channel)
+            .filter(|s| s.subscriber.is_lost())
+            .is_some();
+        if stale {
+            self.remove_subscription(&channel, None).await;
+        }
+        let subscriber = Arc::new(Subscriber::new(
+            self.id.clone(),
+            channel.clone(),
+            self.params.protocol,
+            self.outbound.clone(),
+            spec.push_join_leave,
+            spec.positioned,
+        ));
+        if !node.hub().add_subscriber(subscriber.clone()) {
+            return Err(codes::ERROR_ALREADY_SUBSCRIBED.into());
+        }
+        let rollback = |node: &crate::node::Node| {
+            if node.hub().remove_subscriber(&subscriber) {
+                node.schedule_broker_unsubscribe(&subscriber.channel);
+            }
+        };
+        if let Err(e) = node.ensure_broker_subscribed(&channel).await {
+            tracing::warn!(channel = %channel, error = %e, "broker subscribe failed");
+            rollback(&node);
+            return Err(codes::ERROR_INTERNAL.into());
+        }
+        let mut result = SubscribeResult {
+            data: spec.data.clone(),
+            ..Default::default()
+        };
+        if let Some(t) = spec.expires_at {
+            result.expires = true;
+            result.ttl = u32::try_from(t.saturating_sub(unix_now()).max(0)).unwrap_or(u32::MAX);
+        }
+        let (mut offset, mut epoch) = (0, String::new());
+        if spec.positioned {
+            match self.read_position(&spec, &mut result).await {
+                Ok((o, e)) => (offset, epoch) = (o, e),
+                Err(f) => {
+                    rollback(&node);
+                    return Err(f);
+                }
+            }
+        }
+        let info = self.info(spec.chan_info.clone());
+        if spec.options.presence {
+            if let Err(e) = node.presence_store().add(&channel, info.clone()).await {
+                tracing::warn!(channel = %channel, error = %e, "presence add failed");
+                rollback(&node);
+                return Err(codes::ERROR_INTERNAL.into());
+            }
+        }
+        self.lock_state().subs.insert(
+            channel,
+            ClientSub {
+                subscriber: subscriber.clone(),
+                server_side: spec.server_side,
+                presence: spec.options.presence,
+                join_leave: spec.options.join_leave,
+                chan_info: spec.chan_info,
+                expires_at: spec.expires_at,
+            },
+        );
+        let prepared = Prepared {
+            subscriber,
+            offset,
+            epoch,
+            join: spec.options.join_leave.then_some(info),
+        };
+        Ok((result, prepared))
+    }
+
+    /// Reads the stream position (and missed publications when recovering) into `result`.
+    /// Returns the position the client is at once it has processed the reply.
+    async fn read_position(
+        &self,
+        spec: &SubscribeSpec,
+        result: &mut SubscribeResult,
+    ) -> Result<(u64, String), Fail> {
+        let node = &self.node;
+        let broker = node.broker();
+        let meta_ttl = node.meta_ttl(&spec.options);
+        result.positioned = true;
+        result.recoverable = spec.recoverable;
+        let top_only = HistoryQuery {
+            since: None,
+            limit: Some(0),
+            reverse: false,
+            meta_ttl,
+        };
+        let Some(since) = spec.recover.clone() else {
+            let page = broker
+                .history(&spec.channel, top_only)
+                .await
+                .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
+            result.offset = page.position.offset;
+            result.epoch = page.position.epoch.clone();
+            return Ok((page.position.offset, page.position.epoch));
+        };
+        result.was_recovering = true;
+        let limit = node.options().client.recovery_max_publication_limit;
+        let query = HistoryQuery {
+            since: Some(since.clone()),
+            limit: Some(limit),
+            reverse: false,
+            meta_ttl,
+        };
+        let (publications, top) = match broker.history(&spec.channel, query).await {
+            Ok(page) => (page.publications, page.position),
+            Err(BrokerError::UnrecoverablePosition) => {
+                let page = broker
+                    .history(&spec.channel, top_only)
+                    .await
+                    .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
+                (Vec::new(), page.position)
+            }
+            Err(_) => return Err(codes::ERROR_INTERNAL.into()),
+        };
+        let epoch_ok = since.epoch.is_empty() || since.epoch == top.epoch;
+        let recovered = epoch_ok
+            && match (publications.first(), publications.last()) {
+                (None, _) => top.offset == since.offset,
+                (Some(first), Some(last)) => {
+                    first.offset == since.offset + 1 && last.offset == top.offset
+                }
+                _ => false,
+            };
+        metrics::recover(recovered);
+        result.epoch = top.epoch.clone();
+        if recovered {
+            result.recovered = true;
+            result.offset = since.offset;
+            result.publications = publications;
+        } else if spec.reject_unrecovered {
+            return Err(codes::ERROR_UNRECOVERABLE_POSITION.into());
+        } else {
+            result.offset = top.offset;
+        }
+        Ok((top.offset, top.epoch))
+    }
+
+    /// Releases buffered deliveries after the reply and announces the join.
+    pub(crate) async fn subscribe_finish(&self, p: Prepared) {
+        p.subscriber.go_live(p.offset, &p.epoch);
+        if let Some(info) = p.join {
+            if let Err(e) = self
+                .node
+                .broker()
+                .publish_join(&p.subscriber.channel, info)
+                .await
+            {
+                tracing::debug!(error = %e, "join publish failed");
+            }
+        }
+    }
+
+    /// Removes a subscription: hub, presence, leave event, and an optional unsubscribe push.
+    /// Returns false if the client was not subscribed.
+    pub(crate) async fn remove_subscription(
+        &self,
+        channel: &str,
+        push: Option<UnsubscribeCode>,
+    ) -> bool {
+        let Some(sub) = self.lock_state().subs.remove(channel) else {
+            return false;
+        };
+        let node = self.node.clone();
+        if node.hub().remove_subscriber(&sub.subscriber) {
+            node.schedule_broker_unsubscribe(channel);
+        }
+        if let Some(code) = push {
+            if let Some(m) = Encoded::unsubscribe(channel, code).get(self.params.protocol) {
+                self.outbound.push(m);
+            }
+        }
+        if sub.presence {
+            if let Err(e) = node.presence_store().remove(channel, &self.id).await {
+                tracing::debug!(error = %e, "presence remove failed");
+            }
+        }
+        if sub.join_leave {
+            let info = self.info(sub.chan_info.clone());
+            if let Err(e) = node.broker().publish_leave(channel, info).await {
+                tracing::debug!(error = %e, "leave publish failed");
+            }
+        }
+        true
+    }
+
+    pub(super) async fn cmd_unsubscribe(
+        &self,
+        id: u32,
+        req: chorus_protocol::UnsubscribeRequest,
+    ) -> Result<Reply, Fail> {
+        if req.channel.is_empty() {
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        // Server-side subscriptions are the server's to end, not the client's.
+        let server_side = self
+            .lock_state()
+            .subs
+            .get(req.channel.as_str())
+            .is_some_and(|s| s.server_side);
+        if !server_side {
+            self.remove_subscription(&req.channel, None).await;
+            self.schedule_expiry_check();
+        }
+        Ok(Reply {
+            id,
+            unsubscribe: Some(Default::default()),
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn cmd_sub_refresh(
+        &self,
+        id: u32,
+        req: SubRefreshRequest,
+    ) -> Result<Reply, Fail> {
+        if req.channel.is_empty() || req.token.is_empty() {
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        if !self.lock_state().subs.contains_key(req.channel.as_str()) {
+            return Err(codes::ERROR_BAD_REQUEST.into());
+        }
+        let claims = match self.node.tokens().verify_subscription(&req.token) {
+            Ok(c) => c,
+            Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
+            Err(TokenError::Invalid(_)) => return Err(codes::ERROR_PERMISSION_DENIED.into()),
+        };
+        if claims.channel != req.channel || *claims.user != *self.user() {
+            return Err(codes::DISCONNECT_INVALID_TOKEN.into());
+        }
+        let expires_at = claims.expires_at();
+        if expires_at.is_some_and(|t| t <= unix_now()) {
+            return Err(codes::ERROR_TOKEN_EXPIRED.into());
+        }
+        if let Some(s) = self.lock_state().subs.get_mut(req.channel.as_str()) {
+            s.expires_at = expires_at;
+        }
+        self.schedule_expiry_check();
+        let ttl = expires_at.map(|t| t.saturating_sub(unix_now()).max(0));
+        Ok(Reply {
+            id,
+            sub_refresh: Some(SubRefreshResult {
+                expires: ttl.is_some(),
+                ttl: ttl
+                    .map(|t| u32::try_from(t).unwrap_or(u32::MAX))
+                    .unwrap_or(0),
+            }),
+            ..Default::default()
+        })
+    }
+}

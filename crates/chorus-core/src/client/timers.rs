@@ -1,0 +1,170 @@
+//! Connection timers, driven by the writer loop (no task of their own): the stale deadline
+//! before `connect` (3502), server pings and the pong deadline (3012), connection expiry
+//! (3005) and subscription expiry (unsubscribe 2501).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_protocol::codes;
+use chorus_protocol::ping_message;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::{unix_now, Client};
+use crate::options::ClientOptions;
+
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    /// Close with 3502 if not connected by then.
+    stale: Option<Instant>,
+    next_ping: Option<Instant>,
+    /// Close with 3012 if no pong by then.
+    pong_deadline: Option<Instant>,
+    /// Check connection and subscription expiry at this instant.
+    expiry_check: Option<Instant>,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+}
+
+impl Timers {
+    pub(crate) fn new(opts: &ClientOptions) -> Self {
+        Timers {
+            stale: (!opts.stale_close_delay.is_zero())
+                .then(|| Instant::now() + opts.stale_close_delay.get()),
+            ping_interval: opts.ping_interval.get(),
+            pong_timeout: opts.pong_timeout.get(),
+            ..Default::default()
+        }
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        [
+            self.stale,
+            self.next_ping,
+            self.pong_deadline,
+            self.expiry_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// Converts a unix time (seconds) into a tokio instant (now if in the past).
+fn instant_at(unix: i64, grace: Duration) -> Instant {
+    let delta = u64::try_from(unix.saturating_sub(unix_now())).unwrap_or(0);
+    Instant::now() + Duration::from_secs(delta) + grace
+}
+
+impl Client {
+    fn lock_timers(&self) -> std::sync::MutexGuard<'_, Timers> {
+        self.timers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.lock_timers().earliest()
+    }
+
+    /// Called after a successful connect: stop the stale timer, start pings (first one at a
+    /// random point in [interval/2, interval) so mass reconnects do not ping in lockstep).
+    pub(super) fn start_session_timers(&self) {
+        let mut t = self.lock_timers();
+        t.stale = None;
+        if !t.ping_interval.is_zero() {
+            let half = t.ping_interval / 2;
+            let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+            t.next_ping = Some(Instant::now() + half + Duration::from_millis(jitter));
+        }
+    }
+
+    /// Re-arms the expiry check after connect/refresh/subscribe changed an expiry.
+    pub(crate) fn schedule_expiry_check(&self) {
+        let grace = self.node.options().client.expired_close_delay.get();
+        let st = self.lock_state();
+        let conn = st.expires_at.map(|t| instant_at(t, grace));
+        let subs = st
+            .subs
+            .values()
+            .filter_map(|s| s.expires_at)
+            .min()
+            .map(|t| instant_at(t, Duration::ZERO));
+        drop(st);
+        self.lock_timers().expiry_check = [conn, subs].into_iter().flatten().min();
+    }
+
+    pub(super) fn on_pong(&self) {
+        self.lock_timers().pong_deadline = None;
+    }
+
+    /// Runs whatever timers are due.
+    pub(super) fn on_timers(&self) {
+        let now = Instant::now();
+        let mut t = self.lock_timers();
+        if t.stale.is_some_and(|d| now >= d) {
+            t.stale = None;
+            drop(t);
+            self.disconnect(codes::DISCONNECT_STALE.into());
+            return;
+        }
+        if t.pong_deadline.is_some_and(|d| now >= d) {
+            t.pong_deadline = None;
+            drop(t);
+            self.disconnect(codes::DISCONNECT_NO_PONG.into());
+            return;
+        }
+        if t.next_ping.is_some_and(|d| now >= d) {
+            t.next_ping = Some(now + t.ping_interval);
+            if !t.pong_timeout.is_zero() && t.pong_deadline.is_none() {
+                t.pong_deadline = Some(now + t.pong_timeout);
+            }
+            self.outbound.push(ping_message(self.params.protocol));
+        }
+        if t.expiry_check.is_some_and(|d| now >= d) {
+            t.expiry_check = None;
+            drop(t);
+            self.check_expiry();
+        }
+    }
+
+    fn check_expiry(&self) {
+        let now = unix_now();
+        let grace = i64::try_from(
+            self.node
+                .options()
+                .client
+                .expired_close_delay
+                .get()
+                .as_secs(),
+        )
+        .unwrap_or(i64::MAX);
+        let st = self.lock_state();
+        if st
+            .expires_at
+            .is_some_and(|t| t.saturating_add(grace) <= now)
+        {
+            drop(st);
+            self.disconnect(codes::DISCONNECT_EXPIRED.into());
+            return;
+        }
+        let expired: Vec<Arc<str>> = st
+            .subs
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
+            .map(|(c, _)| c.clone())
+            .collect();
+        drop(st);
+        if !expired.is_empty() {
+            if let Some(me) = self.me.upgrade() {
+                self.node.spawn(async move {
+                    let _serial = me.cmd_lock.lock().await;
+                    for channel in expired {
+                        me.remove_subscription(&channel, Some(codes::UNSUBSCRIBE_EXPIRED))
+                            .await;
+                    }
+                    me.schedule_expiry_check();
+                });
+            }
+        }
+        self.schedule_expiry_check();
+    }
+}

@@ -1,0 +1,249 @@
+//! The hub: sharded maps of this node's connections and of channel → local subscribers, and
+//! the fan-out.
+//!
+//! Fan-out looks a channel up in a dashmap shard, clones its `Arc`, releases the shard, then
+//! walks the subscribers under the channel's read lock, enqueueing one shared `Bytes` per
+//! subscriber. Nothing here awaits a client. The push is encoded once per protocol
+//! ([`encoded::Encoded`]).
+
+pub mod encoded;
+pub mod subscriber;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use chorus_protocol::{ClientInfo, Publication};
+use dashmap::DashMap;
+
+use crate::client::Client;
+use crate::metrics;
+use encoded::Encoded;
+use subscriber::{Delivery, Subscriber};
+
+type Subs = HashMap<Arc<str>, Arc<Subscriber>>;
+
+#[derive(Debug, Default)]
+pub(crate) struct ChannelEntry {
+    subs: RwLock<Subs>,
+}
+
+impl ChannelEntry {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Subs> {
+        self.subs.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Subs> {
+        self.subs.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Default)]
+pub struct Hub {
+    clients: DashMap<Arc<str>, Arc<Client>>,
+    users: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    channels: DashMap<Arc<str>, Arc<ChannelEntry>>,
+    /// Serializes broker subscribe/unsubscribe per channel; the flag says "subscribed".
+    broker_state: DashMap<Arc<str>, Arc<tokio::sync::Mutex<bool>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("clients", &self.clients.len())
+            .field("channels", &self.channels.len())
+            .finish()
+    }
+}
+
+impl Hub {
+    // ----- connections -------------------------------------------------------------------
+
+    /// Registers a new connection (before it authenticates).
+    pub(crate) fn add_client(&self, client: Arc<Client>) {
+        self.clients.insert(Arc::from(client.id()), client);
+    }
+
+    /// Indexes an authenticated connection by its user.
+    pub(crate) fn add_user(&self, user: Arc<str>, client_id: &str) {
+        self.users
+            .entry(user)
+            .or_default()
+            .insert(Arc::from(client_id));
+    }
+
+    pub(crate) fn remove_client(&self, id: &str, user: &Arc<str>) {
+        self.clients.remove(id);
+        let empty = match self.users.get_mut(user) {
+            Some(mut set) => {
+                set.remove(id);
+                set.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.users.remove_if(user, |_, set| set.is_empty());
+        }
+    }
+
+    pub(crate) fn user_clients(&self, user: &str) -> Vec<Arc<Client>> {
+        let Some(ids) = self
+            .users
+            .get(user)
+            .map(|s| s.iter().cloned().collect::<Vec<_>>())
+        else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| self.clients.get(id).map(|c| c.clone()))
+            .collect()
+    }
+
+    pub(crate) fn user_connection_count(&self, user: &str) -> usize {
+        self.users.get(user).map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn all_clients(&self) -> Vec<Arc<Client>> {
+        self.clients.iter().map(|e| e.value().clone()).collect()
+    }
+
+    pub fn num_clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn num_users(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn num_channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    // ----- subscriptions -----------------------------------------------------------------
+
+    /// Adds a subscriber (in its buffering phase). Returns false if the client already had
+    /// one for this channel.
+    pub(crate) fn add_subscriber(&self, sub: Arc<Subscriber>) -> bool {
+        // Inserting under the shard's write lock orders this against `remove_channel_if_empty`.
+        let entry = self.channels.entry(sub.channel.clone()).or_default();
+        let mut subs = entry.write();
+        if subs.contains_key(&sub.client_id) {
+            return false;
+        }
+        subs.insert(sub.client_id.clone(), sub);
+        metrics::subscriptions_changed(1);
+        true
+    }
+
+    /// Removes the client's subscriber if it is `sub` (a newer one is left alone). Returns
+    /// true when the channel has no local subscriber left.
+    pub(crate) fn remove_subscriber(&self, sub: &Arc<Subscriber>) -> bool {
+        let Some(entry) = self.channels.get(&sub.channel).map(|e| e.clone()) else {
+            return true;
+        };
+        let mut subs = entry.write();
+        if subs
+            .get(&sub.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, sub))
+        {
+            subs.remove(&sub.client_id);
+            metrics::subscriptions_changed(-1);
+        }
+        subs.is_empty()
+    }
+
+    /// Drops the channel entry if nobody is subscribed. Returns true if the channel has no
+    /// local subscribers (entry gone).
+    pub(crate) fn remove_channel_if_empty(&self, channel: &str) -> bool {
+        self.channels.remove_if(channel, |_, e| e.read().is_empty());
+        !self.channels.contains_key(channel)
+    }
+
+    pub fn has_subscribers(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|e| !e.read().is_empty())
+    }
+
+    pub(crate) fn broker_lock(&self, channel: &str) -> Arc<tokio::sync::Mutex<bool>> {
+        if let Some(l) = self.broker_state.get(channel) {
+            return l.clone();
+        }
+        self.broker_state
+            .entry(Arc::from(channel))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the broker lock of a channel nobody uses any more.
+    pub(crate) fn forget_broker_lock(&self, channel: &str) {
+        self.broker_state.remove_if(channel, |_, l| {
+            Arc::strong_count(l) == 1 && l.try_lock().is_ok_and(|g| !*g)
+        });
+    }
+
+    /// Channel → number of local subscribers.
+    pub fn channel_counts(&self) -> HashMap<String, u32> {
+        self.channels
+            .iter()
+            .filter_map(|e| {
+                let n = e.value().read().len();
+                (n > 0).then(|| (e.key().to_string(), u32::try_from(n).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    /// Subscribers of a channel (a snapshot).
+    pub(crate) fn subscribers(&self, channel: &str) -> Vec<Arc<Subscriber>> {
+        self.channels
+            .get(channel)
+            .map(|e| e.read().values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    // ----- fan-out -----------------------------------------------------------------------
+
+    /// Delivers a publication to every local subscriber of the channel.
+    pub fn broadcast_publication(&self, channel: &str, publication: Publication, epoch: &str) {
+        let Some(entry) = self.channels.get(channel).map(|e| e.clone()) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let offset = publication.offset;
+        let epoch: Arc<str> = Arc::from(epoch);
+        let push = Encoded::publication(channel, publication);
+        let subs = entry.read();
+        let mut sent = 0u64;
+        for sub in subs.values() {
+            if sub.deliver_publication(offset, &epoch, &push) == Delivery::Sent {
+                sent += 1;
+            }
+        }
+        drop(subs);
+        metrics::broadcast(sent, started.elapsed());
+    }
+
+    pub fn broadcast_join(&self, channel: &str, info: ClientInfo) {
+        self.broadcast_event(channel, Encoded::join(channel, info));
+    }
+
+    pub fn broadcast_leave(&self, channel: &str, info: ClientInfo) {
+        self.broadcast_event(channel, Encoded::leave(channel, info));
+    }
+
+    fn broadcast_event(&self, channel: &str, push: Encoded) {
+        let Some(entry) = self.channels.get(channel).map(|e| e.clone()) else {
+            return;
+        };
+        let subs = entry.read();
+        for sub in subs.values() {
+            sub.deliver_event(&push);
+        }
+    }
+
+    /// Marks every positioned subscriber of the channel lost (the broker may have missed
+    /// deliveries): each gets unsubscribe 2500 and resubscribes with recovery.
+    pub fn mark_channel_lost(&self, channel: &str) {
+        for sub in self.subscribers(channel) {
+            sub.mark_lost();
+        }
+    }
+}

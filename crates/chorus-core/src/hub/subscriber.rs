@@ -1,0 +1,341 @@
+//! One subscription of one connection to one channel, as the hub sees it.
+//!
+//! A subscriber starts *buffering*: live deliveries are held back while the subscribe reply
+//! (with its stream position or recovered publications) is prepared. [`Subscriber::go_live`]
+//! then releases the buffer after the reply, skipping what the reply already covered, so the
+//! client sees neither a gap nor a duplicate. Positioned subscribers check that offsets advance
+//! by exactly one within one epoch; on a gap they are *lost*: the client gets unsubscribe 2500
+//! and resubscribes with recovery.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chorus_protocol::codes::UNSUBSCRIBE_INSUFFICIENT_STATE;
+use chorus_protocol::Protocol;
+
+use super::encoded::Encoded;
+use crate::metrics;
+use crate::outbound::Outbound;
+
+#[derive(Debug)]
+enum Phase {
+    Buffering(Vec<Buffered>),
+    Live,
+    Lost,
+}
+
+#[derive(Debug)]
+struct Buffered {
+    /// 0 for joins/leaves and publications without history.
+    offset: u64,
+    epoch: Arc<str>,
+    message: Bytes,
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    /// Last offset delivered (or covered by the subscribe reply).
+    last_offset: u64,
+    epoch: Arc<str>,
+}
+
+#[derive(Debug)]
+pub struct Subscriber {
+    pub(crate) client_id: Arc<str>,
+    pub(crate) channel: Arc<str>,
+    pub(crate) protocol: Protocol,
+    pub(crate) outbound: Arc<Outbound>,
+    /// Receives join/leave pushes.
+    pub(crate) push_join_leave: bool,
+    /// Offsets are checked for gaps.
+    pub(crate) positioned: bool,
+    state: Mutex<State>,
+}
+
+/// What a delivery did, for the caller's bookkeeping.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Sent,
+    Buffered,
+    Dropped,
+    /// The subscriber just lost its position (unsubscribe 2500 queued).
+    Lost,
+}
+
+impl Subscriber {
+    pub(crate) fn new(
+        client_id: Arc<str>,
+        channel: Arc<str>,
+        protocol: Protocol,
+        outbound: Arc<Outbound>,
+        push_join_leave: bool,
+        positioned: bool,
+    ) -> Self {
+        Subscriber {
+            client_id,
+            channel,
+            protocol,
+            outbound,
+            push_join_leave,
+            positioned,
+            state: Mutex::new(State {
+                phase: Phase::Buffering(Vec::new()),
+                last_offset: 0,
+                epoch: Arc::from(""),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        matches!(self.lock().phase, Phase::Lost)
+    }
+
+    /// Delivers a publication push (`offset` 0 = no history).
+    pub(crate) fn deliver_publication(
+        &self,
+        offset: u64,
+        epoch: &Arc<str>,
+        push: &Encoded,
+    ) -> Delivery {
+        let Some(message) = push.get(self.protocol) else {
+            // The payload cannot be carried by this client's encoding.
+            self.outbound
+                .close(chorus_protocol::codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
+            return Delivery::Dropped;
+        };
+        let mut st = self.lock();
+        match &mut st.phase {
+            Phase::Lost => Delivery::Dropped,
+            Phase::Buffering(buf) => {
+                buf.push(Buffered {
+                    offset,
+                    epoch: epoch.clone(),
+                    message,
+                });
+                Delivery::Buffered
+            }
+            Phase::Live => self.deliver_live(&mut st, offset, epoch, message),
+        }
+    }
+
+    /// Delivers a join/leave push (only to subscribers that receive them).
+    pub(crate) fn deliver_event(&self, push: &Encoded) -> Delivery {
+        if !self.push_join_leave {
+            return Delivery::Dropped;
+        }
+        let Some(message) = push.get(self.protocol) else {
+            self.outbound
+                .close(chorus_protocol::codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
+            return Delivery::Dropped;
+        };
+        let mut st = self.lock();
+        match &mut st.phase {
+            Phase::Lost => Delivery::Dropped,
+            Phase::Buffering(buf) => {
+                buf.push(Buffered {
+                    offset: 0,
+                    epoch: Arc::from(""),
+                    message,
+                });
+                Delivery::Buffered
+            }
+            Phase::Live => {
+                if self.outbound.push(message) {
+                    Delivery::Sent
+                } else {
+                    Delivery::Dropped
+                }
+            }
+        }
+    }
+
+    fn deliver_live(
+        &self,
+        st: &mut State,
+        offset: u64,
+        epoch: &Arc<str>,
+        message: Bytes,
+    ) -> Delivery {
+        if offset > 0 {
+            let same_epoch = st.epoch.is_empty() || *st.epoch == **epoch;
+            if same_epoch && offset <= st.last_offset {
+                // Already delivered (e.g. covered by recovery, or a redelivery): never twice.
+                return Delivery::Dropped;
+            }
+            if self.positioned && (!same_epoch || offset != st.last_offset + 1) {
+                st.phase = Phase::Lost;
+                self.push_lost();
+                return Delivery::Lost;
+            }
+            st.last_offset = offset;
+            if st.epoch.is_empty() {
+                st.epoch = epoch.clone();
+            }
+        }
+        if self.outbound.push(message) {
+            Delivery::Sent
+        } else {
+            Delivery::Dropped
+        }
+    }
+
+    fn push_lost(&self) {
+        metrics::insufficient_state();
+        let push = Encoded::unsubscribe(&self.channel, UNSUBSCRIBE_INSUFFICIENT_STATE);
+        if let Some(m) = push.get(self.protocol) {
+            self.outbound.push(m);
+        }
+    }
+
+    /// Marks the subscription lost from outside (e.g. the broker lost deliveries).
+    pub(crate) fn mark_lost(&self) -> bool {
+        let mut st = self.lock();
+        if matches!(st.phase, Phase::Lost) {
+            return false;
+        }
+        st.phase = Phase::Lost;
+        drop(st);
+        self.push_lost();
+        true
+    }
+
+    /// Ends buffering: the reply covering the stream up to `offset` in `epoch` has been
+    /// queued. Buffered items are released in order, dropping publications the reply covered.
+    pub(crate) fn go_live(&self, offset: u64, epoch: &str) {
+        let mut st = self.lock();
+        let Phase::Buffering(buf) = std::mem::replace(&mut st.phase, Phase::Live) else {
+            return;
+        };
+        st.last_offset = offset;
+        st.epoch = Arc::from(epoch);
+        for item in buf {
+            if matches!(st.phase, Phase::Lost) {
+                break;
+            }
+            if item.offset == 0 {
+                self.outbound.push(item.message);
+            } else {
+                self.deliver_live(&mut st, item.offset, &item.epoch, item.message);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::Taken;
+    use chorus_protocol::{decode_replies, Publication};
+
+    fn sub(positioned: bool) -> (Subscriber, Arc<Outbound>) {
+        let out = Arc::new(Outbound::new(1 << 20));
+        let s = Subscriber::new(
+            Arc::from("c1"),
+            Arc::from("ch"),
+            Protocol::Json,
+            out.clone(),
+            true,
+            positioned,
+        );
+        (s, out)
+    }
+
+    fn publication(offset: u64) -> Encoded {
+        Encoded::publication(
+            "ch",
+            Publication {
+                data: bytes::Bytes::from(format!("{{\"n\":{offset}}}")),
+                offset,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn drained(out: &Outbound) -> Vec<chorus_protocol::Reply> {
+        let mut all = Vec::new();
+        while let Some(Taken::Messages(m)) = out.try_take(1000, usize::MAX) {
+            for b in m {
+                all.extend(decode_replies(Protocol::Json, &b).unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    fn offsets(replies: &[chorus_protocol::Reply]) -> Vec<u64> {
+        replies
+            .iter()
+            .filter_map(|r| r.push.as_ref()?.publication.as_ref().map(|p| p.offset))
+            .collect()
+    }
+
+    #[test]
+    fn buffer_released_after_reply_without_duplicates() {
+        let (s, out) = sub(true);
+        let e: Arc<str> = Arc::from("EPOCH");
+        for o in 4..=7 {
+            assert_eq!(
+                s.deliver_publication(o, &e, &publication(o)),
+                Delivery::Buffered
+            );
+        }
+        assert!(drained(&out).is_empty());
+        // The reply covered up to offset 5.
+        s.go_live(5, "EPOCH");
+        assert_eq!(offsets(&drained(&out)), vec![6, 7]);
+        assert_eq!(
+            s.deliver_publication(8, &e, &publication(8)),
+            Delivery::Sent
+        );
+        assert_eq!(
+            s.deliver_publication(8, &e, &publication(8)),
+            Delivery::Dropped
+        );
+        assert_eq!(offsets(&drained(&out)), vec![8]);
+    }
+
+    #[test]
+    fn gap_makes_positioned_subscriber_lost() {
+        let (s, out) = sub(true);
+        let e: Arc<str> = Arc::from("EPOCH");
+        s.go_live(1, "EPOCH");
+        assert_eq!(
+            s.deliver_publication(3, &e, &publication(3)),
+            Delivery::Lost
+        );
+        let replies = drained(&out);
+        let unsub = replies[0].push.as_ref().and_then(|p| p.unsubscribe.clone());
+        assert_eq!(unsub.map(|u| u.code), Some(2500));
+        assert_eq!(
+            s.deliver_publication(4, &e, &publication(4)),
+            Delivery::Dropped
+        );
+        assert!(s.is_lost());
+    }
+
+    #[test]
+    fn epoch_change_makes_positioned_subscriber_lost() {
+        let (s, _out) = sub(true);
+        s.go_live(3, "OLD");
+        let e: Arc<str> = Arc::from("NEW");
+        assert_eq!(
+            s.deliver_publication(1, &e, &publication(1)),
+            Delivery::Lost
+        );
+    }
+
+    #[test]
+    fn unpositioned_subscriber_tolerates_gaps_but_not_duplicates() {
+        let (s, out) = sub(false);
+        let e: Arc<str> = Arc::from("E");
+        s.go_live(0, "");
+        s.deliver_publication(1, &e, &publication(1));
+        s.deliver_publication(3, &e, &publication(3));
+        s.deliver_publication(3, &e, &publication(3));
+        assert_eq!(offsets(&drained(&out)), vec![1, 3]);
+    }
+}

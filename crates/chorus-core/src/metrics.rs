@@ -1,0 +1,117 @@
+//! The engine's metrics: names, units and descriptions in one place. Labels stay
+//! low-cardinality (method, code) — never a channel or user.
+
+use std::time::Duration;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+pub const CLIENTS: &str = "chorus_node_clients";
+pub const SUBSCRIPTIONS: &str = "chorus_node_subscriptions";
+pub const COMMANDS: &str = "chorus_client_commands_total";
+pub const COMMAND_ERRORS: &str = "chorus_client_command_errors_total";
+pub const COMMAND_DURATION: &str = "chorus_client_command_duration_seconds";
+pub const DISCONNECTS: &str = "chorus_client_disconnects_total";
+pub const SLOW: &str = "chorus_client_slow_total";
+pub const INSUFFICIENT_STATE: &str = "chorus_client_insufficient_state_total";
+pub const BAD_FRAMES: &str = "chorus_client_bad_frames_total";
+pub const RECOVER: &str = "chorus_client_recover_total";
+pub const DELIVERIES: &str = "chorus_broadcast_deliveries_total";
+pub const BROADCAST_DURATION: &str = "chorus_broadcast_duration_seconds";
+pub const PUBLICATIONS: &str = "chorus_node_publications_total";
+
+/// Registers descriptions with the installed recorder (call once after installing it).
+pub fn describe() {
+    describe_gauge!(
+        CLIENTS,
+        "Connections open on this node (connected or not yet)."
+    );
+    describe_gauge!(SUBSCRIPTIONS, "Subscriptions of local connections.");
+    describe_counter!(COMMANDS, "Client commands processed, by method.");
+    describe_counter!(
+        COMMAND_ERRORS,
+        "Client commands answered with an error, by method and code."
+    );
+    describe_histogram!(
+        COMMAND_DURATION,
+        Unit::Seconds,
+        "Time to process a client command, by method."
+    );
+    describe_counter!(
+        DISCONNECTS,
+        "Connections closed by the server, by disconnect code."
+    );
+    describe_counter!(
+        SLOW,
+        "Connections closed with 3008 because their queue overflowed."
+    );
+    describe_counter!(
+        INSUFFICIENT_STATE,
+        "Subscriptions that lost their stream position (unsubscribe 2500)."
+    );
+    describe_counter!(
+        BAD_FRAMES,
+        "Client frames that could not be decoded (disconnect 3501), by reason."
+    );
+    describe_counter!(RECOVER, "Recovery attempts on subscribe, by outcome.");
+    describe_counter!(
+        DELIVERIES,
+        "Publication pushes enqueued to local subscribers."
+    );
+    describe_histogram!(
+        BROADCAST_DURATION,
+        Unit::Seconds,
+        "Time to fan one publication out to local subscribers."
+    );
+    describe_counter!(
+        PUBLICATIONS,
+        "Publications accepted by this node, by source."
+    );
+}
+
+pub(crate) fn clients(n: usize) {
+    gauge!(CLIENTS).set(n as f64);
+}
+
+pub(crate) fn subscriptions_changed(delta: i64) {
+    gauge!(SUBSCRIPTIONS).increment(delta as f64);
+}
+
+pub(crate) fn command(method: &'static str, elapsed: Duration) {
+    counter!(COMMANDS, "method" => method).increment(1);
+    histogram!(COMMAND_DURATION, "method" => method).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn command_error(method: &'static str, code: u32) {
+    counter!(COMMAND_ERRORS, "method" => method, "code" => code.to_string()).increment(1);
+}
+
+pub(crate) fn disconnect(code: u16) {
+    counter!(DISCONNECTS, "code" => code.to_string()).increment(1);
+}
+
+pub(crate) fn slow_client() {
+    counter!(SLOW).increment(1);
+}
+
+pub(crate) fn insufficient_state() {
+    counter!(INSUFFICIENT_STATE).increment(1);
+}
+
+pub(crate) fn bad_frame(reason: &'static str) {
+    counter!(BAD_FRAMES, "reason" => reason).increment(1);
+}
+
+pub(crate) fn recover(recovered: bool) {
+    counter!(RECOVER, "recovered" => if recovered { "true" } else { "false" }).increment(1);
+}
+
+pub(crate) fn broadcast(delivered: u64, elapsed: Duration) {
+    counter!(DELIVERIES).increment(delivered);
+    histogram!(BROADCAST_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn publication(source: &'static str) {
+    counter!(PUBLICATIONS, "source" => source).increment(1);
+}

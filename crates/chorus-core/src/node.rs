@@ -1,0 +1,253 @@
+//! The node: one chorus engine instance. It owns the hub, the broker and presence ports and
+//! the token verifier, receives broker deliveries, and offers the server API
+//! ([`api`]). Cheap to clone.
+
+pub mod api;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use chorus_protocol::{ClientInfo, Publication};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::TokenVerifier;
+use crate::broker::{Broker, BrokerError, BrokerHandler, HistoryOptions, PublishOptions};
+use crate::client::{Client, ClientParams};
+use crate::hub::Hub;
+use crate::metrics;
+use crate::options::{ChannelOptions, NodeOptions};
+use crate::presence::PresenceStore;
+
+/// Why a new connection was refused (the transport answers HTTP 503).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientLimitError {
+    #[error("connection limit reached")]
+    ConnectionLimit,
+    #[error("node is shutting down")]
+    Draining,
+}
+
+pub(crate) struct NodeInner {
+    id: String,
+    options: NodeOptions,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn PresenceStore>,
+    tokens: Arc<dyn TokenVerifier>,
+    hub: Hub,
+    started: Instant,
+    draining: AtomicBool,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.id)
+            .field("hub", &self.inner.hub)
+            .finish()
+    }
+}
+
+impl BrokerHandler for NodeInner {
+    fn on_publication(&self, channel: &str, publication: Publication, epoch: &str) {
+        self.hub.broadcast_publication(channel, publication, epoch);
+    }
+    fn on_join(&self, channel: &str, info: ClientInfo) {
+        self.hub.broadcast_join(channel, info);
+    }
+    fn on_leave(&self, channel: &str, info: ClientInfo) {
+        self.hub.broadcast_leave(channel, info);
+    }
+}
+
+impl Node {
+    /// Builds a node and connects the broker's deliveries to it. Call inside a tokio runtime.
+    pub fn new(
+        options: NodeOptions,
+        broker: Arc<dyn Broker>,
+        presence: Arc<dyn PresenceStore>,
+        tokens: Arc<dyn TokenVerifier>,
+    ) -> Node {
+        let inner = Arc::new(NodeInner {
+            id: uuid::Uuid::new_v4().to_string(),
+            options,
+            broker,
+            presence,
+            tokens,
+            hub: Hub::default(),
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        });
+        let handler: Weak<dyn BrokerHandler> = Arc::downgrade(&inner) as Weak<dyn BrokerHandler>;
+        inner.broker.set_handler(handler);
+        Node { inner }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn options(&self) -> &NodeOptions {
+        &self.inner.options
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    pub fn presence_store(&self) -> &Arc<dyn PresenceStore> {
+        &self.inner.presence
+    }
+
+    pub(crate) fn tokens(&self) -> &Arc<dyn TokenVerifier> {
+        &self.inner.tokens
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready to take connections: not draining and the broker is usable.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.inner.broker.is_ready()
+    }
+
+    pub fn num_clients(&self) -> usize {
+        self.inner.hub.num_clients()
+    }
+
+    /// Creates the state of a new connection (before its `connect` command).
+    pub fn try_new_client(&self, params: ClientParams) -> Result<Arc<Client>, ClientLimitError> {
+        if self.is_draining() {
+            return Err(ClientLimitError::Draining);
+        }
+        let limit = self.inner.options.client.connection_limit;
+        if limit > 0 && self.inner.hub.num_clients() >= limit {
+            return Err(ClientLimitError::ConnectionLimit);
+        }
+        let client = Client::new(self.clone(), params);
+        self.inner.hub.add_client(client.clone());
+        metrics::clients(self.inner.hub.num_clients());
+        Ok(client)
+    }
+
+    pub(crate) fn unregister_client(&self, id: &str, user: &Arc<str>) {
+        self.inner.hub.remove_client(id, user);
+        metrics::clients(self.inner.hub.num_clients());
+    }
+
+    /// Spawns a task owned by the node (cancelled and awaited on shutdown).
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = fut => {}
+            }
+        });
+    }
+
+    /// Makes sure the broker delivers `channel` to this node.
+    pub(crate) async fn ensure_broker_subscribed(&self, channel: &str) -> Result<(), BrokerError> {
+        let lock = self.inner.hub.broker_lock(channel);
+        let mut subscribed = lock.lock().await;
+        if !*subscribed {
+            self.inner.broker.subscribe(channel).await?;
+            *subscribed = true;
+        }
+        Ok(())
+    }
+
+    /// The last local subscriber left: unsubscribe the broker after a short delay, unless
+    /// someone subscribed again meanwhile (no churn when people flap).
+    pub(crate) fn schedule_broker_unsubscribe(&self, channel: &str) {
+        let node = self.clone();
+        let channel = channel.to_string();
+        let delay = self.inner.options.client.channel_unsubscribe_delay.get();
+        self.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let lock = node.inner.hub.broker_lock(&channel);
+            let mut subscribed = lock.lock().await;
+            if node.inner.hub.remove_channel_if_empty(&channel) && *subscribed {
+                match node.inner.broker.unsubscribe(&channel).await {
+                    Ok(()) => *subscribed = false,
+                    Err(e) => tracing::warn!(%channel, error = %e, "broker unsubscribe failed"),
+                }
+            }
+            drop(subscribed);
+            drop(lock);
+            node.inner.hub.forget_broker_lock(&channel);
+        });
+    }
+
+    pub(crate) fn meta_ttl(&self, options: &ChannelOptions) -> Duration {
+        if options.history_meta_ttl.is_zero() {
+            self.inner.options.channel.history_meta_ttl.get()
+        } else {
+            options.history_meta_ttl.get()
+        }
+    }
+
+    pub(crate) fn publish_options(
+        &self,
+        options: &ChannelOptions,
+        skip_history: bool,
+        idempotency_key: Option<String>,
+    ) -> PublishOptions {
+        PublishOptions {
+            history: (options.history_enabled() && !skip_history).then(|| HistoryOptions {
+                size: options.history_size,
+                ttl: options.history_ttl.get(),
+                meta_ttl: self.meta_ttl(options),
+            }),
+            idempotency_key,
+        }
+    }
+
+    /// Graceful drain: readiness goes false, every connection is closed with 3001 "shutdown",
+    /// spread evenly over `drain_window` (clients reconnect elsewhere without a thundering
+    /// herd), then waits for connections to clean up and node tasks to end, at most `grace`.
+    pub async fn shutdown(&self, drain_window: Duration, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.inner.draining.store(true, Ordering::Release);
+        let clients = self.inner.hub.all_clients();
+        let n = clients.len().max(1) as u32;
+        let start = tokio::time::Instant::now();
+        for (i, client) in clients.iter().enumerate() {
+            let at = start + drain_window.mul_f64(f64::from(i as u32) / f64::from(n));
+            tokio::time::sleep_until(at.min(deadline)).await;
+            client.disconnect(chorus_protocol::codes::DISCONNECT_SHUTDOWN.into());
+        }
+        drop(clients);
+        while self.inner.hub.num_clients() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout_at(deadline, self.inner.tasks.wait()).await;
+    }
+}

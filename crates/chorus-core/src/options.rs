@@ -1,0 +1,186 @@
+//! Typed options the engine runs on: per-namespace channel options (`channel.*`) and the
+//! client session options (`client.*`). Key names and defaults follow Centrifugo v6 where it has
+//! a counterpart. The gateway's config loader embeds these sections; every field is documented
+//! here, once, with its default.
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::ConfigDuration;
+
+/// Options of one channel namespace (or of channels without namespace). All default to off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ChannelOptions {
+    /// Keep presence (who is subscribed) for channels of this namespace.
+    pub presence: bool,
+    /// Publish join/leave events when clients subscribe/unsubscribe.
+    pub join_leave: bool,
+    /// Deliver join/leave to every subscriber (otherwise only to those that asked with
+    /// `join_leave: true` in subscribe and may read presence).
+    pub force_push_join_leave: bool,
+    /// Max publications kept per channel stream; history needs both size and ttl > 0.
+    pub history_size: usize,
+    /// How long a channel stream is kept after its last publication.
+    pub history_ttl: ConfigDuration,
+    /// How long stream meta (epoch, top offset) lives after the last publication. 0 = the
+    /// global `channel.history_meta_ttl`.
+    pub history_meta_ttl: ConfigDuration,
+    /// Every subscription is positioned (offset/epoch tracked, gaps detected).
+    pub force_positioning: bool,
+    /// Clients may ask for positioning with `positioned: true`.
+    pub allow_positioning: bool,
+    /// Every subscription is recoverable (implies positioning).
+    pub force_recovery: bool,
+    /// Clients may ask for recovery with `recoverable: true`.
+    pub allow_recovery: bool,
+    /// Authenticated clients may subscribe without a subscription token.
+    pub allow_subscribe_for_client: bool,
+    /// Anonymous clients (empty user) may subscribe without a subscription token.
+    pub allow_subscribe_for_anonymous: bool,
+    /// Subscribers of a channel may publish into it.
+    pub allow_publish_for_subscriber: bool,
+    /// Any authenticated client may publish (without subscribing).
+    pub allow_publish_for_client: bool,
+    /// Anonymous clients may publish.
+    pub allow_publish_for_anonymous: bool,
+    /// Subscribers may call presence/presence_stats.
+    pub allow_presence_for_subscriber: bool,
+    /// Any authenticated client may call presence/presence_stats.
+    pub allow_presence_for_client: bool,
+    /// Anonymous clients may call presence/presence_stats.
+    pub allow_presence_for_anonymous: bool,
+    /// Subscribers may call history.
+    pub allow_history_for_subscriber: bool,
+    /// Any authenticated client may call history.
+    pub allow_history_for_client: bool,
+    /// Anonymous clients may call history.
+    pub allow_history_for_anonymous: bool,
+    /// Allow `name#user1,user2` channels limited to the listed users.
+    pub allow_user_limited_channels: bool,
+}
+
+impl ChannelOptions {
+    /// History is on when both bounds are set.
+    pub fn history_enabled(&self) -> bool {
+        self.history_size > 0 && !self.history_ttl.is_zero()
+    }
+}
+
+/// A named namespace: channels `name:…` use these options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Namespace {
+    /// Namespace name, `^[-a-zA-Z0-9_]{2,}$`.
+    pub name: String,
+    #[serde(flatten)]
+    pub options: ChannelOptions,
+}
+
+/// `channel.*`: channel naming rules and namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Options of channels without a `ns:` prefix.
+    pub without_namespace: ChannelOptions,
+    /// Configured namespaces. A channel `x:…` with no namespace `x` is unknown (error 102).
+    pub namespaces: Vec<Namespace>,
+    /// Max channel name length in bytes (error 107 over it). Default 255.
+    pub max_length: usize,
+    /// Private channel prefix: subscribing needs a subscription token (default `$`).
+    pub private_prefix: String,
+    /// Namespace boundary (default `:`).
+    pub namespace_boundary: String,
+    /// User boundary for user-limited channels (default `#`).
+    pub user_boundary: String,
+    /// Separator of users in user-limited channels (default `,`).
+    pub user_separator: String,
+    /// Default stream meta TTL (epoch, top offset). Default 720h.
+    pub history_meta_ttl: ConfigDuration,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            without_namespace: ChannelOptions::default(),
+            namespaces: Vec::new(),
+            max_length: 255,
+            private_prefix: "$".into(),
+            namespace_boundary: ":".into(),
+            user_boundary: "#".into(),
+            user_separator: ",".into(),
+            history_meta_ttl: ConfigDuration::from_secs(720 * 3600),
+        }
+    }
+}
+
+/// `client.*` options used by the session state machine. (Token keys and allowed origins live
+/// in the same config section but belong to the gateway.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientOptions {
+    /// Development mode: no token needed, every channel may be subscribed, published to and
+    /// read. Never in production.
+    pub insecure: bool,
+    /// Server ping interval (sent to clients in the connect reply). Default 25s; 0 disables.
+    pub ping_interval: ConfigDuration,
+    /// Time a client has to answer a ping before disconnect 3012. Default 8s; 0 disables.
+    pub pong_timeout: ConfigDuration,
+    /// Outbound queue bound in bytes; over it the client is closed with 3008. Default 1 MiB.
+    pub queue_max_size: usize,
+    /// Max channels per connection (error 106 for client subscribes). Default 128.
+    pub channel_limit: usize,
+    /// A connection must send `connect` within this delay, else 3502 "stale". Default 10s.
+    pub stale_close_delay: ConfigDuration,
+    /// Grace after token expiry before 3005 when the client does not refresh. Default 25s.
+    pub expired_close_delay: ConfigDuration,
+    /// Max publications a client `history` call returns. Default 300.
+    pub history_max_publication_limit: usize,
+    /// Max publications recovered on resubscribe; more missed → `recovered: false`. Default 300.
+    pub recovery_max_publication_limit: usize,
+    /// Max connections of one user on this node (3504 over it); 0 = no limit. Default 0.
+    pub user_connection_limit: usize,
+    /// Max connections on this node (new upgrades get HTTP 503). Default 100000.
+    pub connection_limit: usize,
+    /// Include server time (unix ms) in the connect reply. Default false.
+    pub connect_include_server_time: bool,
+    /// Max messages packed into one WebSocket frame by the writer. Default 64.
+    pub write_batch_max_messages: usize,
+    /// Max bytes packed into one WebSocket frame by the writer. Default 64 KiB.
+    pub write_batch_max_bytes: usize,
+    /// Delay before a node unsubscribes the broker from a channel whose last local subscriber
+    /// left (avoids churn when people flap). Default 1s.
+    pub channel_unsubscribe_delay: ConfigDuration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: false,
+            ping_interval: ConfigDuration::from_secs(25),
+            pong_timeout: ConfigDuration::from_secs(8),
+            queue_max_size: 1 << 20,
+            channel_limit: 128,
+            stale_close_delay: ConfigDuration::from_secs(10),
+            expired_close_delay: ConfigDuration::from_secs(25),
+            history_max_publication_limit: 300,
+            recovery_max_publication_limit: 300,
+            user_connection_limit: 0,
+            connection_limit: 100_000,
+            connect_include_server_time: false,
+            write_batch_max_messages: 64,
+            write_batch_max_bytes: 64 << 10,
+            channel_unsubscribe_delay: ConfigDuration::from_secs(1),
+        }
+    }
+}
+
+/// Everything the engine of one node needs.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Node name shown in `info` (default: host name or "chorus").
+    pub name: String,
+    /// Version string sent in connect replies and `info`.
+    pub version: String,
+    pub client: ClientOptions,
+    pub channel: ChannelConfig,
+}
