@@ -1,10 +1,15 @@
 //! chorus-protocol: the client wire protocol (Centrifugo bidirectional protocol v2).
 //!
 //! Pure, no I/O. Parts:
-//! * [`messages`] — one type per protocol message, Protobuf and JSON at once;
+//! * [`messages`] — one type per protocol message, Protobuf and JSON at once (split into
+//!   `command`, `reply` and `push`; helpers `Command::is_pong`, `Command::method_name`,
+//!   `Reply::is_ping`, `Reply::from_push`, `Reply::from_error`);
 //! * [`codec`] — decoding commands of a frame, encoding replies/pushes, packing frames;
 //! * [`codes`] — error, disconnect and unsubscribe code tables;
-//! * [`raw`] — raw-JSON embedding of `bytes` fields.
+//! * [`raw`] — raw-JSON embedding of `bytes` fields (`raw::is_valid_json` checks a payload).
+//!
+//! Tests: `tests/` asserts exact JSON and Protobuf bytes, framing rules and no-panic decoding
+//! of pseudo-random input; `fuzz/` holds the cargo-fuzz targets.
 
 pub mod codec;
 pub mod codes;
