@@ -1,0 +1,319 @@
+//! Typed, layered configuration of a chorus node.
+//!
+//! Layers, lowest first: built-in defaults ([`Config::default`] for file configs,
+//! [`Config::embedded_default`] when no file is given) < the config file (JSON, YAML or TOML by
+//! extension) < `CHORUS_*` environment variables < `--set key=value` flags. Merging happens on
+//! `serde_json::Value` (see [`load`]); the result is deserialized into [`Config`] and checked by
+//! [`Config::validate`] (see [`validate`]). Key names follow Centrifugo's where a counterpart
+//! exists. Every field documents its default; `docs/config.md` is the user-facing reference.
+
+use serde::{Deserialize, Serialize};
+
+use chorus_core::duration::ConfigDuration;
+use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespace};
+
+mod load;
+mod validate;
+
+pub use load::{ConfigError, Loaded, Location};
+
+/// The whole configuration of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    /// `http_server.*`: the listening socket and HTTP-level bounds.
+    pub http_server: HttpServerConfig,
+    /// `client.*`: client session options, token keys, allowed origins.
+    pub client: ClientConfig,
+    /// `channel.*`: channel naming rules and namespaces.
+    pub channel: ChannelConfig,
+    /// `websocket.*`: the WebSocket transport.
+    pub websocket: WebsocketConfig,
+    /// `http_api.*`: the HTTP server API.
+    pub http_api: HttpApiConfig,
+    /// `engine.*`: where publications, history and presence live.
+    pub engine: EngineConfig,
+    /// `node.*`: identity of this node.
+    pub node: NodeConfig,
+    /// `shutdown.*`: graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// `log.*`: logging.
+    pub log: LogConfig,
+    /// `demo.*`: the embedded demo page.
+    pub demo: DemoConfig,
+}
+
+/// `http_server.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpServerConfig {
+    /// Address to bind. Default `"0.0.0.0"` (`"127.0.0.1"` in the embedded default).
+    pub address: String,
+    /// Port to bind. Default 8000; 0 = any free port (the bound port is logged).
+    pub port: u16,
+    /// Time a client has to send complete request headers (slowloris bound). Default 10s.
+    pub header_read_timeout: ConfigDuration,
+    /// Max body size of HTTP API requests in bytes; over it → 413. Default 1 MiB.
+    pub max_request_body_size: usize,
+    /// Listen backlog of the TCP socket. Default 4096.
+    pub tcp_backlog: u32,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            address: "0.0.0.0".into(),
+            port: 8000,
+            header_read_timeout: ConfigDuration::from_secs(10),
+            max_request_body_size: 1 << 20,
+            tcp_backlog: 4096,
+        }
+    }
+}
+
+/// `client.*`: the core's session options (flattened: `client.ping_interval`, …) plus what the
+/// gateway needs to admit a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ClientConfig {
+    /// Session options (`client.insecure`, `client.ping_interval`, `client.queue_max_size`, …);
+    /// documented with their defaults on [`ClientOptions`].
+    #[serde(flatten)]
+    pub options: ClientOptions,
+    /// `client.token.*`: keys verifying connection tokens (and subscription tokens unless
+    /// `client.subscription_token` sets its own keys). All empty by default.
+    pub token: TokenConfig,
+    /// `client.subscription_token.*`: separate keys for subscription tokens. When all of its
+    /// keys are empty (the default) the whole `client.token` block is used instead.
+    pub subscription_token: TokenConfig,
+    /// Origins allowed to open WebSocket connections, as globs (`https://*.example.com`,
+    /// `http://localhost:*`). Requests without an `Origin` header are always allowed (non-browser
+    /// clients). Default empty = only requests without `Origin`.
+    pub allowed_origins: Vec<String>,
+}
+
+impl ClientConfig {
+    /// The token settings that verify subscription tokens: `subscription_token` if it has a key,
+    /// else `token`.
+    pub fn subscription_token_config(&self) -> &TokenConfig {
+        if self.subscription_token.has_key() {
+            &self.subscription_token
+        } else {
+            &self.token
+        }
+    }
+
+    /// Whether any token key (connection or subscription) is configured.
+    pub fn has_token_key(&self) -> bool {
+        self.token.has_key() || self.subscription_token.has_key()
+    }
+}
+
+/// Token verification keys and expected claims (`client.token`, `client.subscription_token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TokenConfig {
+    /// Shared secret for HS256/HS384/HS512. Default empty (HMAC tokens refused).
+    pub hmac_secret_key: String,
+    /// PEM public key (`-----BEGIN PUBLIC KEY-----`) for RS256/RS384/RS512. Default empty.
+    pub rsa_public_key: String,
+    /// PEM public key for ES256 (P-256) or ES384 (P-384). Default empty.
+    pub ecdsa_public_key: String,
+    /// When set, tokens must carry this `aud`. Default empty = `aud` not checked.
+    pub audience: String,
+    /// When set, tokens must carry this `iss`. Default empty = `iss` not checked.
+    pub issuer: String,
+}
+
+impl TokenConfig {
+    /// Whether any verification key is set.
+    pub fn has_key(&self) -> bool {
+        !(self.hmac_secret_key.is_empty()
+            && self.rsa_public_key.is_empty()
+            && self.ecdsa_public_key.is_empty())
+    }
+}
+
+/// `websocket.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebsocketConfig {
+    /// Max inbound message size in bytes, cumulative across fragments; over it the connection
+    /// is closed with 1009. Default 65536; at least 1024.
+    pub message_size_limit: usize,
+    /// Deadline of one socket write; on expiry the client is closed (3009). Default 1s.
+    pub write_timeout: ConfigDuration,
+    /// Serve an echo WebSocket at `/connection/echo` (for Autobahn conformance runs). Default
+    /// false.
+    pub echo_endpoint: bool,
+    /// Path of the client protocol endpoint. Default `"/connection/websocket"`.
+    pub handler_prefix: String,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        WebsocketConfig {
+            message_size_limit: 65536,
+            write_timeout: ConfigDuration::from_secs(1),
+            echo_endpoint: false,
+            handler_prefix: "/connection/websocket".into(),
+        }
+    }
+}
+
+/// `http_api.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpApiConfig {
+    /// API key expected as `Authorization: apikey <key>` (or `X-API-Key`). Default empty: with
+    /// `insecure` false every API request is refused.
+    pub key: String,
+    /// Accept API requests without a key. Default false. Never expose such a port.
+    pub insecure: bool,
+    /// Path prefix of the API (`POST <prefix>/<method>` and `POST <prefix>`). Default `"/api"`.
+    pub handler_prefix: String,
+}
+
+impl Default for HttpApiConfig {
+    fn default() -> Self {
+        HttpApiConfig {
+            key: String::new(),
+            insecure: false,
+            handler_prefix: "/api".into(),
+        }
+    }
+}
+
+/// Engine kinds this build knows.
+pub const KNOWN_ENGINES: &[&str] = &["memory"];
+
+/// `engine.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// `engine.type`: `"memory"` (single node; default). `"redis"` is planned.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            kind: "memory".into(),
+        }
+    }
+}
+
+/// `node.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// Node name shown in `info`. Default empty = the host name, or `"chorus"` when unknown.
+    pub name: String,
+}
+
+/// `shutdown.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShutdownConfig {
+    /// Grace period after SIGTERM/SIGINT before remaining work is abandoned. Default 30s.
+    pub timeout: ConfigDuration,
+    /// Clients are closed with 3001 "shutdown" spread over this window, so they do not all
+    /// reconnect at once. Default 5s; must not exceed `timeout`.
+    pub drain_window: ConfigDuration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            timeout: ConfigDuration::from_secs(30),
+            drain_window: ConfigDuration::from_secs(5),
+        }
+    }
+}
+
+/// `log.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Level or `tracing` filter directives (`"info"`, `"debug,hyper=warn"`). Default `"info"`.
+    /// `RUST_LOG`, when set, wins.
+    pub level: String,
+    /// `"text"` (default) or `"json"` (one object per line).
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// `demo.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DemoConfig {
+    /// Serve the demo page at `/` and its token endpoint. Default false (true in the embedded
+    /// default). The token endpoint signs tokens with `client.token.hmac_secret_key`.
+    pub enabled: bool,
+}
+
+impl Config {
+    /// What `chorus serve` runs with when no config file is given: a local development node on
+    /// `127.0.0.1:8000` with the demo page, a fresh random HMAC secret (so the demo can mint
+    /// tokens), `client.insecure` on, and a `chat` namespace with presence, join/leave, history
+    /// and recovery. The server API stays closed (no key, not insecure).
+    pub fn embedded_default() -> Config {
+        let mut config = Config::default();
+        config.http_server.address = "127.0.0.1".into();
+        config.http_server.port = 8000;
+        config.engine.kind = "memory".into();
+        config.client.options.insecure = true;
+        config.client.token.hmac_secret_key = random_hex_secret();
+        config.client.allowed_origins = vec![
+            "http://127.0.0.1:*".into(),
+            "http://localhost:*".into(),
+            "http://[::1]:*".into(),
+        ];
+        config.channel.namespaces = vec![Namespace {
+            name: "chat".into(),
+            options: ChannelOptions {
+                presence: true,
+                join_leave: true,
+                force_push_join_leave: true,
+                history_size: 100,
+                history_ttl: ConfigDuration::from_secs(300),
+                force_recovery: true,
+                allow_subscribe_for_client: true,
+                allow_publish_for_subscriber: true,
+                allow_publish_for_client: true,
+                allow_presence_for_subscriber: true,
+                allow_history_for_subscriber: true,
+                ..ChannelOptions::default()
+            },
+        }];
+        config.demo.enabled = true;
+        config.http_api.key = String::new();
+        config.http_api.insecure = false;
+        config
+    }
+}
+
+/// 32 random bytes, hex encoded (64 characters).
+fn random_hex_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let mut out = String::with_capacity(64);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests;

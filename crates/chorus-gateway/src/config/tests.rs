@@ -1,0 +1,620 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::load::{env_name, leaf_paths};
+use super::*;
+
+/// A file in a fresh temp directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "chorus-config-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load_text(name: &str, text: &str) -> Result<Loaded, ConfigError> {
+    let f = TempFile::new(name, text);
+    Config::load(Some(f.path()), no_env(), &[])
+}
+
+fn problems(config: &Config) -> Vec<String> {
+    match config.validate() {
+        Ok(()) => Vec::new(),
+        Err(ConfigError::Invalid { problems }) => problems,
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+const JSON: &str = r#"{
+  "http_server": {"port": 9001, "header_read_timeout": "2s"},
+  "client": {"ping_interval": "20s", "token": {"hmac_secret_key": "k"}},
+  "channel": {"namespaces": [{"name": "chat", "presence": true, "history_size": 10, "history_ttl": "1m"}]},
+  "engine": {"type": "memory"}
+}"#;
+
+const YAML: &str = "
+http_server:
+  port: 9001
+  header_read_timeout: 2s
+client:
+  ping_interval: 20s
+  token:
+    hmac_secret_key: k
+channel:
+  namespaces:
+    - name: chat
+      presence: true
+      history_size: 10
+      history_ttl: 1m
+engine:
+  type: memory
+";
+
+const TOML: &str = r#"
+[http_server]
+port = 9001
+header_read_timeout = "2s"
+
+[client]
+ping_interval = "20s"
+
+[client.token]
+hmac_secret_key = "k"
+
+[[channel.namespaces]]
+name = "chat"
+presence = true
+history_size = 10
+history_ttl = "1m"
+
+[engine]
+type = "memory"
+"#;
+
+fn assert_sample(c: &Config) {
+    assert_eq!(c.http_server.port, 9001);
+    assert_eq!(c.http_server.address, "0.0.0.0");
+    assert_eq!(
+        c.http_server.header_read_timeout,
+        ConfigDuration::from_secs(2)
+    );
+    assert_eq!(
+        c.client.options.ping_interval,
+        ConfigDuration::from_secs(20)
+    );
+    assert_eq!(c.client.options.pong_timeout, ConfigDuration::from_secs(8));
+    assert_eq!(c.client.token.hmac_secret_key, "k");
+    assert_eq!(c.channel.namespaces.len(), 1);
+    let ns = &c.channel.namespaces[0];
+    assert_eq!(ns.name, "chat");
+    assert!(ns.options.presence);
+    assert!(!ns.options.join_leave);
+    assert_eq!(ns.options.history_size, 10);
+    assert_eq!(ns.options.history_ttl, ConfigDuration::from_secs(60));
+    assert_eq!(c.channel.max_length, 255);
+    assert!(!c.demo.enabled);
+    assert!(!c.client.options.insecure);
+    c.validate().unwrap();
+}
+
+#[test]
+fn loads_json_yaml_toml() {
+    for (name, text) in [
+        ("c.json", JSON),
+        ("c.yaml", YAML),
+        ("c.yml", YAML),
+        ("c.toml", TOML),
+    ] {
+        let loaded = load_text(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        assert_sample(&loaded.config);
+    }
+}
+
+#[test]
+fn empty_files_give_defaults() {
+    let c = load_text("c.yaml", "").unwrap().config;
+    assert_eq!(c, Config::default());
+    let c = load_text("c.json", "{}").unwrap().config;
+    assert_eq!(c, Config::default());
+    let c = load_text("c.toml", "").unwrap().config;
+    assert_eq!(c, Config::default());
+}
+
+#[test]
+fn file_defaults() {
+    let c = Config::default();
+    assert_eq!(c.http_server.address, "0.0.0.0");
+    assert_eq!(c.http_server.port, 8000);
+    assert_eq!(
+        c.http_server.header_read_timeout,
+        ConfigDuration::from_secs(10)
+    );
+    assert_eq!(c.http_server.max_request_body_size, 1 << 20);
+    assert_eq!(c.http_server.tcp_backlog, 4096);
+    assert_eq!(c.websocket.message_size_limit, 65536);
+    assert_eq!(c.websocket.write_timeout, ConfigDuration::from_secs(1));
+    assert!(!c.websocket.echo_endpoint);
+    assert_eq!(c.websocket.handler_prefix, "/connection/websocket");
+    assert_eq!(c.http_api.handler_prefix, "/api");
+    assert_eq!(c.engine.kind, "memory");
+    assert_eq!(c.shutdown.timeout, ConfigDuration::from_secs(30));
+    assert_eq!(c.shutdown.drain_window, ConfigDuration::from_secs(5));
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, "text");
+    assert!(!c.demo.enabled);
+    c.validate().unwrap();
+    // Not insecure and no key: legal, but warned about.
+    assert_eq!(c.warnings().len(), 1);
+    assert!(c.warnings()[0].contains("need a token"));
+}
+
+#[test]
+fn embedded_default_contents() {
+    let c = Config::embedded_default();
+    assert_eq!(c.http_server.address, "127.0.0.1");
+    assert_eq!(c.http_server.port, 8000);
+    assert_eq!(c.engine.kind, "memory");
+    assert!(c.client.options.insecure);
+    let key = &c.client.token.hmac_secret_key;
+    assert_eq!(key.len(), 64);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(
+        key,
+        &Config::embedded_default().client.token.hmac_secret_key
+    );
+    assert_eq!(
+        c.client.allowed_origins,
+        ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    );
+    assert_eq!(c.channel.namespaces.len(), 1);
+    let ns = &c.channel.namespaces[0];
+    assert_eq!(ns.name, "chat");
+    let o = &ns.options;
+    assert!(o.presence && o.join_leave && o.force_push_join_leave && o.force_recovery);
+    assert_eq!(o.history_size, 100);
+    assert_eq!(o.history_ttl, ConfigDuration::from_secs(300));
+    assert!(o.allow_subscribe_for_client);
+    assert!(o.allow_publish_for_subscriber && o.allow_publish_for_client);
+    assert!(o.allow_presence_for_subscriber && o.allow_history_for_subscriber);
+    assert!(!o.allow_subscribe_for_anonymous && !o.allow_history_for_client);
+    assert!(c.demo.enabled);
+    assert_eq!(c.http_api.key, "");
+    assert!(!c.http_api.insecure);
+    c.validate().unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+#[test]
+fn no_path_starts_from_embedded_default() {
+    let loaded = Config::load(None, no_env(), &[]).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c.http_server.address, "127.0.0.1");
+    assert!(c.demo.enabled);
+    assert_eq!(c.client.token.hmac_secret_key.len(), 64);
+    assert_eq!(c.channel.namespaces[0].name, "chat");
+}
+
+#[test]
+fn precedence_file_env_flags() {
+    let f = TempFile::new(
+        "c.yaml",
+        "http_server:\n  port: 9001\n  address: 10.0.0.1\nclient:\n  ping_interval: 20s\n",
+    );
+    // env over file
+    let e = env(&[
+        ("CHORUS_HTTP_SERVER_PORT", "9002"),
+        ("CHORUS_CLIENT_PING_INTERVAL", "30s"),
+        ("CHORUS_CLIENT_PONG_TIMEOUT", "10"),
+        ("PATH", "/bin"),
+    ]);
+    let c = Config::load(Some(f.path()), e.clone(), &[]).unwrap().config;
+    assert_eq!(c.http_server.port, 9002);
+    assert_eq!(c.http_server.address, "10.0.0.1");
+    assert_eq!(
+        c.client.options.ping_interval,
+        ConfigDuration::from_secs(30)
+    );
+    assert_eq!(c.client.options.pong_timeout, ConfigDuration::from_secs(10));
+    // flags over env
+    let flags = vec![
+        ("http_server.port".to_string(), "9003".to_string()),
+        ("client.ping_interval".to_string(), "1m".to_string()),
+    ];
+    let c = Config::load(Some(f.path()), e, &flags).unwrap().config;
+    assert_eq!(c.http_server.port, 9003);
+    assert_eq!(
+        c.client.options.ping_interval,
+        ConfigDuration::from_secs(60)
+    );
+    assert_eq!(c.client.options.pong_timeout, ConfigDuration::from_secs(10));
+    // env without a file applies over the embedded default
+    let c = Config::load(None, env(&[("CHORUS_DEMO_ENABLED", "false")]), &[])
+        .unwrap()
+        .config;
+    assert!(!c.demo.enabled);
+    assert_eq!(c.http_server.address, "127.0.0.1");
+}
+
+#[test]
+fn env_names_with_underscores_and_types() {
+    let e = env(&[
+        ("CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY", "12345"),
+        (
+            "CHORUS_CLIENT_ALLOWED_ORIGINS",
+            r#"["http://a", "http://b:*"]"#,
+        ),
+        ("CHORUS_CHANNEL_WITHOUT_NAMESPACE_PRESENCE", "true"),
+        (
+            "CHORUS_CHANNEL_NAMESPACES",
+            r#"[{"name":"room","join_leave":true}]"#,
+        ),
+        ("CHORUS_WEBSOCKET_MESSAGE_SIZE_LIMIT", "2048"),
+        ("CHORUS_ENGINE_TYPE", "memory"),
+        ("CHORUS_HTTP_API_KEY", "true"),
+    ]);
+    let f = TempFile::new("c.json", "{}");
+    let loaded = Config::load(Some(f.path()), e, &[]).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    // string keys keep the text even when it looks like JSON
+    assert_eq!(c.client.token.hmac_secret_key, "12345");
+    assert_eq!(c.http_api.key, "true");
+    assert_eq!(c.client.allowed_origins, ["http://a", "http://b:*"]);
+    assert!(c.channel.without_namespace.presence);
+    assert_eq!(c.channel.namespaces.len(), 1);
+    assert_eq!(c.channel.namespaces[0].name, "room");
+    assert!(c.channel.namespaces[0].options.join_leave);
+    assert_eq!(c.websocket.message_size_limit, 2048);
+
+    // comma-separated arrays
+    let e = env(&[("CHORUS_CLIENT_ALLOWED_ORIGINS", "http://a, http://b")]);
+    let c = Config::load(Some(f.path()), e, &[]).unwrap().config;
+    assert_eq!(c.client.allowed_origins, ["http://a", "http://b"]);
+}
+
+#[test]
+fn env_name_map_is_injective_and_covers_leaves() {
+    let leaves = leaf_paths();
+    let mut names: Vec<String> = leaves.iter().map(|l| env_name(&l.path)).collect();
+    let n = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n);
+    for expected in [
+        "CHORUS_HTTP_SERVER_PORT",
+        "CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY",
+        "CHORUS_CLIENT_SUBSCRIPTION_TOKEN_RSA_PUBLIC_KEY",
+        "CHORUS_CLIENT_PING_INTERVAL",
+        "CHORUS_CLIENT_ALLOWED_ORIGINS",
+        "CHORUS_CHANNEL_WITHOUT_NAMESPACE_PRESENCE",
+        "CHORUS_CHANNEL_NAMESPACES",
+        "CHORUS_ENGINE_TYPE",
+        "CHORUS_SHUTDOWN_DRAIN_WINDOW",
+        "CHORUS_DEMO_ENABLED",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing");
+    }
+}
+
+#[test]
+fn unknown_env_vars_warn() {
+    let e = env(&[
+        ("CHORUS_HTTP_SERVER_PORTT", "1"),
+        ("CHORUS_CONFIG", "/etc/chorus.yaml"),
+    ]);
+    let loaded = Config::load(None, e, &[]).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        ["unknown environment variable \"CHORUS_HTTP_SERVER_PORTT\" (no config key matches)"]
+    );
+}
+
+#[test]
+fn bad_env_and_flag_values_are_attributed() {
+    let err = Config::load(None, env(&[("CHORUS_HTTP_SERVER_PORT", "abc")]), &[]).unwrap_err();
+    match &err {
+        ConfigError::Env { var, message } => {
+            assert_eq!(var, "CHORUS_HTTP_SERVER_PORT");
+            assert!(message.contains("http_server.port"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let flags = vec![("client.ping_interval".to_string(), "soon".to_string())];
+    let err = Config::load(None, no_env(), &flags).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Override { key, .. } if key == "client.ping_interval"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("invalid duration"), "{err}");
+
+    let flags = vec![("client.pingg_interval".to_string(), "1s".to_string())];
+    let err = Config::load(None, no_env(), &flags).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--set client.pingg_interval: unknown config key (did you mean \"client.ping_interval\"?)"
+    );
+}
+
+#[test]
+fn unknown_keys_are_reported_with_paths() {
+    let text = r#"{
+      "htp_server": {},
+      "client": {"pingg_interval": "1s", "token": {"hmac_secret": "x"}},
+      "channel": {"namespaces": [
+        {"name": "a1", "presence": true},
+        {"name": "b1", "presense": true}
+      ]},
+      "websocket": {"compression": true}
+    }"#;
+    let loaded = load_text("c.json", text).unwrap();
+    let mut w = loaded.warnings.clone();
+    w.retain(|w| w.starts_with("unknown config key"));
+    w.sort();
+    assert_eq!(
+        w,
+        [
+            "unknown config key \"channel.namespaces[1].presense\" (did you mean \"presence\"?)",
+            "unknown config key \"client.pingg_interval\" (did you mean \"ping_interval\"?)",
+            "unknown config key \"client.token.hmac_secret\"",
+            "unknown config key \"htp_server\" (did you mean \"http_server\"?)",
+            "unknown config key \"websocket.compression\"",
+        ]
+    );
+    // known keys still applied
+    assert!(loaded.config.channel.namespaces[0].options.presence);
+    assert!(!loaded.config.channel.namespaces[1].options.presence);
+}
+
+#[test]
+fn unknown_keys_in_yaml_and_toml() {
+    let loaded = load_text("c.yaml", "log:\n  levle: debug\n").unwrap();
+    assert!(loaded
+        .warnings
+        .contains(&"unknown config key \"log.levle\" (did you mean \"level\"?)".to_string()));
+    let loaded = load_text("c.toml", "[engine]\nkind = \"memory\"\n").unwrap();
+    assert!(loaded
+        .warnings
+        .contains(&"unknown config key \"engine.kind\"".to_string()));
+}
+
+#[test]
+fn durations_in_every_form() {
+    let text = "client:\n  ping_interval: 1m30s\n  pong_timeout: 5\n  stale_close_delay: 1500ms\n\
+                shutdown:\n  timeout: 2h\n  drain_window: 0\n";
+    let c = load_text("c.yaml", text).unwrap().config;
+    assert_eq!(
+        c.client.options.ping_interval,
+        ConfigDuration::from_secs(90)
+    );
+    assert_eq!(c.client.options.pong_timeout, ConfigDuration::from_secs(5));
+    assert_eq!(
+        c.client.options.stale_close_delay,
+        ConfigDuration::from_millis(1500)
+    );
+    assert_eq!(c.shutdown.timeout, ConfigDuration::from_secs(7200));
+    assert_eq!(c.shutdown.drain_window, ConfigDuration::ZERO);
+
+    let err = load_text("c.yaml", "client:\n  ping_interval: 10 seconds\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("invalid duration"), "{msg}");
+    assert!(msg.contains("c.yaml:"), "{msg}");
+}
+
+#[test]
+fn parse_errors_carry_path_and_location() {
+    let err = load_text("c.json", "{\n  \"http_server\": {\"port\": 80,}\n}").unwrap_err();
+    match &err {
+        ConfigError::Parse { path, location, .. } => {
+            assert!(path.ends_with("c.json"));
+            assert_eq!(location.line, Some(2));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // type error in JSON: located by re-parsing the typed config
+    let err = load_text("c.json", "{\n\"http_server\": {\n  \"port\": \"x\"\n}}").unwrap_err();
+    match &err {
+        ConfigError::Parse {
+            location, message, ..
+        } => {
+            assert_eq!(location.line, Some(3), "{message}");
+            assert!(message.contains("u16"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let err = load_text("c.toml", "[http_server]\nport = 80\nport = 81\n").unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Parse { location, .. } if location.line == Some(3)),
+        "{err:?}"
+    );
+    let err = load_text("c.yaml", "http_server:\n  port: [1\n").unwrap_err();
+    assert!(matches!(&err, ConfigError::Parse { location, .. } if location.line.is_some()));
+    let err = load_text("c.yaml", "- 1\n- 2\n").unwrap_err();
+    assert!(
+        err.to_string().contains("top level must be a mapping"),
+        "{err}"
+    );
+    let err = load_text("c.ini", "").unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownFormat { .. }));
+    let err = Config::load(Some(Path::new("/nonexistent/chorus.json")), no_env(), &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/chorus.json"));
+}
+
+#[test]
+fn validation_errors() {
+    let mut c = Config::default();
+    c.client.options.ping_interval = ConfigDuration::from_secs(5);
+    c.client.options.pong_timeout = ConfigDuration::from_secs(8);
+    c.client.options.queue_max_size = 100;
+    c.websocket.message_size_limit = 10;
+    c.engine.kind = "redis".into();
+    c.log.format = "xml".into();
+    c.shutdown.drain_window = ConfigDuration::from_secs(60);
+    c.http_api.handler_prefix = "/connection".into();
+    c.client.allowed_origins = vec!["http://[".into()];
+    let p = problems(&c);
+    let expect = [
+        "client.ping_interval (5s) must be greater than client.pong_timeout (8s)",
+        "client.queue_max_size (100) must be at least 1024 bytes",
+        "websocket.message_size_limit (10) must be at least 1024 bytes",
+        "engine.type \"redis\" is not supported (the redis engine is not available in this build yet); supported: memory",
+        "log.format \"xml\" must be \"text\" or \"json\"",
+        "shutdown.drain_window (1m) must not exceed shutdown.timeout (30s)",
+        "websocket.handler_prefix (\"/connection/websocket\") and http_api.handler_prefix (\"/connection\") overlap",
+        "client.allowed_origins[0] (\"http://[\") is not a valid glob",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|x| x.contains(e)), "missing {e:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), expect.len(), "{p:#?}");
+
+    // either interval 0 disables the ping/pong rule
+    let mut c = Config::default();
+    c.client.options.ping_interval = ConfigDuration::ZERO;
+    c.client.options.pong_timeout = ConfigDuration::from_secs(8);
+    c.validate().unwrap();
+
+    let mut c = Config::default();
+    c.engine.kind = "postgres".into();
+    assert_eq!(
+        problems(&c),
+        ["engine.type \"postgres\" is not supported; supported: memory"]
+    );
+}
+
+#[test]
+fn namespace_validation() {
+    let mut c = Config::default();
+    let ns = |name: &str| chorus_core::options::Namespace {
+        name: name.into(),
+        ..Default::default()
+    };
+    let mut bad_history = ns("hist");
+    bad_history.options.history_size = 10;
+    let mut ttl_only = ns("ttl_only");
+    ttl_only.options.history_ttl = ConfigDuration::from_secs(10);
+    let mut recovery = ns("rec");
+    recovery.options.force_recovery = true;
+    c.channel.namespaces = vec![
+        ns("ok-name_1"),
+        ns("a"),
+        ns("bad name"),
+        ns("ok-name_1"),
+        bad_history,
+        ttl_only,
+        recovery,
+    ];
+    c.channel.without_namespace.force_recovery = true;
+    let p = problems(&c);
+    let expect = [
+        "channel.without_namespace: force_recovery needs history (history_size and history_ttl > 0)",
+        "channel.namespaces[1].name \"a\" must match ^[-a-zA-Z0-9_]{2,}$",
+        "channel.namespaces[2].name \"bad name\" must match ^[-a-zA-Z0-9_]{2,}$",
+        "channel.namespaces[3].name \"ok-name_1\" is defined twice",
+        "channel.namespaces[4] (\"hist\"): history_size is set, so history_ttl must be > 0",
+        "channel.namespaces[5] (\"ttl_only\"): history_ttl is set, so history_size must be > 0",
+        "channel.namespaces[6] (\"rec\"): force_recovery needs history (history_size and history_ttl > 0)",
+    ];
+    assert_eq!(p.len(), expect.len(), "{p:#?}");
+    for (got, want) in p.iter().zip(expect) {
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn invalid_token_keys_fail_validation() {
+    let mut c = Config::default();
+    c.client.subscription_token.ecdsa_public_key = "-----BEGIN PUBLIC KEY-----\nxx\n".into();
+    let p = problems(&c);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("client.subscription_token.ecdsa_public_key: not a valid PEM public key"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn invalid_error_lists_every_problem() {
+    let mut c = Config::default();
+    c.log.format = "xml".into();
+    c.engine.kind = "x".into();
+    let msg = c.validate().unwrap_err().to_string();
+    assert!(msg.starts_with("invalid config:\n  - "), "{msg}");
+    assert_eq!(msg.lines().count(), 3, "{msg}");
+}
+
+#[test]
+fn subscription_token_falls_back_to_connection_keys() {
+    let mut c = Config::default();
+    c.client.token.hmac_secret_key = "conn".into();
+    c.client.token.audience = "aud".into();
+    assert_eq!(c.client.subscription_token_config().hmac_secret_key, "conn");
+    assert_eq!(c.client.subscription_token_config().audience, "aud");
+    c.client.subscription_token.hmac_secret_key = "subs".into();
+    assert_eq!(c.client.subscription_token_config().hmac_secret_key, "subs");
+    assert_eq!(c.client.subscription_token_config().audience, "");
+}
+
+#[test]
+fn shipped_deploy_configs_load_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    for name in ["config.production.json", "config.dev.yaml"] {
+        let path = root.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let loaded = Config::load(Some(&path), no_env(), &[]).unwrap();
+        assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        loaded.config.validate().unwrap();
+        assert_eq!(loaded.config.channel.namespaces[0].name, "chat");
+    }
+}
+
+#[test]
+fn round_trip_through_every_format() {
+    let c = Config::embedded_default();
+    let json = serde_json::to_string_pretty(&c).unwrap();
+    let yaml = serde_yaml::to_string(&c).unwrap();
+    let toml = toml::to_string(&c).unwrap();
+    for (name, text) in [("c.json", json), ("c.yaml", yaml), ("c.toml", toml)] {
+        let loaded = load_text(name, &text).unwrap();
+        assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        assert_eq!(loaded.config, c, "{name}");
+    }
+}

@@ -1,0 +1,232 @@
+//! Semantic checks of a loaded [`Config`]: every problem is collected (not just the first) and
+//! named by its dotted key, so `chorus checkconfig` reports a whole broken file at once.
+
+use std::collections::HashSet;
+
+use chorus_core::options::ChannelOptions;
+
+use super::{Config, ConfigError, KNOWN_ENGINES};
+
+/// Smallest accepted `websocket.message_size_limit` and `client.queue_max_size`: below this a
+/// single connect reply may not fit.
+pub const MIN_BUFFER_SIZE: usize = 1024;
+
+impl Config {
+    /// Checks cross-field rules. All problems are reported together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p: Vec<String> = Vec::new();
+
+        // http_server
+        if self.http_server.address.trim().is_empty() {
+            p.push("http_server.address must not be empty".into());
+        }
+        if self.http_server.header_read_timeout.is_zero() {
+            p.push("http_server.header_read_timeout must be greater than 0".into());
+        }
+        if self.http_server.max_request_body_size == 0 {
+            p.push("http_server.max_request_body_size must be greater than 0".into());
+        }
+        if self.http_server.tcp_backlog == 0 {
+            p.push("http_server.tcp_backlog must be greater than 0".into());
+        }
+
+        // client
+        let c = &self.client.options;
+        if !c.ping_interval.is_zero()
+            && !c.pong_timeout.is_zero()
+            && c.ping_interval <= c.pong_timeout
+        {
+            p.push(format!(
+                "client.ping_interval ({}) must be greater than client.pong_timeout ({}) \
+                 (or set either to 0 to disable)",
+                c.ping_interval, c.pong_timeout
+            ));
+        }
+        if c.queue_max_size < MIN_BUFFER_SIZE {
+            p.push(format!(
+                "client.queue_max_size ({}) must be at least {MIN_BUFFER_SIZE} bytes",
+                c.queue_max_size
+            ));
+        }
+        if c.write_batch_max_messages == 0 {
+            p.push("client.write_batch_max_messages must be at least 1".into());
+        }
+        if c.write_batch_max_bytes == 0 {
+            p.push("client.write_batch_max_bytes must be at least 1".into());
+        }
+        for (n, origin) in self.client.allowed_origins.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(origin) {
+                p.push(format!(
+                    "client.allowed_origins[{n}] ({origin:?}) is not a valid glob: {e}"
+                ));
+            }
+        }
+        if let Err(e) = crate::auth::JwtVerifier::from_config(&self.client) {
+            p.push(e.to_string());
+        }
+
+        // channel
+        let ch = &self.channel;
+        if ch.max_length == 0 {
+            p.push("channel.max_length must be greater than 0".into());
+        }
+        for (key, value) in [
+            ("channel.namespace_boundary", &ch.namespace_boundary),
+            ("channel.user_boundary", &ch.user_boundary),
+            ("channel.user_separator", &ch.user_separator),
+        ] {
+            if value.is_empty() {
+                p.push(format!("{key} must not be empty"));
+            }
+        }
+        check_channel_options("channel.without_namespace", &ch.without_namespace, &mut p);
+        let mut seen = HashSet::new();
+        for (n, ns) in ch.namespaces.iter().enumerate() {
+            let key = format!("channel.namespaces[{n}]");
+            if !valid_namespace_name(&ns.name) {
+                p.push(format!(
+                    "{key}.name {:?} must match ^[-a-zA-Z0-9_]{{2,}}$",
+                    ns.name
+                ));
+            }
+            if !seen.insert(ns.name.as_str()) {
+                p.push(format!("{key}.name {:?} is defined twice", ns.name));
+            }
+            check_channel_options(&format!("{key} ({:?})", ns.name), &ns.options, &mut p);
+        }
+
+        // websocket
+        let ws = &self.websocket;
+        if ws.message_size_limit < MIN_BUFFER_SIZE {
+            p.push(format!(
+                "websocket.message_size_limit ({}) must be at least {MIN_BUFFER_SIZE} bytes",
+                ws.message_size_limit
+            ));
+        }
+        if ws.write_timeout.is_zero() {
+            p.push("websocket.write_timeout must be greater than 0".into());
+        }
+
+        // routes
+        let ws_path = ws.handler_prefix.as_str();
+        let api_path = self.http_api.handler_prefix.as_str();
+        for (key, path) in [
+            ("websocket.handler_prefix", ws_path),
+            ("http_api.handler_prefix", api_path),
+        ] {
+            if !path.starts_with('/') {
+                p.push(format!("{key} ({path:?}) must start with '/'"));
+            }
+        }
+        if overlaps(ws_path, api_path) {
+            p.push(format!(
+                "websocket.handler_prefix ({ws_path:?}) and http_api.handler_prefix \
+                 ({api_path:?}) overlap"
+            ));
+        }
+
+        // engine
+        if !KNOWN_ENGINES.contains(&self.engine.kind.as_str()) {
+            let hint = if self.engine.kind == "redis" {
+                " (the redis engine is not available in this build yet)"
+            } else {
+                ""
+            };
+            p.push(format!(
+                "engine.type {:?} is not supported{hint}; supported: {}",
+                self.engine.kind,
+                KNOWN_ENGINES.join(", ")
+            ));
+        }
+
+        // shutdown
+        if self.shutdown.drain_window > self.shutdown.timeout {
+            p.push(format!(
+                "shutdown.drain_window ({}) must not exceed shutdown.timeout ({})",
+                self.shutdown.drain_window, self.shutdown.timeout
+            ));
+        }
+
+        // log
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            p.push(format!("log.level {:?} is invalid: {e}", self.log.level));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            p.push(format!(
+                "log.format {:?} must be \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
+
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { problems: p })
+        }
+    }
+
+    /// Legal but risky settings, worth a warning at startup.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.client.options.insecure && !self.client.has_token_key() {
+            w.push(
+                "no client.token key is configured and client.insecure is false: \
+                 connections need a token and none can be verified"
+                    .to_string(),
+            );
+        }
+        if self.demo.enabled && self.client.token.hmac_secret_key.is_empty() {
+            w.push(
+                "demo.enabled is true but client.token.hmac_secret_key is empty: \
+                 the demo page cannot get tokens"
+                    .to_string(),
+            );
+        }
+        w
+    }
+}
+
+fn check_channel_options(key: &str, o: &ChannelOptions, p: &mut Vec<String>) {
+    let size = o.history_size > 0;
+    let ttl = !o.history_ttl.is_zero();
+    if size && !ttl {
+        p.push(format!(
+            "{key}: history_size is set, so history_ttl must be > 0"
+        ));
+    }
+    if ttl && !size {
+        p.push(format!(
+            "{key}: history_ttl is set, so history_size must be > 0"
+        ));
+    }
+    for (name, on) in [
+        ("force_recovery", o.force_recovery),
+        ("allow_recovery", o.allow_recovery),
+        ("force_positioning", o.force_positioning),
+        ("allow_positioning", o.allow_positioning),
+    ] {
+        if on && !(size && ttl) {
+            p.push(format!(
+                "{key}: {name} needs history (history_size and history_ttl > 0)"
+            ));
+        }
+    }
+}
+
+/// `^[-a-zA-Z0-9_]{2,}$`
+pub fn valid_namespace_name(name: &str) -> bool {
+    name.len() >= 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Two route prefixes overlap when one is the other or a path-segment prefix of it.
+fn overlaps(a: &str, b: &str) -> bool {
+    let a = a.trim_end_matches('/');
+    let b = b.trim_end_matches('/');
+    let prefix_of = |short: &str, long: &str| {
+        long == short || long.starts_with(&format!("{short}/")) || short.is_empty()
+    };
+    prefix_of(a, b) || prefix_of(b, a)
+}
