@@ -1,0 +1,221 @@
+//! The Prometheus recorder and the gateway's own metrics (transport and HTTP).
+//!
+//! [`install`] installs the process-wide recorder once (idempotent, tolerates a recorder
+//! installed by someone else) and describes every metric below; `/metrics` renders the
+//! returned [`PrometheusHandle`]. The core declares its own metrics (messages, subscriptions,
+//! command durations); this file only names what the edge sees: sockets, frames, bytes, close
+//! codes, protocol violations and HTTP requests. Labels stay low-cardinality: a reason, a kind,
+//! a close code, a route name and a status — never a path, a channel or a user.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// WebSocket upgrades completed (JSON, Protobuf and echo).
+pub const CONNECTIONS_ACCEPTED: &str = "chorus_transport_connections_accepted_total";
+/// WebSocket connections currently open on this node.
+pub const CONNECTIONS: &str = "chorus_transport_connections";
+/// Upgrades refused before switching protocols, by `reason` (origin, limit, bad_request).
+pub const UPGRADE_REJECTED: &str = "chorus_transport_upgrade_rejected_total";
+/// Complete WebSocket data messages received (after reassembly of fragments).
+pub const MESSAGES_RECEIVED: &str = "chorus_transport_messages_received_total";
+/// Payload bytes of the complete data messages received.
+pub const BYTES_RECEIVED: &str = "chorus_transport_bytes_received_total";
+/// WebSocket data frames written (each may pack several protocol messages).
+pub const FRAMES_SENT: &str = "chorus_transport_frames_sent_total";
+/// Payload bytes of the data frames written.
+pub const BYTES_SENT: &str = "chorus_transport_bytes_sent_total";
+/// Close frames written by the server, by close `code`.
+pub const CLOSE: &str = "chorus_transport_close_total";
+/// Connections failed for a WebSocket protocol violation, by `kind`.
+pub const PROTOCOL_ERRORS: &str = "chorus_transport_protocol_errors_total";
+/// HTTP requests answered, by `route` (a fixed route name) and `status`.
+pub const HTTP_REQUESTS: &str = "chorus_http_requests_total";
+
+/// How often histogram buckets are drained when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and describes the gateway metrics.
+///
+/// Later calls return the same handle. If another global recorder was installed first (a
+/// test harness, an embedding program), the returned handle renders an empty registry and the
+/// metrics go to that other recorder: never an error.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::debug!(
+                    "a metrics recorder was already installed; /metrics renders an empty registry"
+                );
+            }
+            describe();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "cannot start the metrics upkeep thread");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Describes every gateway metric (units and help text). Called by [`install`].
+pub fn describe() {
+    describe_counter!(
+        CONNECTIONS_ACCEPTED,
+        Unit::Count,
+        "WebSocket upgrades completed."
+    );
+    describe_gauge!(
+        CONNECTIONS,
+        Unit::Count,
+        "WebSocket connections currently open."
+    );
+    describe_counter!(
+        UPGRADE_REJECTED,
+        Unit::Count,
+        "WebSocket upgrades refused before switching protocols, by reason (origin, limit, bad_request)."
+    );
+    describe_counter!(
+        MESSAGES_RECEIVED,
+        Unit::Count,
+        "Complete WebSocket data messages received (fragments reassembled)."
+    );
+    describe_counter!(
+        BYTES_RECEIVED,
+        Unit::Bytes,
+        "Payload bytes of WebSocket data messages received."
+    );
+    describe_counter!(FRAMES_SENT, Unit::Count, "WebSocket data frames written.");
+    describe_counter!(
+        BYTES_SENT,
+        Unit::Bytes,
+        "Payload bytes of WebSocket data frames written."
+    );
+    describe_counter!(
+        CLOSE,
+        Unit::Count,
+        "WebSocket close frames written by the server, by code."
+    );
+    describe_counter!(
+        PROTOCOL_ERRORS,
+        Unit::Count,
+        "Connections failed for a WebSocket protocol violation, by kind (too_big, utf8, unmasked, protocol, wrong_opcode)."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests answered, by route and status."
+    );
+}
+
+/// Why an upgrade was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// `Origin` header not in `client.allowed_origins` (HTTP 403).
+    Origin,
+    /// Connection limit reached or node draining (HTTP 503).
+    Limit,
+    /// Not a valid WebSocket upgrade request (HTTP 400).
+    BadRequest,
+}
+
+impl RejectReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Origin => "origin",
+            RejectReason::Limit => "limit",
+            RejectReason::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Kinds of WebSocket protocol violation that fail a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolErrorKind {
+    /// Message over `websocket.message_size_limit` (close 1009).
+    TooBig,
+    /// Text message that is not UTF-8, or bad close reason (close 1007).
+    Utf8,
+    /// Client frame without a mask (close 1002).
+    Unmasked,
+    /// Any other framing violation (close 1002).
+    Protocol,
+    /// Binary message on a JSON connection or text on a Protobuf one (disconnect 3501).
+    WrongOpcode,
+}
+
+impl ProtocolErrorKind {
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolErrorKind::TooBig => "too_big",
+            ProtocolErrorKind::Utf8 => "utf8",
+            ProtocolErrorKind::Unmasked => "unmasked",
+            ProtocolErrorKind::Protocol => "protocol",
+            ProtocolErrorKind::WrongOpcode => "wrong_opcode",
+        }
+    }
+}
+
+/// Counts a refused upgrade.
+pub fn upgrade_rejected(reason: RejectReason) {
+    counter!(UPGRADE_REJECTED, "reason" => reason.as_str()).increment(1);
+}
+
+/// Counts a protocol violation.
+pub fn protocol_error(kind: ProtocolErrorKind) {
+    counter!(PROTOCOL_ERRORS, "kind" => kind.as_str()).increment(1);
+}
+
+/// Counts one complete data message of `bytes` payload bytes received.
+pub fn message_received(bytes: usize) {
+    counter!(MESSAGES_RECEIVED).increment(1);
+    counter!(BYTES_RECEIVED).increment(bytes as u64);
+}
+
+/// Counts one data frame of `bytes` payload bytes written.
+pub fn frame_sent(bytes: usize) {
+    counter!(FRAMES_SENT).increment(1);
+    counter!(BYTES_SENT).increment(bytes as u64);
+}
+
+/// Counts a close frame written with `code`.
+pub fn close_sent(code: u16) {
+    counter!(CLOSE, "code" => code.to_string()).increment(1);
+}
+
+/// Counts an answered HTTP request.
+pub fn http_request(route: &'static str, status: u16) {
+    counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+}
+
+/// Tracks one open WebSocket connection: counts it accepted, raises the gauge, lowers it on drop.
+#[derive(Debug)]
+pub struct ConnectionGuard(());
+
+impl ConnectionGuard {
+    /// Counts a completed upgrade and an open connection.
+    pub fn open() -> Self {
+        counter!(CONNECTIONS_ACCEPTED).increment(1);
+        gauge!(CONNECTIONS).increment(1.0);
+        ConnectionGuard(())
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        gauge!(CONNECTIONS).decrement(1.0);
+    }
+}

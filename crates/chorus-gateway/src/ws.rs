@@ -1,0 +1,285 @@
+//! The WebSocket transport on fastwebsockets 0.10: upgrade, reader, single writer, echo.
+//!
+//! Parts:
+//! * this file — the upgrade: request validation (400), `Origin` check against
+//!   `client.allowed_origins` globs (403), protocol negotiation (`centrifuge-protobuf` /
+//!   `centrifuge-json` subprotocols, legacy `cf_protocol=protobuf` / `format=protobuf` query),
+//!   the node's connection limit (503), then the connection task on the server's tracker;
+//! * [`conn`] — reader and writer of one connection (split halves, one task);
+//! * [`message`] — fragment reassembly with a cumulative size cap, UTF-8 and close validation;
+//! * [`session`] — what is behind a connection: a core [`chorus_core::Client`] or the echo
+//!   endpoint used by the Autobahn conformance suite.
+
+pub mod conn;
+pub mod message;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chorus_core::{ClientParams, Node};
+use chorus_protocol::Protocol;
+use http::header::{HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::metrics::{self, ConnectionGuard, RejectReason};
+use conn::{BoxRead, BoxWrite, ConnLimits};
+use session::Session;
+
+/// Subprotocol selecting Protobuf frames.
+pub const SUBPROTOCOL_PROTOBUF: &str = "centrifuge-protobuf";
+/// Subprotocol selecting JSON frames (the default).
+pub const SUBPROTOCOL_JSON: &str = "centrifuge-json";
+
+/// How long to wait for the peer's Close / EOF once the closing handshake started.
+pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(3);
+
+/// Transport settings, taken from the config once.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// `websocket.message_size_limit`: cumulative payload cap of one incoming message.
+    pub message_size_limit: usize,
+    /// `websocket.write_timeout`: deadline of each frame write (then 3009).
+    pub write_timeout: Duration,
+    /// `client.allowed_origins`, compiled. Empty: only requests without `Origin` pass.
+    pub allowed_origins: Vec<glob::Pattern>,
+    /// Wait for the peer's close after ours (see [`DEFAULT_CLOSE_LINGER`]).
+    pub close_linger: Duration,
+}
+
+impl WsSettings {
+    /// Compiles origin globs; an invalid pattern is an error naming it.
+    pub fn new(
+        message_size_limit: usize,
+        write_timeout: Duration,
+        allowed_origins: &[String],
+    ) -> Result<Self, glob::PatternError> {
+        let allowed_origins = allowed_origins
+            .iter()
+            .map(|p| glob::Pattern::new(p))
+            .collect::<Result<_, _>>()?;
+        Ok(WsSettings {
+            message_size_limit,
+            write_timeout,
+            allowed_origins,
+            close_linger: DEFAULT_CLOSE_LINGER,
+        })
+    }
+
+    /// Whether a request with this `Origin` (or none) may connect.
+    pub fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+        let Some(origin) = origin else { return true };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let options = glob::MatchOptions {
+            case_sensitive: false,
+            require_literal_separator: false,
+            require_literal_leading_dot: false,
+        };
+        self.allowed_origins
+            .iter()
+            .any(|p| p.matches_with(origin, options))
+    }
+
+    fn limits(&self) -> ConnLimits {
+        ConnLimits {
+            message_size_limit: self.message_size_limit,
+            write_timeout: self.write_timeout,
+            close_linger: self.close_linger,
+        }
+    }
+}
+
+/// What the server hands to every upgrade.
+#[derive(Debug, Clone)]
+pub struct WsContext {
+    pub settings: Arc<WsSettings>,
+    /// Connection tasks are spawned here so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Server shutdown (closes echo connections; core clients are closed by the node).
+    pub shutdown: CancellationToken,
+}
+
+/// Which endpoint the upgrade is for.
+#[derive(Clone, Copy)]
+pub enum Endpoint<'a> {
+    /// `websocket.handler_prefix`: a client of the v2 protocol.
+    Client(&'a Node),
+    /// `/connection/echo`: echoes every message (conformance testing).
+    Echo,
+}
+
+impl std::fmt::Debug for Endpoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Client(_) => f.write_str("Client"),
+            Endpoint::Echo => f.write_str("Echo"),
+        }
+    }
+}
+
+/// Picks the encoding and the subprotocol to answer with.
+///
+/// An offered `centrifuge-protobuf` wins, then `centrifuge-json`; without either, the legacy
+/// query `cf_protocol=protobuf` or `format=protobuf` selects Protobuf; JSON otherwise.
+pub fn negotiate<B>(req: &Request<B>) -> (Protocol, Option<&'static str>) {
+    let offered: Vec<&str> = req
+        .headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if offered
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL_PROTOBUF))
+    {
+        return (Protocol::Protobuf, Some(SUBPROTOCOL_PROTOBUF));
+    }
+    if offered
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL_JSON))
+    {
+        return (Protocol::Json, Some(SUBPROTOCOL_JSON));
+    }
+    let query_protobuf = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "cf_protocol=protobuf" | "format=protobuf"))
+    });
+    if query_protobuf {
+        (Protocol::Protobuf, None)
+    } else {
+        (Protocol::Json, None)
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::GET
+        && fastwebsockets::upgrade::is_upgrade_request(req)
+        && req.headers().contains_key("sec-websocket-key")
+        && req
+            .headers()
+            .get("sec-websocket-version")
+            .is_some_and(|v| v.as_bytes() == b"13")
+}
+
+/// Answers a WebSocket upgrade request and, on success, spawns the connection on the tracker.
+pub fn upgrade<B>(
+    mut req: Request<B>,
+    remote_addr: Option<SocketAddr>,
+    endpoint: Endpoint<'_>,
+    ctx: &WsContext,
+) -> Response<Full<Bytes>> {
+    if !is_websocket_upgrade(&req) {
+        metrics::upgrade_rejected(RejectReason::BadRequest);
+        return plain(StatusCode::BAD_REQUEST, "websocket upgrade expected\n");
+    }
+    let (protocol, subprotocol) = negotiate(&req);
+    let session = match endpoint {
+        Endpoint::Client(node) => {
+            if !ctx.settings.origin_allowed(req.headers().get(ORIGIN)) {
+                tracing::debug!(origin = ?req.headers().get(ORIGIN), "websocket origin rejected");
+                metrics::upgrade_rejected(RejectReason::Origin);
+                return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
+            }
+            let params = ClientParams {
+                protocol,
+                transport: "websocket",
+                remote_addr,
+            };
+            match node.try_new_client(params) {
+                Ok(client) => Session::Client(client),
+                Err(_) => {
+                    metrics::upgrade_rejected(RejectReason::Limit);
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "connection limit reached\n",
+                    );
+                }
+            }
+        }
+        Endpoint::Echo => Session::Echo(ctx.shutdown.clone()),
+    };
+    let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(_) => {
+            // Unreachable after `is_websocket_upgrade`; never leave a client registered.
+            let tracker = ctx.tracker.clone();
+            tracker.spawn(async move { session.cleanup().await });
+            metrics::upgrade_rejected(RejectReason::BadRequest);
+            return plain(StatusCode::BAD_REQUEST, "websocket upgrade expected\n");
+        }
+    };
+    let (mut parts, _) = response.into_parts();
+    if let Some(sp) = subprotocol {
+        parts
+            .headers
+            .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(sp));
+    }
+    let span = span_for(&session, remote_addr);
+    let limits = ctx.settings.limits();
+    ctx.tracker.spawn(
+        async move {
+            let ws = match fut.await {
+                Ok(ws) => ws,
+                Err(error) => {
+                    tracing::debug!(%error, "websocket upgrade did not complete");
+                    session.cleanup().await;
+                    return;
+                }
+            };
+            let _guard = ConnectionGuard::open();
+            let (rd, wr) = split_io(ws.into_inner());
+            conn::run(session, rd, wr, limits).await;
+        }
+        .instrument(span),
+    );
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+fn span_for(session: &Session, remote_addr: Option<SocketAddr>) -> tracing::Span {
+    static ECHO_IDS: AtomicU64 = AtomicU64::new(1);
+    let peer = remote_addr.map(|a| a.to_string()).unwrap_or_default();
+    match session {
+        Session::Client(client) => tracing::debug_span!("ws", conn = %client.id(), peer = %peer),
+        Session::Echo(_) => {
+            let id = ECHO_IDS.fetch_add(1, Ordering::Relaxed);
+            tracing::debug_span!("ws_echo", conn = id, peer = %peer)
+        }
+    }
+}
+
+/// Splits the upgraded connection. Over our own TCP listener it is a `TcpStream`: use its
+/// lock-free owned halves (bytes hyper read past the handshake go first); anything else goes
+/// through `tokio::io::split`.
+fn split_io(io: TokioIo<hyper::upgrade::Upgraded>) -> (BoxRead, BoxWrite) {
+    let upgraded = io.into_inner();
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (rd, wr) = parts.io.into_inner().into_split();
+            let rd = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(parts.read_buf), rd);
+            (Box::new(rd), Box::new(wr))
+        }
+        Err(upgraded) => {
+            let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+            (Box::new(rd), Box::new(wr))
+        }
+    }
+}

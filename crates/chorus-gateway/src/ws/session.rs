@@ -1,0 +1,123 @@
+//! What sits behind a WebSocket connection: a chorus client session or the echo endpoint.
+//!
+//! The reader and writer in [`super::conn`] are shared; they only see this enum: where
+//! complete messages go ([`Session::on_message`]), what to write next ([`Session::next_write`]),
+//! when the server wants the connection closed ([`Session::closed`]) and what to do when the
+//! transport is gone ([`Session::cleanup`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chorus_core::{Client, Disconnect, WriteEvent};
+use chorus_protocol::codes::{DISCONNECT_BAD_REQUEST, DISCONNECT_WRITE_ERROR};
+use chorus_protocol::Protocol;
+use fastwebsockets::OpCode;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::Ctrl;
+use crate::metrics::{self, ProtocolErrorKind};
+
+/// What the session wants written.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// One data frame.
+    Data(OpCode, Bytes),
+    /// A close frame with this code and reason, then stop (code 3000: no frame, just close).
+    Close { code: u16, reason: String },
+}
+
+/// The session behind one connection.
+pub enum Session {
+    /// A client of the v2 protocol, run by the core.
+    Client(Arc<Client>),
+    /// `/connection/echo`: every complete message is sent back with its opcode. The token is
+    /// the server's shutdown signal (closes with 1001).
+    Echo(CancellationToken),
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Session::Client(c) => f.debug_tuple("Client").field(&c.id()).finish(),
+            Session::Echo(_) => f.write_str("Echo"),
+        }
+    }
+}
+
+fn data_opcode(protocol: Protocol) -> OpCode {
+    match protocol {
+        Protocol::Json => OpCode::Text,
+        Protocol::Protobuf => OpCode::Binary,
+    }
+}
+
+impl Session {
+    /// Handles one complete data message. Returns `false` when further messages must be
+    /// discarded (the session is closing).
+    pub async fn on_message(
+        &self,
+        opcode: OpCode,
+        payload: Bytes,
+        ctrl: &mpsc::Sender<Ctrl>,
+    ) -> bool {
+        match self {
+            Session::Client(client) => {
+                if opcode != data_opcode(client.protocol()) {
+                    tracing::debug!(
+                        ?opcode,
+                        "message opcode does not match the connection's protocol"
+                    );
+                    metrics::protocol_error(ProtocolErrorKind::WrongOpcode);
+                    client.disconnect(Disconnect::from(DISCONNECT_BAD_REQUEST));
+                    return false;
+                }
+                client.handle_frame(&payload).await;
+                !client.is_closed()
+            }
+            Session::Echo(_) => ctrl.send(Ctrl::Data(opcode, payload)).await.is_ok(),
+        }
+    }
+
+    /// The next thing to write. Cancel-safe.
+    pub async fn next_write(&self) -> Outgoing {
+        match self {
+            Session::Client(client) => match client.next_write().await {
+                WriteEvent::Frame(bytes) => Outgoing::Data(data_opcode(client.protocol()), bytes),
+                WriteEvent::Close(d) => Outgoing::Close {
+                    code: d.code,
+                    reason: d.reason,
+                },
+            },
+            Session::Echo(shutdown) => {
+                shutdown.cancelled().await;
+                Outgoing::Close {
+                    code: 1001,
+                    reason: "shutdown".into(),
+                }
+            }
+        }
+    }
+
+    /// Resolves once the server decided to close this connection.
+    pub async fn closed(&self) {
+        match self {
+            Session::Client(client) => client.closed().await,
+            Session::Echo(shutdown) => shutdown.cancelled().await,
+        }
+    }
+
+    /// A write failed or timed out.
+    pub fn write_failed(&self) {
+        if let Session::Client(client) = self {
+            client.disconnect(Disconnect::from(DISCONNECT_WRITE_ERROR));
+        }
+    }
+
+    /// The transport is gone. Idempotent.
+    pub async fn cleanup(&self) {
+        if let Session::Client(client) = self {
+            client.cleanup().await;
+        }
+    }
+}
