@@ -170,7 +170,7 @@ pub struct HttpApiConfig {
     pub key: String,
     /// Accept API requests without a key. Default false. Never expose such a port.
     pub insecure: bool,
-    /// Path prefix of the API (`POST <prefix>/<method>` and `POST <prefix>`). Default `"/api"`.
+    /// Path prefix of the server API (`POST <prefix>/<method>`). Default `"/api"`.
     pub handler_prefix: String,
 }
 

@@ -45,11 +45,12 @@ impl fmt::Display for Location {
 /// Why a configuration could not be loaded or is invalid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
+    /// The message carries the I/O error (it is not chained as `source`, so `{:#}` prints it
+    /// once).
+    #[error("cannot read config file {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {}: unsupported extension (use .json, .yaml, .yml or .toml)", path.display())]
     UnknownFormat { path: PathBuf },
@@ -196,9 +197,9 @@ fn read_file(path: &Path) -> Result<File, ConfigError> {
     let format = Format::of(path).ok_or_else(|| ConfigError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let parse_err = |location: Location, message: String| ConfigError::Parse {
         path: path.to_path_buf(),
