@@ -1,0 +1,235 @@
+//! Black-box tests of the `chorus` binary's config and token commands.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chorus_core::auth::{TokenError, TokenVerifier};
+use chorus_gateway::auth::JwtVerifier;
+use chorus_gateway::config::TokenConfig;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "chorus-cli-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary with a clean `CHORUS_*`/`RUST_LOG` environment.
+fn chorus(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHORUS_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const GOOD: &str = r#"{
+  "http_server": {"port": 9100},
+  "client": {"token": {"hmac_secret_key": "cli-secret"}},
+  "channel": {"namespaces": [{"name": "chat", "history_size": 10, "history_ttl": "60s", "force_recovery": true}]}
+}"#;
+
+#[test]
+fn checkconfig_ok() {
+    let dir = TempDir::new();
+    let f = dir.file("good.json", GOOD);
+    let out = chorus(&["checkconfig", "--config", path_str(&f)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "config ok\n");
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn checkconfig_bad_exits_1_with_every_problem() {
+    let dir = TempDir::new();
+    let f = dir.file(
+        "bad.yaml",
+        "client:\n  ping_interval: 5s\n  pong_timeout: 8s\nengine:\n  type: cassandra\n\
+         channel:\n  namespaces:\n    - name: x\n",
+    );
+    let out = chorus(&["checkconfig", "--config", path_str(&f)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains("invalid config"), "{err}");
+    assert!(
+        err.contains("client.ping_interval (5s) must be greater than client.pong_timeout (8s)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("engine.type \"cassandra\" is not supported"),
+        "{err}"
+    );
+    assert!(err.contains("channel.namespaces[0].name \"x\""), "{err}");
+}
+
+#[test]
+fn checkconfig_parse_error_names_file_and_line() {
+    let dir = TempDir::new();
+    let f = dir.file(
+        "broken.json",
+        "{\n  \"http_server\": {\n    \"port\": \"eighty\"\n  }\n}",
+    );
+    let out = chorus(&["checkconfig", "--config", path_str(&f)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:3:", f.display())), "{err}");
+}
+
+#[test]
+fn checkconfig_warns_on_unknown_key_but_passes() {
+    let dir = TempDir::new();
+    let f = dir.file(
+        "typo.toml",
+        "[client]\npingg_interval = \"10s\"\n\n[client.token]\nhmac_secret_key = \"k\"\n",
+    );
+    let out = chorus(&["checkconfig", "--config", path_str(&f)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "config ok\n");
+    assert_eq!(
+        text(&out.stderr),
+        "warning: unknown config key \"client.pingg_interval\" (did you mean \"ping_interval\"?)\n"
+    );
+}
+
+#[test]
+fn checkconfig_env_and_set_layers() {
+    let dir = TempDir::new();
+    let f = dir.file("good.json", GOOD);
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["checkconfig", "--config", path_str(&f)])
+        .env("CHORUS_ENGINE_TYPE", "nope")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("engine.type \"nope\""));
+    // a flag wins over the env
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args([
+            "checkconfig",
+            "--config",
+            path_str(&f),
+            "--set",
+            "engine.type=memory",
+        ])
+        .env("CHORUS_ENGINE_TYPE", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = chorus(&["checkconfig", "--set", "nope.key=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--set nope.key: unknown config key"));
+}
+
+#[test]
+fn checkconfig_missing_file() {
+    let out = chorus(&["checkconfig", "--config", "/nonexistent/chorus.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read config file /nonexistent/chorus.yaml"));
+}
+
+fn verifier(secret: &str) -> JwtVerifier {
+    let cfg = TokenConfig {
+        hmac_secret_key: secret.into(),
+        ..Default::default()
+    };
+    JwtVerifier::new(&cfg, None).unwrap()
+}
+
+#[test]
+fn gentoken_output_verifies_with_the_secret() {
+    let out = chorus(&[
+        "gentoken",
+        "--secret",
+        "s3cret",
+        "--user",
+        "alice",
+        "--ttl",
+        "120",
+        "--info",
+        r#"{"name":"Alice"}"#,
+        "--channels",
+        "news,chat:lobby",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let token = text(&out.stdout);
+    assert!(token.ends_with('\n'));
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3);
+    let claims = verifier("s3cret").verify_connection(token).unwrap();
+    assert_eq!(claims.user, "alice");
+    assert_eq!(&claims.info[..], br#"{"name":"Alice"}"#);
+    assert_eq!(claims.channels, ["news", "chat:lobby"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let exp = u64::try_from(claims.exp.unwrap()).unwrap();
+    assert!((now + 100..=now + 120).contains(&exp), "{exp} vs {now}");
+    assert!(matches!(
+        verifier("other").verify_connection(token),
+        Err(TokenError::Invalid(_))
+    ));
+}
+
+#[test]
+fn gentoken_reads_secret_from_config() {
+    let dir = TempDir::new();
+    let f = dir.file("good.json", GOOD);
+    let out = chorus(&["gentoken", "--config", path_str(&f), "--user", "bob"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let claims = verifier("cli-secret")
+        .verify_connection(text(&out.stdout).trim())
+        .unwrap();
+    assert_eq!(claims.user, "bob");
+
+    let out = chorus(&["gentoken", "--user", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--secret"));
+    let out = chorus(&["gentoken", "--secret", "x", "--user", "u", "--info", "{bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--info must be JSON"));
+}
+
+#[test]
+fn version_prints_crate_version() {
+    let out = chorus(&["version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        format!("chorus {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
