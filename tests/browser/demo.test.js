@@ -6,7 +6,6 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { createRequire } = require('node:module');
 
@@ -21,11 +20,9 @@ const ARTIFACTS = process.env.CHORUS_TEST_ARTIFACTS || path.join(REPO_ROOT, 'tes
 describe('demo page in Chromium', () => {
   let srv;
   let browser;
-  let userDataDir;
 
   before(async () => {
     srv = await startServer({}, { noConfig: true, env: { CHORUS_HTTP_SERVER_PORT: '0' } });
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chorus-chromium-'));
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -39,15 +36,14 @@ describe('demo page in Chromium', () => {
         '--disable-background-networking',
         '--disable-component-update',
         '--disable-sync',
-        `--user-data-dir=${userDataDir}`,
       ],
+      // playwright gives every launch a fresh temporary --user-data-dir of its own.
     });
   });
 
   after(async () => {
     if (browser) await browser.close();
     if (srv) await srv.stop();
-    if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
   });
 
   it('two people chat and see each other in presence', async () => {

@@ -244,7 +244,7 @@ def test_invalid_and_expired_tokens(chorus, protobuf):
         bad = Client(
             chorus.ws_url,
             events=ev,
-            token=conn_token("m", secret="wrong-secret"),
+            token=conn_token("m", secret="wrong-secret-long-enough-for-hs256-keys"),
             use_protobuf=protobuf,
             proxy=None,
         )
