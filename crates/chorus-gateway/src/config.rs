@@ -15,7 +15,8 @@ use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespa
 mod load;
 mod validate;
 
-pub use load::{ConfigError, Loaded, Location};
+pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
+pub use validate::{valid_namespace_name, MIN_BUFFER_SIZE};
 
 /// The whole configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
