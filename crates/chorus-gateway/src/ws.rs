@@ -235,6 +235,7 @@ pub fn upgrade<B>(
     }
     let span = span_for(&session, remote_addr);
     let limits = ctx.settings.limits();
+    let shutdown = ctx.shutdown.clone();
     ctx.tracker.spawn(
         async move {
             let ws = match fut.await {
@@ -247,7 +248,7 @@ pub fn upgrade<B>(
             };
             let _guard = ConnectionGuard::open();
             let (rd, wr) = split_io(ws.into_inner());
-            conn::run(session, rd, wr, limits).await;
+            conn::run(session, rd, wr, limits, shutdown).await;
         }
         .instrument(span),
     );

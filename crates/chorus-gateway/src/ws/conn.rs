@@ -85,11 +85,24 @@ enum ReadEnd {
 }
 
 /// Runs a connection to its end, then cleans the session up.
-pub async fn run(session: Session, rd: BoxRead, wr: BoxWrite, limits: ConnLimits) {
+///
+/// `shutdown` is the server's: a client session still open when it fires is closed with 3001.
+pub async fn run(
+    session: Session,
+    rd: BoxRead,
+    wr: BoxWrite,
+    limits: ConnLimits,
+    shutdown: CancellationToken,
+) {
     let (ctrl_tx, ctrl_rx) = mpsc::channel(CTRL_CAPACITY);
     let close_sent = CancellationToken::new();
     let writer_failed = CancellationToken::new();
-    let reader = read_half(&session, rd, ctrl_tx, &close_sent, &writer_failed, limits);
+    let tokens = Tokens {
+        close_sent: &close_sent,
+        writer_failed: &writer_failed,
+        shutdown: &shutdown,
+    };
+    let reader = read_half(&session, rd, ctrl_tx, tokens, limits);
     let writer = async {
         let end = write_half(&session, wr, ctrl_rx, limits.write_timeout).await;
         match end {
@@ -107,18 +120,27 @@ pub async fn run(session: Session, rd: BoxRead, wr: BoxWrite, limits: ConnLimits
     session.cleanup().await;
 }
 
+/// Signals the reader watches.
+#[derive(Clone, Copy)]
+struct Tokens<'a> {
+    /// The writer wrote its close frame (or has nothing more to write).
+    close_sent: &'a CancellationToken,
+    writer_failed: &'a CancellationToken,
+    /// Server shutdown.
+    shutdown: &'a CancellationToken,
+}
+
 async fn read_half(
     session: &Session,
     mut rd: BoxRead,
     ctrl: mpsc::Sender<Ctrl>,
-    close_sent: &CancellationToken,
-    writer_failed: &CancellationToken,
+    tokens: Tokens<'_>,
     limits: ConnLimits,
 ) {
-    let end = read_frames(session, &mut rd, &ctrl, close_sent, writer_failed, limits).await;
+    let end = read_frames(session, &mut rd, &ctrl, tokens, limits).await;
     drop(ctrl);
     if let ReadEnd::Drain(deadline) = end {
-        drain(&mut rd, deadline, writer_failed).await;
+        drain(&mut rd, deadline, tokens.writer_failed).await;
     }
 }
 
@@ -127,8 +149,7 @@ async fn read_frames(
     session: &Session,
     rd: &mut BoxRead,
     ctrl: &mpsc::Sender<Ctrl>,
-    close_sent: &CancellationToken,
-    writer_failed: &CancellationToken,
+    tokens: Tokens<'_>,
     limits: ConnLimits,
 ) -> ReadEnd {
     let (mut ws, _) =
@@ -143,6 +164,7 @@ async fn read_frames(
 
     let mut session_closed = pin!(session.closed());
     let mut discard = false;
+    let mut shutdown_seen = false;
     let linger = sleep_until(Instant::now());
     let mut linger = pin!(linger);
     let mut lingering = false;
@@ -157,9 +179,13 @@ async fn read_frames(
                 tokio::select! {
                     biased;
                     r = &mut read => break r,
-                    _ = writer_failed.cancelled() => return ReadEnd::Abort,
+                    _ = tokens.writer_failed.cancelled() => return ReadEnd::Abort,
                     _ = &mut session_closed, if !discard => discard = true,
-                    _ = close_sent.cancelled(), if !lingering => {
+                    _ = tokens.shutdown.cancelled(), if !shutdown_seen => {
+                        shutdown_seen = true;
+                        session.server_shutdown();
+                    }
+                    _ = tokens.close_sent.cancelled(), if !lingering => {
                         lingering = true;
                         discard = true;
                         linger.as_mut().reset(Instant::now() + limits.close_linger);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chorus_core::{Client, Disconnect, WriteEvent};
-use chorus_protocol::codes::{DISCONNECT_BAD_REQUEST, DISCONNECT_WRITE_ERROR};
+use chorus_protocol::codes::{DISCONNECT_BAD_REQUEST, DISCONNECT_SHUTDOWN, DISCONNECT_WRITE_ERROR};
 use chorus_protocol::Protocol;
 use fastwebsockets::OpCode;
 use tokio::sync::mpsc;
@@ -111,6 +111,14 @@ impl Session {
     pub fn write_failed(&self) {
         if let Session::Client(client) = self {
             client.disconnect(Disconnect::from(DISCONNECT_WRITE_ERROR));
+        }
+    }
+
+    /// The server is shutting down and this connection is still open (the node drained its
+    /// clients already; this catches connections it did not know yet).
+    pub fn server_shutdown(&self) {
+        if let Session::Client(client) = self {
+            client.disconnect(Disconnect::from(DISCONNECT_SHUTDOWN));
         }
     }
 

@@ -1,0 +1,249 @@
+//! The request router.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `websocket.handler_prefix` (`/connection/websocket`) | WebSocket upgrade to a client session |
+//! | `/connection/echo` (when `websocket.echo_endpoint`) | WebSocket echo (Autobahn) |
+//! | `POST {http_api.handler_prefix}/<method>`, `POST {prefix}` | [`crate::api::handle`] (405 other methods, 413 over `max_request_body_size`) |
+//! | `/health` | 200 `{}` |
+//! | `/ready` | 200 `{}`, 503 `{}` while draining |
+//! | `/metrics` | Prometheus text |
+//! | `/`, `/index.html`, `/app.js`, `/style.css`, `GET /demo/token?name=` | demo page and token (when `demo.enabled`) |
+//!
+//! Anything else is 404. Every answer is counted in `chorus_http_requests_total{route,status}`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::ServerState;
+use crate::ws::{self, Endpoint};
+use crate::{api, auth, demo, metrics};
+
+/// Path of the echo endpoint.
+pub const ECHO_PATH: &str = "/connection/echo";
+
+type Resp = Response<Full<Bytes>>;
+
+/// Routes one request.
+pub async fn route(req: Request<Incoming>, peer: SocketAddr, state: &ServerState) -> Resp {
+    let (name, resp) = dispatch(req, peer, state).await;
+    metrics::http_request(name, resp.status().as_u16());
+    resp
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    state: &ServerState,
+) -> (&'static str, Resp) {
+    let config = &state.config;
+    let path = req.uri().path().to_owned();
+    if path == config.websocket.handler_prefix {
+        let node = &state.node;
+        return (
+            "websocket",
+            ws::upgrade(req, Some(peer), Endpoint::Client(node), &state.ws),
+        );
+    }
+    if config.websocket.echo_endpoint && path == ECHO_PATH {
+        return (
+            "echo",
+            ws::upgrade(req, Some(peer), Endpoint::Echo, &state.ws),
+        );
+    }
+    if let Some(method) = api_method(&path, &config.http_api.handler_prefix) {
+        let method = method.to_owned();
+        return ("api", api_request(req, &method, state).await);
+    }
+    match path.as_str() {
+        "/health" => return ("health", json(StatusCode::OK, "{}")),
+        "/ready" => {
+            let ready = state.ready.load(Ordering::Acquire) && state.node.is_ready();
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            return ("ready", json(status, "{}"));
+        }
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return ("metrics", resp);
+        }
+        _ => {}
+    }
+    if config.demo.enabled && matches!(*req.method(), Method::GET | Method::HEAD) {
+        if path == demo::TOKEN_PATH {
+            return ("demo_token", demo_token(req.uri().query(), state));
+        }
+        if let Some((content_type, body)) = demo::asset(&path) {
+            let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            return ("demo", resp);
+        }
+    }
+    ("not_found", text(StatusCode::NOT_FOUND, "not found\n"))
+}
+
+/// `Some(method)` when `path` is the API prefix (legacy endpoint, method `""`) or
+/// `prefix/<method>`.
+fn api_method<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let prefix = prefix.trim_end_matches('/');
+    let rest = path.strip_prefix(prefix)?;
+    if rest.is_empty() || rest == "/" {
+        return Some("");
+    }
+    rest.strip_prefix('/')
+}
+
+async fn api_request(req: Request<Incoming>, method: &str, state: &ServerState) -> Resp {
+    if req.method() != Method::POST {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let limit = state.config.http_server.max_request_body_size;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            }
+            tracing::debug!(%error, "reading API request body failed");
+            return text(StatusCode::BAD_REQUEST, "cannot read request body\n");
+        }
+    };
+    api::handle(&state.node, &state.config, method, &parts.headers, body).await
+}
+
+/// `GET /demo/token?name=N` → `{"token": HS256 JWT}` with `sub = name`, `info = {"name": name}`,
+/// valid one hour. 404 without an HMAC key (the page then connects without a token).
+fn demo_token(query: Option<&str>, state: &ServerState) -> Resp {
+    let secret = &state.config.client.token.hmac_secret_key;
+    if secret.is_empty() {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let raw = query_param(query.unwrap_or(""), "name").unwrap_or_default();
+    let Some(name) = demo::validate_demo_name(&raw) else {
+        return text(StatusCode::BAD_REQUEST, "invalid name\n");
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = serde_json::json!({"sub": name, "info": {"name": name}, "exp": now + 3600});
+    match auth::sign_hs256(secret, &claims) {
+        Ok(token) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "token": token }).to_string(),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "signing a demo token failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign token\n")
+        }
+    }
+}
+
+/// The percent-decoded value of the first `key=` parameter of a query string.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (percent_decode(k)? == key)
+            .then(|| percent_decode(v))
+            .flatten()
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (space) of a query component; `None` if not valid UTF-8 or
+/// a malformed escape.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn json(status: StatusCode, body: &str) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths() {
+        assert_eq!(api_method("/api", "/api"), Some(""));
+        assert_eq!(api_method("/api/publish", "/api"), Some("publish"));
+        assert_eq!(api_method("/apix", "/api"), None);
+        assert_eq!(api_method("/other", "/api"), None);
+    }
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            query_param("name=Ann+Lee", "name").as_deref(),
+            Some("Ann Lee")
+        );
+        assert_eq!(
+            query_param("a=1&name=%C3%A9t%C3%A9", "name").as_deref(),
+            Some("été")
+        );
+        assert_eq!(query_param("name=%zz", "name"), None);
+        assert_eq!(query_param("x=1", "name"), None);
+    }
+}
