@@ -1,0 +1,84 @@
+//! Result objects of the API methods, serialized with the JSON rules of Centrifugo's API:
+//! snake_case names, zero values omitted except the always-emitted fields that `cent`'s models
+//! and centrifuge-js require (`presence`, `channels`, `nodes[].uid/name/...`, the presence
+//! counters). History and presence stats reuse the protocol types of `chorus_protocol`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use chorus_protocol::{ClientInfo, StreamPosition};
+
+use super::ErrorBody;
+
+/// `{}` for a channel without history, else `{"offset":N,"epoch":"…"}`.
+#[derive(Serialize)]
+pub struct PublishResult {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub offset: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl From<Option<StreamPosition>> for PublishResult {
+    fn from(position: Option<StreamPosition>) -> Self {
+        let position = position.unwrap_or_default();
+        PublishResult {
+            offset: position.offset,
+            epoch: position.epoch,
+        }
+    }
+}
+
+/// One entry of `broadcast` `responses`: `{"result":{…}}` or `{"error":{…}}`.
+#[derive(Serialize)]
+pub struct PublishResponse<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<PublishResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct BroadcastResult<'a> {
+    pub responses: Vec<PublishResponse<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct PresenceResult<'a> {
+    /// Always present, `{}` when nobody is there (`cent` and centrifuge-js require it).
+    pub presence: BTreeMap<&'a str, &'a ClientInfo>,
+}
+
+#[derive(Serialize)]
+pub struct ChannelInfo {
+    pub num_clients: u32,
+}
+
+#[derive(Serialize)]
+pub struct ChannelsResult {
+    /// Always present; sorted by name.
+    pub channels: BTreeMap<String, ChannelInfo>,
+}
+
+/// One node of `info` (no `metrics`/`process` sections).
+#[derive(Serialize)]
+pub struct NodeResult {
+    pub uid: String,
+    pub name: String,
+    pub version: String,
+    pub num_clients: u32,
+    pub num_users: u32,
+    pub num_subs: u32,
+    pub num_channels: u32,
+    pub uptime: u32,
+}
+
+#[derive(Serialize)]
+pub struct InfoResult {
+    pub nodes: Vec<NodeResult>,
+}
