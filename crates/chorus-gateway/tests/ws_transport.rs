@@ -95,6 +95,12 @@ async fn unmasked_frame_closes_1002() {
     let mut ws = server.ws("/connection/echo", &[]).await.2.unwrap();
     ws.send_frame(true, OP_TEXT, b"no mask", false).await;
     assert_eq!(ws.read_close().await.map(|c| c.0), Some(1002));
+    let (_, _, body) = http(server.addr, "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8(body).unwrap();
+    assert!(
+        metrics.contains("chorus_transport_protocol_errors_total{kind=\"unmasked\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +232,15 @@ async fn subprotocol_negotiation() {
     let mut ws = ws.unwrap();
     ws.send_text("{}").await;
     assert_eq!(ws.read_close().await.map(|c| c.0), Some(3501));
-    // And a JSON connection (legacy query selects protobuf otherwise) gets binary → 3501.
+    // The legacy query selects Protobuf too.
+    let (_, head, ws) = server
+        .ws("/connection/websocket?cf_protocol=protobuf", &[])
+        .await;
+    assert_eq!(header(&head, "sec-websocket-protocol"), None);
+    let mut ws = ws.unwrap();
+    ws.send_text("{}").await;
+    assert_eq!(ws.read_close().await.map(|c| c.0), Some(3501));
+    // And a JSON connection gets binary → 3501.
     let mut ws = server.ws("/connection/websocket", &[]).await.2.unwrap();
     ws.send_frame(true, OP_BINARY, b"\x00", true).await;
     assert_eq!(ws.read_close().await.map(|c| c.0), Some(3501));
