@@ -13,6 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chorus_protocol::{ClientInfo, Publication, StreamPosition};
 
+use crate::control::ControlMessage;
+
 /// Why a broker operation failed. All variants answer error 100 (temporary) to clients,
 /// except `UnrecoverablePosition` (112).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +79,12 @@ pub trait BrokerHandler: Send + Sync + 'static {
     fn on_publication(&self, channel: &str, publication: Publication, epoch: &str);
     fn on_join(&self, channel: &str, info: ClientInfo);
     fn on_leave(&self, channel: &str, info: ClientInfo);
+    /// A control command from some node (possibly this one).
+    fn on_control(&self, message: ControlMessage);
+    /// Deliveries may have been lost (the broker's subscriber connection dropped and came
+    /// back, or stopped answering): the node re-checks every local channel's position and
+    /// tells subscribers who may have missed publications to resubscribe (unsubscribe 2500).
+    fn on_deliveries_lost(&self);
 }
 
 #[async_trait]
@@ -102,6 +110,8 @@ pub trait Broker: Send + Sync + 'static {
         -> Result<HistoryPage, BrokerError>;
     /// Drops the channel's publications (the epoch and top offset stay).
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError>;
+    /// Sends a control command to every node (including this one).
+    async fn publish_control(&self, message: ControlMessage) -> Result<(), BrokerError>;
     /// Whether the broker is currently usable (readiness).
     fn is_ready(&self) -> bool {
         true

@@ -239,6 +239,16 @@ impl Hub {
         }
     }
 
+    /// Marks subscribers that are behind `top` (or in another epoch, or whose position is
+    /// unknown) lost: they get unsubscribe 2500 and recover.
+    pub fn mark_behind_lost(&self, channel: &str, top: &chorus_protocol::StreamPosition) {
+        for sub in self.subscribers(channel) {
+            if sub.is_behind(top) {
+                sub.mark_lost();
+            }
+        }
+    }
+
     /// Marks every positioned subscriber of the channel lost (the broker may have missed
     /// deliveries): each gets unsubscribe 2500 and resubscribes with recovery.
     pub fn mark_channel_lost(&self, channel: &str) {

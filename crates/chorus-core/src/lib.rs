@@ -7,6 +7,7 @@
 //! * [`outbound`] — the per-connection byte-bounded outbound queue;
 //! * [`broker`] — the [`broker::Broker`] port and the in-memory broker with history;
 //! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
+//! * [`control`] — node-to-node commands over the broker (heartbeats, user ops, surveys);
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;
 //! * [`channel`] — channel names, namespaces, permissions;
 //! * [`options`], [`duration`] — typed options with documented defaults;
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod client;
+pub mod control;
 pub mod disconnect;
 pub mod duration;
 pub mod hub;

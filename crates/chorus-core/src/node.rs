@@ -3,6 +3,7 @@
 //! ([`api`]). Cheap to clone.
 
 pub mod api;
+pub mod cluster;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,8 @@ pub(crate) struct NodeInner {
     draining: AtomicBool,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    cluster: cluster::Cluster,
+    me: Weak<NodeInner>,
 }
 
 #[derive(Clone)]
@@ -67,6 +70,16 @@ impl BrokerHandler for NodeInner {
     fn on_leave(&self, channel: &str, info: ClientInfo) {
         self.hub.broadcast_leave(channel, info);
     }
+    fn on_control(&self, message: crate::control::ControlMessage) {
+        if let Some(inner) = self.me.upgrade() {
+            Node { inner }.handle_control(message);
+        }
+    }
+    fn on_deliveries_lost(&self) {
+        if let Some(inner) = self.me.upgrade() {
+            Node { inner }.handle_deliveries_lost();
+        }
+    }
 }
 
 impl Node {
@@ -77,7 +90,9 @@ impl Node {
         presence: Arc<dyn PresenceStore>,
         tokens: Arc<dyn TokenVerifier>,
     ) -> Node {
-        let inner = Arc::new(NodeInner {
+        let inner = Arc::new_cyclic(|me| NodeInner {
+            me: me.clone(),
+            cluster: cluster::Cluster::default(),
             id: uuid::Uuid::new_v4().to_string(),
             options,
             broker,
@@ -91,7 +106,13 @@ impl Node {
         });
         let handler: Weak<dyn BrokerHandler> = Arc::downgrade(&inner) as Weak<dyn BrokerHandler>;
         inner.broker.set_handler(handler);
-        Node { inner }
+        let node = Node { inner };
+        node.start_cluster_tasks();
+        node
+    }
+
+    pub(crate) fn cluster(&self) -> &cluster::Cluster {
+        &self.inner.cluster
     }
 
     pub fn id(&self) -> &str {
@@ -234,6 +255,7 @@ impl Node {
     pub async fn shutdown(&self, drain_window: Duration, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         self.inner.draining.store(true, Ordering::Release);
+        self.announce_shutdown().await;
         let clients = self.inner.hub.all_clients();
         let n = clients.len().max(1) as u32;
         let start = tokio::time::Instant::now();

@@ -281,6 +281,16 @@ impl Broker for MemoryBroker {
         })
     }
 
+    async fn publish_control(
+        &self,
+        message: crate::control::ControlMessage,
+    ) -> Result<(), BrokerError> {
+        if let Some(h) = self.handler() {
+            h.on_control(message);
+        }
+        Ok(())
+    }
+
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
         let entry = self.entry(channel);
         let mut guard = lock(&entry);

@@ -192,6 +192,22 @@ impl Subscriber {
         }
     }
 
+    /// Whether this subscriber may have missed publications up to `top`: its last offset is
+    /// lower, its epoch differs, or it has no known position yet.
+    pub(crate) fn is_behind(&self, top: &chorus_protocol::StreamPosition) -> bool {
+        let st = self.lock();
+        match st.phase {
+            Phase::Lost => false,
+            Phase::Buffering(_) => false,
+            Phase::Live => {
+                if st.epoch.is_empty() {
+                    return top.offset > 0;
+                }
+                *st.epoch != *top.epoch || st.last_offset < top.offset
+            }
+        }
+    }
+
     /// Marks the subscription lost from outside (e.g. the broker lost deliveries).
     pub(crate) fn mark_lost(&self) -> bool {
         let mut st = self.lock();

@@ -15,6 +15,7 @@ use crate::auth::{ServerSubOptions, SubscribeOverride};
 use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel;
 use crate::client::subscribe_api::server_subscribe;
+use crate::control::Control;
 use crate::disconnect::Disconnect;
 use crate::metrics;
 
@@ -53,7 +54,7 @@ pub struct PublishOpts {
 }
 
 /// A server API subscribe of a user's connections to a channel.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerSubscribe {
     pub user: String,
     pub channel: String,
@@ -116,12 +117,19 @@ impl Node {
         Ok(keeps_history.then_some(position))
     }
 
-    /// Subscribes the user's connections (or one of them) to a channel; each gets a
-    /// `subscribe` push. Permission checks do not apply to the server API.
+    /// Subscribes the user's connections (or one of them) on every node to a channel; each
+    /// gets a `subscribe` push. Permission checks do not apply to the server API.
     pub async fn subscribe_user(&self, req: ServerSubscribe) -> Result<(), ApiError> {
         if req.user.is_empty() || req.channel.is_empty() {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
+        self.channel_options(&req.channel)?;
+        self.subscribe_user_local(req.clone()).await?;
+        self.send_control("", Control::SubscribeUser(req)).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn subscribe_user_local(&self, req: ServerSubscribe) -> Result<(), ApiError> {
         let options = self.channel_options(&req.channel)?;
         let sub_opts = ServerSubOptions {
             info: req.info.clone(),
@@ -137,45 +145,52 @@ impl Node {
         Ok(())
     }
 
-    /// Unsubscribes the user's connections from a channel (unsubscribe push 2000).
+    /// Unsubscribes the user's connections on every node from a channel (unsubscribe push 2000).
     pub async fn unsubscribe_user(
         &self,
         user: &str,
         channel: &str,
         client: &str,
-        _session: &str,
+        session: &str,
     ) -> Result<(), ApiError> {
         if user.is_empty() || channel.is_empty() {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
         self.channel_options(channel)?;
-        for c in self.hub().user_clients(user) {
-            if !client.is_empty() && c.id() != client {
-                continue;
-            }
-            c.server_unsubscribe(channel).await;
-        }
+        self.unsubscribe_user_local(user, channel, client).await;
+        let control = Control::UnsubscribeUser {
+            user: user.to_string(),
+            channel: channel.to_string(),
+            client: client.to_string(),
+            session: session.to_string(),
+        };
+        self.send_control("", control).await?;
         Ok(())
     }
 
-    /// Disconnects the user's connections (all, or one client), except the whitelisted ones.
+    /// Disconnects the user's connections on every node (all, or one client), except the
+    /// whitelisted ones.
     pub async fn disconnect_user(
         &self,
         user: &str,
         client: &str,
-        _session: &str,
+        session: &str,
         whitelist: &[String],
         disconnect: Disconnect,
     ) -> Result<(), ApiError> {
         if user.is_empty() {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
-        for c in self.hub().user_clients(user) {
-            if (!client.is_empty() && c.id() != client) || whitelist.iter().any(|w| w == c.id()) {
-                continue;
-            }
-            c.disconnect(disconnect.clone());
-        }
+        self.disconnect_user_local(user, client, whitelist, disconnect.clone());
+        let control = Control::DisconnectUser {
+            user: user.to_string(),
+            client: client.to_string(),
+            session: session.to_string(),
+            whitelist: whitelist.to_vec(),
+            code: disconnect.code,
+            reason: disconnect.reason,
+        };
+        self.send_control("", control).await?;
         Ok(())
     }
 
@@ -240,15 +255,22 @@ impl Node {
         Ok(())
     }
 
-    /// Channel → number of subscribed clients, for channels with at least one subscriber.
+    /// Channel → number of subscribed clients on every live node, for channels with at least
+    /// one subscriber.
     pub async fn channels(&self) -> Result<HashMap<String, u32>, ApiError> {
-        Ok(self.hub().channel_counts())
+        Ok(self.cluster_channels().await)
     }
 
+    /// Every live node (this one first).
     pub async fn info(&self) -> Result<Vec<NodeInfo>, ApiError> {
+        Ok(self.cluster_nodes())
+    }
+
+    /// This node's entry of `info`.
+    pub(crate) fn local_info(&self) -> NodeInfo {
         let hub = self.hub();
         let counts = hub.channel_counts();
-        Ok(vec![NodeInfo {
+        NodeInfo {
             uid: self.id().to_string(),
             name: self.options().name.clone(),
             version: self.options().version.clone(),
@@ -257,7 +279,7 @@ impl Node {
             num_subs: counts.values().copied().fold(0u32, u32::saturating_add),
             num_channels: sat(counts.len()),
             uptime: sat(self.uptime().as_secs() as usize),
-        }])
+        }
     }
 }
 

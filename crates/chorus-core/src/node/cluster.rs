@@ -1,0 +1,274 @@
+//! What makes several nodes one server: heartbeats into a registry of live nodes (for the
+//! cluster-wide `info`), control commands applied to local connections, surveys answered and
+//! collected (for the cluster-wide `channels`), and re-checking positions after the broker may
+//! have lost deliveries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::api::NodeInfo;
+use super::Node;
+use crate::broker::HistoryQuery;
+use crate::channel;
+use crate::control::{Control, ControlMessage};
+use crate::disconnect::Disconnect;
+
+/// How often a node announces itself.
+pub const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
+/// A node not heard from for this long is dropped from the registry.
+pub const NODE_INFO_TTL: Duration = Duration::from_secs(10);
+/// How long a survey waits for the other nodes' answers.
+pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
+
+const SURVEY_CHANNELS: &str = "channels";
+
+/// Registry of live nodes and the surveys in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Cluster {
+    nodes: dashmap::DashMap<String, (NodeInfo, Instant)>,
+    surveys: dashmap::DashMap<u64, mpsc::UnboundedSender<(String, Bytes)>>,
+    next_survey: std::sync::atomic::AtomicU64,
+}
+
+impl Node {
+    /// Starts the heartbeat task (owned by the node, ends on shutdown).
+    pub(crate) fn start_cluster_tasks(&self) {
+        let node = self.clone();
+        self.spawn(async move {
+            let mut tick = tokio::time::interval(NODE_INFO_INTERVAL);
+            loop {
+                tick.tick().await;
+                let info = node.local_info();
+                node.cluster()
+                    .nodes
+                    .insert(info.uid.clone(), (info.clone(), Instant::now()));
+                node.cluster()
+                    .nodes
+                    .retain(|_, (_, seen)| seen.elapsed() < NODE_INFO_TTL);
+                if let Err(e) = node.send_control("", Control::NodeInfo(info)).await {
+                    tracing::debug!(error = %e, "node info publish failed");
+                }
+            }
+        });
+    }
+
+    pub(crate) async fn send_control(
+        &self,
+        target: &str,
+        control: Control,
+    ) -> Result<(), crate::broker::BrokerError> {
+        self.broker()
+            .publish_control(ControlMessage {
+                from: self.id().to_string(),
+                target: target.to_string(),
+                control,
+            })
+            .await
+    }
+
+    /// Live nodes (this one first, fresh).
+    pub(crate) fn cluster_nodes(&self) -> Vec<NodeInfo> {
+        let mut out = vec![self.local_info()];
+        for e in self.cluster().nodes.iter() {
+            let (info, seen) = e.value();
+            if info.uid != self.id() && seen.elapsed() < NODE_INFO_TTL {
+                out.push(info.clone());
+            }
+        }
+        out
+    }
+
+    /// Channel → subscribed clients on every live node: asks the others and waits for their
+    /// answers (at most [`SURVEY_TIMEOUT`]).
+    pub(crate) async fn cluster_channels(&self) -> HashMap<String, u32> {
+        let mut counts = self.hub().channel_counts();
+        let others: Vec<String> = self
+            .cluster_nodes()
+            .into_iter()
+            .map(|n| n.uid)
+            .filter(|id| id != self.id())
+            .collect();
+        if others.is_empty() {
+            return counts;
+        }
+        let id = self
+            .cluster()
+            .next_survey
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.cluster().surveys.insert(id, tx);
+        let request = Control::SurveyRequest {
+            id,
+            op: SURVEY_CHANNELS.into(),
+            data: Bytes::new(),
+        };
+        if self.send_control("", request).await.is_ok() {
+            let deadline = Instant::now() + SURVEY_TIMEOUT;
+            let mut pending: std::collections::HashSet<String> = others.into_iter().collect();
+            while !pending.is_empty() {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some((from, data))) => {
+                        if pending.remove(&from) {
+                            let theirs: HashMap<String, u32> =
+                                serde_json::from_slice(&data).unwrap_or_default();
+                            for (ch, n) in theirs {
+                                *counts.entry(ch).or_insert(0) += n;
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.cluster().surveys.remove(&id);
+        counts
+    }
+
+    /// Applies a control command from the broker.
+    pub(crate) fn handle_control(&self, message: ControlMessage) {
+        if !message.target.is_empty() && message.target != self.id() {
+            return;
+        }
+        let own = message.from == self.id();
+        match message.control {
+            Control::NodeInfo(info) => {
+                if !own {
+                    self.cluster()
+                        .nodes
+                        .insert(info.uid.clone(), (info, Instant::now()));
+                }
+            }
+            Control::Shutdown => {
+                self.cluster().nodes.remove(&message.from);
+            }
+            // User operations were already applied locally by the node that sent them.
+            _ if own => {}
+            Control::SubscribeUser(req) => {
+                let node = self.clone();
+                self.spawn(async move {
+                    let _ = node.subscribe_user_local(req).await;
+                });
+            }
+            Control::UnsubscribeUser {
+                user,
+                channel,
+                client,
+                ..
+            } => {
+                let node = self.clone();
+                self.spawn(async move {
+                    node.unsubscribe_user_local(&user, &channel, &client).await;
+                });
+            }
+            Control::DisconnectUser {
+                user,
+                client,
+                whitelist,
+                code,
+                reason,
+                ..
+            } => {
+                self.disconnect_user_local(
+                    &user,
+                    &client,
+                    &whitelist,
+                    Disconnect::new(code, reason),
+                );
+            }
+            Control::SurveyRequest { id, op, .. } => {
+                let data = if op == SURVEY_CHANNELS {
+                    Bytes::from(
+                        serde_json::to_vec(&self.hub().channel_counts()).unwrap_or_default(),
+                    )
+                } else {
+                    Bytes::new()
+                };
+                let error = if op == SURVEY_CHANNELS {
+                    ""
+                } else {
+                    "unknown survey"
+                };
+                let node = self.clone();
+                let to = message.from;
+                self.spawn(async move {
+                    let reply = Control::SurveyResponse {
+                        id,
+                        data,
+                        error: error.to_string(),
+                    };
+                    if let Err(e) = node.send_control(&to, reply).await {
+                        tracing::debug!(error = %e, "survey reply failed");
+                    }
+                });
+            }
+            Control::SurveyResponse { id, data, .. } => {
+                if let Some(tx) = self.cluster().surveys.get(&id) {
+                    let _ = tx.send((message.from, data));
+                }
+            }
+        }
+    }
+
+    /// The broker may have lost deliveries: subscribers of history channels whose position is
+    /// behind the stream top get unsubscribe 2500 and recover; subscribers of channels without
+    /// history cannot be told nothing was lost, so they are told to resubscribe too.
+    pub(crate) fn handle_deliveries_lost(&self) {
+        let node = self.clone();
+        self.spawn(async move {
+            let channels: Vec<String> = node.hub().channel_counts().into_keys().collect();
+            for ch in channels {
+                let Ok(options) = channel::resolve(&node.options().channel, &ch).cloned() else {
+                    node.hub().mark_channel_lost(&ch);
+                    continue;
+                };
+                if !options.history_enabled() {
+                    node.hub().mark_channel_lost(&ch);
+                    continue;
+                }
+                let query = HistoryQuery {
+                    since: None,
+                    limit: Some(0),
+                    reverse: false,
+                    meta_ttl: node.meta_ttl(&options),
+                };
+                match node.broker().history(&ch, query).await {
+                    Ok(page) => node.hub().mark_behind_lost(&ch, &page.position),
+                    Err(_) => node.hub().mark_channel_lost(&ch),
+                }
+            }
+        });
+    }
+
+    pub(crate) fn disconnect_user_local(
+        &self,
+        user: &str,
+        client: &str,
+        whitelist: &[String],
+        disconnect: Disconnect,
+    ) {
+        for c in self.hub().user_clients(user) {
+            if (!client.is_empty() && c.id() != client) || whitelist.iter().any(|w| w == c.id()) {
+                continue;
+            }
+            c.disconnect(disconnect.clone());
+        }
+    }
+
+    pub(crate) async fn unsubscribe_user_local(&self, user: &str, channel: &str, client: &str) {
+        for c in self.hub().user_clients(user) {
+            if !client.is_empty() && c.id() != client {
+                continue;
+            }
+            c.server_unsubscribe(channel).await;
+        }
+    }
+
+    /// Tells the other nodes this one is leaving (best effort).
+    pub(crate) async fn announce_shutdown(&self) {
+        let _ = self.send_control("", Control::Shutdown).await;
+    }
+}
