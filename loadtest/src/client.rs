@@ -182,11 +182,10 @@ pub async fn run(
     let wplan = plan.clone();
     let mut wstop = stop.clone();
     let writer = tokio::spawn(async move {
+        // Pongs and other replies flow from the first moment; publishing starts once the
+        // schedule is published (never in API mode).
         let mut schedule = schedule;
-        let sched = tokio::select! {
-            s = schedule.wait_for(Option::is_some) => s.ok().and_then(|s| *s),
-            _ = wstop.changed() => None,
-        };
+        let mut sched: Option<Schedule> = *schedule.borrow_and_update();
         let mut j: u64 = 0;
         loop {
             let next = sched.and_then(|s| {
@@ -218,6 +217,10 @@ pub async fn run(
                     j += 1;
                     let Ok(bytes) = encode_command(wplan.protocol, &cmd) else { break };
                     if wr.write_frame(frame_of(wplan.protocol, bytes)).await.is_err() { break }
+                }
+                r = schedule.changed(), if sched.is_none() => {
+                    if r.is_err() { break }
+                    sched = *schedule.borrow_and_update();
                 }
                 _ = wstop.changed() => break,
             }
