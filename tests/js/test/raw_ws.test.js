@@ -210,6 +210,22 @@ describe('raw WebSocket protocol', () => {
     assert.equal(off + len, buf.length, 'one length-delimited reply');
     assert.deepEqual([...buf.subarray(off, off + 3)], [0x08, 0x01, 0x2a]);
   });
+
+  it('pings a protobuf client with a 0x00 byte and keeps it open when it answers', async () => {
+    const c = await open({ protocols: ['centrifuge-protobuf'] });
+    const token = Buffer.from(connToken('alice'));
+    const connectReq = Buffer.concat([Buffer.from([0x0a]), varint(token.length), token]);
+    const cmd = Buffer.concat([Buffer.from([0x08, 0x01, 0x22]), varint(connectReq.length), connectReq]);
+    c.sendRaw(Buffer.concat([varint(cmd.length), cmd]), { binary: true });
+    await waitFor(() => c.frames.length >= 1, { message: 'connect reply' });
+    const isPbPing = (f) => f.isBinary && Buffer.from(f.data).equals(Buffer.from([0x00]));
+    await waitFor(() => c.frames.slice(1).some(isPbPing), { timeout: 3500, message: 'protobuf ping 0x00' });
+    c.sendRaw(Buffer.from([0x00]), { binary: true });
+    const seen = c.frames.length;
+    await waitFor(() => c.frames.slice(seen).some(isPbPing), { timeout: 3500, message: 'second protobuf ping' });
+    c.sendRaw(Buffer.from([0x00]), { binary: true });
+    assert.equal(c.closeInfo, null, 'answered pings keep the connection open');
+  });
 });
 
 function varint(n) {

@@ -1,0 +1,75 @@
+'use strict';
+// The binary's own commands as a user runs them: `chorus gentoken` makes a token the server
+// accepts; `chorus serve` with no config serves the demo page and its token endpoint.
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+
+const { startServer, BIN, SECRET } = require('../lib/server');
+const { testConfig } = require('../lib/config');
+const { connectClient, subscribe, disconnectAll, newClient } = require('../lib/clients');
+const { once } = require('../lib/util');
+
+function gentoken(args) {
+  return execFileSync(BIN, ['gentoken', ...args], { encoding: 'utf8', timeout: 10000 }).trim();
+}
+
+function claims(token) {
+  const parts = token.split('.');
+  assert.equal(parts.length, 3, `a JWT has 3 parts: ${token}`);
+  return JSON.parse(Buffer.from(parts[1], 'base64url').toString());
+}
+
+describe('chorus gentoken', () => {
+  let srv;
+  before(async () => { srv = await startServer(testConfig()); });
+  after(async () => { disconnectAll(); if (srv) await srv.stop(); });
+
+  it('prints an HS256 token with sub, exp and info that the server accepts', async () => {
+    const token = gentoken(['--secret', SECRET, '--user', 'cli-user', '--ttl', '120', '--info', '{"via":"cli"}']);
+    const header = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString());
+    assert.equal(header.alg, 'HS256');
+    const c = claims(token);
+    assert.equal(c.sub, 'cli-user');
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(c.exp >= now + 110 && c.exp <= now + 130, `exp ${c.exp} ~ now+120`);
+    assert.deepEqual(c.info, { via: 'cli' });
+
+    const client = await connectClient(srv, 'json', { token });
+    const { sub } = await subscribe(client, 'chat:cli');
+    const pres = await sub.presence();
+    const me = pres.clients[client._client];
+    assert.equal(me.user, 'cli-user');
+    assert.deepEqual(me.connInfo, { via: 'cli' });
+  });
+
+  it('signs with a secret the server does not know -> 3500', async () => {
+    const token = gentoken(['--secret', 'some-other-secret-entirely-0123456789', '--user', 'x']);
+    const c = newClient(srv, 'json', { token });
+    const disconnected = once(c, 'disconnected', 8000);
+    c.connect();
+    assert.equal((await disconnected).code, 3500);
+  });
+});
+
+describe('chorus serve with the embedded default', () => {
+  let srv;
+  before(async () => { srv = await startServer({}, { noConfig: true }); });
+  after(async () => { if (srv) await srv.stop(); });
+
+  it('binds 127.0.0.1, serves the demo page, a demo token and health', async () => {
+    assert.equal(srv.host, '127.0.0.1');
+    const page = await fetch(`${srv.url}/`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type'), /text\/html/);
+    assert.match(await page.text(), /id="messages"/);
+    const tok = await fetch(`${srv.url}/demo/token?name=Ada`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(tok.status, 200);
+    const body = await tok.text();
+    const token = (body.trim().startsWith('{') ? JSON.parse(body).token : body).trim();
+    assert.equal(typeof token, 'string');
+    assert.equal(token.split('.').length, 3);
+    const health = await fetch(`${srv.url}/health`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(health.status, 200);
+  });
+});
