@@ -239,8 +239,11 @@ pub fn sample_proc(pid: &str) -> Option<ProcSample> {
     })
 }
 
-/// Sums samples of several processes; `None` when any is unreadable.
+/// Sums samples of several processes; `None` when there are none or any is unreadable.
 pub fn sample_all(pids: &[String]) -> Option<ProcSample> {
+    if pids.is_empty() {
+        return None;
+    }
     let mut total = ProcSample::default();
     for p in pids {
         let s = sample_proc(p)?;
