@@ -256,7 +256,11 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     }
     if let Some((cpu, rss)) = server {
         // 0 CPU ticks (wrong pid, too short a window) gives no meaningful ratio.
-        let per_cpu = if cpu > 0.0 { measured as f64 / cpu } else { 0.0 };
+        let per_cpu = if cpu > 0.0 {
+            measured as f64 / cpu
+        } else {
+            0.0
+        };
         println!(
             "  server CPU {cpu:.2}s in window, {per_cpu:.0} deliveries per server CPU-second, RSS {:.1} MiB",
             rss as f64 / 1024.0
