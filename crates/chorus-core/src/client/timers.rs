@@ -22,6 +22,8 @@ pub(crate) struct Timers {
     pong_deadline: Option<Instant>,
     /// Check connection and subscription expiry at this instant.
     expiry_check: Option<Instant>,
+    /// The connection expires (3005) at this instant unless refreshed (expiry + grace).
+    conn_deadline: Option<Instant>,
     ping_interval: Duration,
     pong_timeout: Duration,
 }
@@ -89,7 +91,9 @@ impl Client {
             .min()
             .map(|t| instant_at(t, Duration::ZERO));
         drop(st);
-        self.lock_timers().expiry_check = [conn, subs].into_iter().flatten().min();
+        let mut t = self.lock_timers();
+        t.conn_deadline = conn;
+        t.expiry_check = [conn, subs].into_iter().flatten().min();
     }
 
     pub(super) fn on_pong(&self) {
@@ -127,25 +131,16 @@ impl Client {
     }
 
     fn check_expiry(&self) {
-        let now = unix_now();
-        let grace = i64::try_from(
-            self.node
-                .options()
-                .client
-                .expired_close_delay
-                .get()
-                .as_secs(),
-        )
-        .unwrap_or(i64::MAX);
-        let st = self.lock_state();
-        if st
-            .expires_at
-            .is_some_and(|t| t.saturating_add(grace) <= now)
-        {
-            drop(st);
+        let due = self
+            .lock_timers()
+            .conn_deadline
+            .is_some_and(|d| Instant::now() >= d);
+        if due {
             self.disconnect(codes::DISCONNECT_EXPIRED.into());
             return;
         }
+        let now = unix_now();
+        let st = self.lock_state();
         let expired: Vec<Arc<str>> = st
             .subs
             .iter()

@@ -1,0 +1,83 @@
+//! Connection timers with paused time: stale connections (3502), server pings and the pong
+//! deadline (3012), connection expiry without refresh (3005).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use chorus_core::WriteEvent;
+use chorus_protocol::Protocol;
+use common::{node, TestClient};
+
+async fn next_event(c: &TestClient, within: Duration) -> Option<WriteEvent> {
+    tokio::time::timeout(within, c.client.next_write())
+        .await
+        .ok()
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_without_connect_is_closed_stale_after_10s() {
+    let node = node();
+    let c = TestClient::new(&node, Protocol::Json);
+    assert_eq!(next_event(&c, Duration::from_secs(9)).await, None);
+    match next_event(&c, Duration::from_secs(2)).await {
+        Some(WriteEvent::Close(d)) => assert_eq!((d.code, d.reason.as_str()), (3502, "stale")),
+        other => panic!("expected stale close, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_every_interval_and_no_pong_closes_with_3012() {
+    let node = node();
+    let mut c = TestClient::connect(&node, "u").await;
+    // First ping within [interval/2, interval] = [12.5 s, 25 s].
+    match next_event(&c, Duration::from_secs(26)).await {
+        Some(WriteEvent::Frame(f)) => assert_eq!(&f[..], b"{}"),
+        other => panic!("expected ping, got {other:?}"),
+    }
+    // Answer it: the connection stays; the next ping comes 25 s later.
+    c.send("{}").await;
+    match next_event(&c, Duration::from_secs(26)).await {
+        Some(WriteEvent::Frame(f)) => assert_eq!(&f[..], b"{}"),
+        other => panic!("expected second ping, got {other:?}"),
+    }
+    // Do not answer: closed 8 s (pong_timeout) after the ping.
+    assert_eq!(c.close_code().await, None, "not before the pong timeout");
+    match next_event(&c, Duration::from_secs(9)).await {
+        Some(WriteEvent::Close(d)) => assert_eq!((d.code, d.reason.as_str()), (3012, "no pong")),
+        other => panic!("expected no-pong close, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_connection_is_closed_3005_after_the_grace_delay() {
+    let node = node();
+    // The token expires 1 s after connect; with no refresh the connection is closed once
+    // `client.expired_close_delay` (25 s) has passed on top.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let mut c = TestClient::new(&node, Protocol::Json);
+    c.send(&format!(
+        r#"{{"id":1,"connect":{{"token":"user:u;exp={exp}"}}}}"#
+    ))
+    .await;
+    let r = c.next().await.unwrap().connect.unwrap();
+    assert!(r.expires);
+    let mut closed = None;
+    for _ in 0..4 {
+        let ev = next_event(&c, Duration::from_secs(30)).await;
+        match ev {
+            Some(WriteEvent::Close(d)) => {
+                closed = Some(d.code);
+                break;
+            }
+            Some(WriteEvent::Frame(_)) => c.send("{}").await,
+            None => {}
+        }
+    }
+    assert_eq!(closed, Some(3005));
+}
