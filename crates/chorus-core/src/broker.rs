@@ -7,6 +7,9 @@
 
 pub mod memory;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
 use std::sync::Weak;
 use std::time::Duration;
 

@@ -1,0 +1,518 @@
+//! chorus-redis: the Redis broker — publications, join/leave and control messages cross nodes
+//! through Redis PUB/SUB; channel history lives in Redis streams.
+//!
+//! Parts:
+//! * this file — [`RedisBroker`], the `chorus_core::broker::Broker` implementation;
+//! * [`config`] — [`RedisConfig`] with documented defaults;
+//! * [`shard`] — key/channel naming, jump-hash sharding, connections, the publish connection;
+//! * [`pubsub`] — the one subscriber connection per shard (batched subscribe, reconnect,
+//!   resubscribe, in-order dispatch, liveness probe);
+//! * [`scripts`] — the Lua scripts (publish with history, history read);
+//! * [`cluster`] — Redis Cluster mode (sharded pub/sub, partitions);
+//! * [`envelope`] — the publish frame and `chorus_proto::backplane::Envelope` conversions;
+//! * [`metrics`] — metric names.
+//!
+//! `docs/redis.md` describes the layout, guarantees and failure handling.
+
+pub mod cluster;
+pub mod config;
+pub mod envelope;
+pub mod metrics;
+pub mod pubsub;
+pub mod scripts;
+pub mod shard;
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chorus_core::broker::{
+    new_epoch, Broker, BrokerError, BrokerHandler, HistoryPage, HistoryQuery, PublishOptions,
+};
+use chorus_core::control::ControlMessage;
+use chorus_protocol::{ClientInfo, Publication, StreamPosition};
+use redis::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::RedisConfig;
+
+use crate::envelope::Delivery;
+use crate::pubsub::{HandlerSlot, Req, SubShared, SubTask};
+use crate::shard::{Conn, Naming, Publisher, Target};
+
+/// Why the broker could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("invalid redis config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+struct Shard {
+    publisher: Arc<Publisher>,
+    sub: Arc<SubShared>,
+    reqs: mpsc::UnboundedSender<Req>,
+}
+
+/// The Redis broker. Its background tasks end when it is dropped or [`RedisBroker::shutdown`]
+/// is called.
+pub struct RedisBroker {
+    config: RedisConfig,
+    node_id: String,
+    naming: Naming,
+    shards: Vec<Shard>,
+    handler: Arc<HandlerSlot>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("addresses", &self.config.addresses)
+            .field("cluster", &self.config.cluster)
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl RedisBroker {
+    /// Starts the broker and waits up to `connect_timeout` for Redis. Unreachable Redis is not
+    /// an error: the broker keeps retrying in the background and is not ready meanwhile.
+    pub async fn connect(config: RedisConfig, node_id: String) -> Result<Arc<Self>, RedisError> {
+        let timeout = config.connect_timeout;
+        let broker = Self::start(config, node_id)?;
+        broker.wait_ready(timeout).await;
+        Ok(broker)
+    }
+
+    /// Starts the broker without waiting (must run inside a tokio runtime). Fails only on an
+    /// invalid config.
+    pub fn start(config: RedisConfig, node_id: String) -> Result<Arc<Self>, RedisError> {
+        crate::metrics::describe();
+        if config.addresses.is_empty() {
+            return Err(RedisError::Config("no address".into()));
+        }
+        if config.partitions == 0 {
+            return Err(RedisError::Config("partitions must be at least 1".into()));
+        }
+        let urls: Vec<String> = config
+            .addresses
+            .iter()
+            .map(|a| RedisConfig::url(a.trim()))
+            .collect();
+        let targets: Vec<Target> = if config.cluster {
+            vec![Target::Cluster(urls)]
+        } else {
+            urls.iter()
+                .map(|u| redis::Client::open(u.as_str()).map(Target::Single))
+                .collect::<Result<_, _>>()?
+        };
+        let naming = Naming {
+            prefix: config.prefix.clone(),
+            cluster: config.cluster,
+            partitions: config.partitions,
+            shards: u32::try_from(targets.len()).unwrap_or(u32::MAX),
+        };
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
+        let mut shards = Vec::with_capacity(targets.len());
+        for (i, target) in targets.into_iter().enumerate() {
+            let publisher = Publisher::new();
+            tracker.spawn(publisher.clone().run(
+                target.clone(),
+                config.clone(),
+                cancel.child_token(),
+            ));
+            let sub = SubShared::new();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = SubTask {
+                shared: sub.clone(),
+                handler: handler.clone(),
+                target,
+                config: config.clone(),
+                naming: naming.clone(),
+                control: i == 0,
+                node_id: node_id.clone(),
+                cancel: cancel.child_token(),
+                tracker: tracker.clone(),
+            };
+            tracker.spawn(task.run(rx));
+            shards.push(Shard {
+                publisher,
+                sub,
+                reqs: tx,
+            });
+        }
+        Ok(Arc::new(RedisBroker {
+            config,
+            node_id,
+            naming,
+            shards,
+            handler,
+            cancel,
+            tracker,
+        }))
+    }
+
+    /// Waits until every connection is up, at most `timeout`. Returns readiness.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.is_ready() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the background tasks and waits for them (at most 2 s).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.tracker.wait()).await;
+    }
+
+    /// The key/channel naming in use (tests and tools).
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    fn shard(&self, channel: &str) -> &Shard {
+        let i = self.naming.shard_of(channel);
+        &self.shards[i.min(self.shards.len() - 1)]
+    }
+
+    fn conn(&self, shard: &Shard, op: &'static str) -> Result<Conn, BrokerError> {
+        shard.publisher.get().ok_or_else(|| {
+            crate::metrics::error(op);
+            BrokerError::Unavailable("redis connection down".into())
+        })
+    }
+
+    /// Runs one command future with the command deadline; connection-level failures drop the
+    /// publish connection so later calls fail fast until it is back.
+    async fn guard<T>(
+        &self,
+        shard: &Shard,
+        op: &'static str,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
+        match tokio::time::timeout(self.config.command_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                crate::metrics::error(op);
+                if e.is_timeout() {
+                    shard.publisher.broken();
+                    Err(BrokerError::Timeout)
+                } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+                {
+                    shard.publisher.broken();
+                    Err(BrokerError::Unavailable(e.to_string()))
+                } else {
+                    Err(BrokerError::Other(e.to_string()))
+                }
+            }
+            Err(_) => {
+                crate::metrics::error(op);
+                shard.publisher.broken();
+                Err(BrokerError::Timeout)
+            }
+        }
+    }
+
+    async fn publish_frame(
+        &self,
+        shard: &Shard,
+        op: &'static str,
+        channel: String,
+        envelope: &[u8],
+    ) -> Result<(), BrokerError> {
+        let mut conn = self.conn(shard, op)?;
+        let mut cmd = redis::cmd(self.naming.publish_command());
+        cmd.arg(channel).arg(envelope::frame(envelope));
+        self.guard(shard, op, cmd.query_async::<Value>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    async fn sync_sub(&self, shard: &Shard) -> Result<(), BrokerError> {
+        if !shard
+            .sub
+            .connected
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(BrokerError::Unavailable("redis subscriber down".into()));
+        }
+        let (tx, rx) = oneshot::channel();
+        shard
+            .reqs
+            .send(tx)
+            .map_err(|_| BrokerError::Unavailable("broker stopped".into()))?;
+        match tokio::time::timeout(self.config.command_timeout.saturating_mul(2), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(BrokerError::Unavailable("subscriber reconnecting".into())),
+            Err(_) => Err(BrokerError::Timeout),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn bulk(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses `{top, epoch, entries}` of the history script.
+fn parse_history(v: Value) -> Result<(u64, String, Vec<Publication>), BrokerError> {
+    let bad = || BrokerError::Other("unexpected history reply".into());
+    let Value::Array(parts) = v else {
+        return Err(bad());
+    };
+    let [top, epoch, entries] = <[Value; 3]>::try_from(parts).map_err(|_| bad())?;
+    let top: u64 = bulk(&top).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let epoch = bulk(&epoch).ok_or_else(bad)?;
+    let entries = match entries {
+        Value::Array(e) => e,
+        Value::Nil => Vec::new(),
+        _ => return Err(bad()),
+    };
+    let mut pubs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(pair) = entry else {
+            return Err(bad());
+        };
+        let mut it = pair.into_iter();
+        let (Some(id), Some(Value::Array(fields))) = (it.next(), it.next()) else {
+            return Err(bad());
+        };
+        let offset: u64 = bulk(&id)
+            .and_then(|s| s.split('-').next().and_then(|o| o.parse().ok()))
+            .ok_or_else(bad)?;
+        let Some(Value::BulkString(data)) = fields.get(1) else {
+            return Err(bad());
+        };
+        match envelope::decode(data, offset, "") {
+            Ok(Delivery::Publication { publication, .. }) => pubs.push(publication),
+            _ => {
+                ::metrics::counter!(crate::metrics::BAD_ENVELOPES).increment(1);
+            }
+        }
+    }
+    Ok((top, epoch, pubs))
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn set_handler(&self, handler: Weak<dyn BrokerHandler>) {
+        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        let shard = self.shard(channel);
+        let added = shard
+            .sub
+            .wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.to_string());
+        let res = self.sync_sub(shard).await;
+        if res.is_err() && added {
+            crate::metrics::error("subscribe");
+            shard
+                .sub
+                .wanted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(channel);
+        }
+        res
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        let shard = self.shard(channel);
+        let removed = shard
+            .sub
+            .wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel);
+        if !removed
+            || !shard
+                .sub
+                .connected
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Not subscribed, or the reconnect will not subscribe it again.
+            return Ok(());
+        }
+        self.sync_sub(shard).await
+    }
+
+    async fn publish(
+        &self,
+        channel: &str,
+        publication: Publication,
+        opts: &PublishOptions,
+    ) -> Result<StreamPosition, BrokerError> {
+        let shard = self.shard(channel);
+        let env = envelope::encode_publication(&self.node_id, channel, publication);
+        let start = Instant::now();
+        let res = match opts.history {
+            None => self
+                .publish_frame(shard, "publish", self.naming.pubsub_channel(channel), &env)
+                .await
+                .map(|()| StreamPosition::default()),
+            Some(h) => {
+                let key = opts.idempotency_key.as_deref().filter(|k| !k.is_empty());
+                let mut conn = self.conn(shard, "publish")?;
+                let mut inv = scripts::PUBLISH.prepare_invoke();
+                inv.key(self.naming.meta_key(channel))
+                    .key(self.naming.stream_key(channel))
+                    .key(self.naming.result_key(channel, key.unwrap_or("")))
+                    .arg(self.naming.pubsub_channel(channel))
+                    .arg(env.as_slice())
+                    .arg(h.size.max(1))
+                    .arg(ms(h.ttl))
+                    .arg(ms(h.meta_ttl.max(h.ttl)))
+                    .arg(new_epoch())
+                    .arg(if key.is_some() { "1" } else { "0" })
+                    .arg(self.naming.publish_command());
+                let out: Vec<String> = self
+                    .guard(shard, "publish", inv.invoke_async(&mut conn))
+                    .await?;
+                match out.as_slice() {
+                    [offset, epoch] => Ok(StreamPosition {
+                        offset: offset
+                            .parse()
+                            .map_err(|_| BrokerError::Other("bad offset".into()))?,
+                        epoch: epoch.clone(),
+                    }),
+                    _ => Err(BrokerError::Other("unexpected publish reply".into())),
+                }
+            }
+        };
+        ::metrics::histogram!(crate::metrics::PUBLISH_DURATION)
+            .record(start.elapsed().as_secs_f64());
+        res
+    }
+
+    async fn publish_join(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
+        let env = envelope::encode_join(&self.node_id, channel, info);
+        self.publish_frame(
+            self.shard(channel),
+            "join",
+            self.naming.pubsub_channel(channel),
+            &env,
+        )
+        .await
+    }
+
+    async fn publish_leave(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
+        let env = envelope::encode_leave(&self.node_id, channel, info);
+        self.publish_frame(
+            self.shard(channel),
+            "leave",
+            self.naming.pubsub_channel(channel),
+            &env,
+        )
+        .await
+    }
+
+    async fn history(
+        &self,
+        channel: &str,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, BrokerError> {
+        let shard = self.shard(channel);
+        let mut read = query.limit != Some(0);
+        let (from, to) = if query.reverse {
+            match &query.since {
+                Some(s) if s.offset == 0 => {
+                    read = false;
+                    ("+".to_string(), "-".to_string())
+                }
+                Some(s) => (format!("{}-0", s.offset - 1), "-".to_string()),
+                None => ("+".to_string(), "-".to_string()),
+            }
+        } else {
+            match &query.since {
+                Some(s) => (format!("{}-0", s.offset.saturating_add(1)), "+".to_string()),
+                None => ("-".to_string(), "+".to_string()),
+            }
+        };
+        let count = query.limit.map(|n| n.to_string()).unwrap_or_default();
+        let mut conn = self.conn(shard, "history")?;
+        let mut inv = scripts::HISTORY.prepare_invoke();
+        inv.key(self.naming.meta_key(channel))
+            .key(self.naming.stream_key(channel))
+            .arg(new_epoch())
+            .arg(ms(query.meta_ttl))
+            .arg(if read { "1" } else { "0" })
+            .arg(if query.reverse { "1" } else { "0" })
+            .arg(from)
+            .arg(to)
+            .arg(count);
+        let value: Value = self
+            .guard(shard, "history", inv.invoke_async(&mut conn))
+            .await?;
+        let (top, epoch, publications) = parse_history(value)?;
+        if let Some(since) = &query.since {
+            if !since.epoch.is_empty() && since.epoch != epoch {
+                return Err(BrokerError::UnrecoverablePosition);
+            }
+        }
+        Ok(HistoryPage {
+            publications: if read { publications } else { Vec::new() },
+            position: StreamPosition { offset: top, epoch },
+        })
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        let shard = self.shard(channel);
+        let mut conn = self.conn(shard, "remove_history")?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.naming.stream_key(channel));
+        self.guard(shard, "remove_history", cmd.query_async::<Value>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    async fn publish_control(&self, message: ControlMessage) -> Result<(), BrokerError> {
+        let env = envelope::encode_control(message);
+        self.publish_frame(
+            &self.shards[0],
+            "control",
+            self.naming.control_channel(),
+            &env,
+        )
+        .await
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shards.iter().all(|s| {
+            s.publisher.is_up() && s.sub.connected.load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+}
