@@ -33,15 +33,19 @@ async fn subscribed(server: &TestServer, channel: &str) -> RawWs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_is_closed_with_3008_and_others_get_everything() {
     let mut config = test_config();
-    config.client.options.queue_max_size = 64 * 1024;
+    config.client.options.queue_max_size = 256 * 1024;
     let server = TestServer::start(config).await;
     let channel = "news";
     let mut fast = subscribed(&server, channel).await;
     let slow = subscribed(&server, channel).await;
 
     // 10,000 × 2 KB = 20 MB: far more than the kernel's socket buffers absorb for the
-    // client that does not read, published at a pace a reading client keeps up with.
+    // client that does not read. The publisher stays at most 64 publications (128 KB) ahead of
+    // the reading client, so that one never nears its own queue bound, however busy the machine.
     const N: usize = 10_000;
+    const AHEAD: usize = 64;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader_progress = progress.clone();
     let reader = tokio::spawn(async move {
         let mut seen = Vec::with_capacity(N);
         while seen.len() < N {
@@ -53,6 +57,7 @@ async fn slow_subscriber_is_closed_with_3008_and_others_get_everything() {
                 let v: Value = serde_json::from_str(line).unwrap();
                 if let Some(n) = v["push"]["pub"]["data"]["n"].as_u64() {
                     seen.push(n as usize);
+                    reader_progress.store(seen.len(), std::sync::atomic::Ordering::Release);
                 }
             }
         }
@@ -66,7 +71,10 @@ async fn slow_subscriber_is_closed_with_3008_and_others_get_everything() {
             .publish(channel, data, PublishOpts::default())
             .await
             .unwrap();
-        if n % 16 == 15 {
+        while n >= progress.load(std::sync::atomic::Ordering::Acquire) + AHEAD {
+            if reader.is_finished() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

@@ -16,6 +16,9 @@ pub mod codes;
 pub mod messages;
 pub mod raw;
 
+/// Re-exported so users of the message types can encode and decode them.
+pub use prost;
+
 pub use codec::{
     decode_commands, decode_replies, encode_command, encode_reply, join_frame, ping_message,
     DecodeError, EncodeError, Protocol,

@@ -73,8 +73,10 @@ impl Stream {
 /// Channels without history still need an order of delivery; they share nothing else.
 type Streams = DashMap<String, Arc<Mutex<Option<Stream>>>>;
 
+/// Several nodes may share one `MemoryBroker`: each registers its handler and receives every
+/// delivery and control message, with one shared history — an in-process cluster for tests.
 pub struct MemoryBroker {
-    handler: RwLock<Option<Weak<dyn BrokerHandler>>>,
+    handlers: RwLock<Vec<Weak<dyn BrokerHandler>>>,
     streams: Streams,
 }
 
@@ -95,7 +97,7 @@ impl MemoryBroker {
     /// which ends when the broker is dropped.
     pub fn new() -> Arc<Self> {
         let broker = Arc::new(MemoryBroker {
-            handler: RwLock::new(None),
+            handlers: RwLock::new(Vec::new()),
             streams: DashMap::new(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -112,12 +114,13 @@ impl MemoryBroker {
         broker
     }
 
-    fn handler(&self) -> Option<Arc<dyn BrokerHandler>> {
-        self.handler
+    fn handlers(&self) -> Vec<Arc<dyn BrokerHandler>> {
+        self.handlers
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|w| w.upgrade())
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect()
     }
 
     fn entry(&self, channel: &str) -> Arc<Mutex<Option<Stream>>> {
@@ -151,7 +154,9 @@ impl MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     fn set_handler(&self, handler: Weak<dyn BrokerHandler>) {
-        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+        let mut handlers = self.handlers.write().unwrap_or_else(|e| e.into_inner());
+        handlers.retain(|w| w.strong_count() > 0);
+        handlers.push(handler);
     }
 
     async fn subscribe(&self, _channel: &str) -> Result<(), BrokerError> {
@@ -169,12 +174,12 @@ impl Broker for MemoryBroker {
         opts: &PublishOptions,
     ) -> Result<StreamPosition, BrokerError> {
         let entry = self.entry(channel);
-        let handler = self.handler();
+        let handlers = self.handlers();
         let mut guard = lock(&entry);
         let Some(history) = opts.history else {
             publication.offset = 0;
-            if let Some(h) = handler {
-                h.on_publication(channel, publication, "");
+            for h in &handlers {
+                h.on_publication(channel, publication.clone(), "");
             }
             return Ok(StreamPosition::default());
         };
@@ -204,8 +209,8 @@ impl Broker for MemoryBroker {
                 .results
                 .insert(key.to_string(), (position.clone(), now + IDEMPOTENCY_TTL));
         }
-        if let Some(h) = handler {
-            h.on_publication(channel, publication, &position.epoch);
+        for h in &handlers {
+            h.on_publication(channel, publication.clone(), &position.epoch);
         }
         Ok(position)
     }
@@ -213,8 +218,8 @@ impl Broker for MemoryBroker {
     async fn publish_join(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
         let entry = self.entry(channel);
         let _order = lock(&entry);
-        if let Some(h) = self.handler() {
-            h.on_join(channel, info);
+        for h in self.handlers() {
+            h.on_join(channel, info.clone());
         }
         Ok(())
     }
@@ -222,8 +227,8 @@ impl Broker for MemoryBroker {
     async fn publish_leave(&self, channel: &str, info: ClientInfo) -> Result<(), BrokerError> {
         let entry = self.entry(channel);
         let _order = lock(&entry);
-        if let Some(h) = self.handler() {
-            h.on_leave(channel, info);
+        for h in self.handlers() {
+            h.on_leave(channel, info.clone());
         }
         Ok(())
     }
@@ -285,8 +290,8 @@ impl Broker for MemoryBroker {
         &self,
         message: crate::control::ControlMessage,
     ) -> Result<(), BrokerError> {
-        if let Some(h) = self.handler() {
-            h.on_control(message);
+        for h in self.handlers() {
+            h.on_control(message.clone());
         }
         Ok(())
     }

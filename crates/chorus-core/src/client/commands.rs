@@ -166,8 +166,7 @@ impl Client {
         }
         let presence = self
             .node
-            .presence_store()
-            .get(&req.channel)
+            .cluster_presence(&req.channel)
             .await
             .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
         Ok(Reply {
@@ -187,8 +186,7 @@ impl Client {
         }
         let stats = self
             .node
-            .presence_store()
-            .stats(&req.channel)
+            .cluster_presence_stats(&req.channel)
             .await
             .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
         Ok(Reply {

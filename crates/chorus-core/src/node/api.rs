@@ -199,8 +199,7 @@ impl Node {
         if !options.presence {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
         }
-        self.presence_store()
-            .get(channel)
+        self.cluster_presence(channel)
             .await
             .map_err(|_| codes::ERROR_INTERNAL.into())
     }
@@ -210,8 +209,7 @@ impl Node {
         if !options.presence {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
         }
-        self.presence_store()
-            .stats(channel)
+        self.cluster_presence_stats(channel)
             .await
             .map_err(|_| codes::ERROR_INTERNAL.into())
     }

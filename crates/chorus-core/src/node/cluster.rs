@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chorus_protocol::prost::Message as _;
+use chorus_protocol::{ClientInfo, PresenceResult, PresenceStatsResult};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -16,6 +18,7 @@ use crate::broker::HistoryQuery;
 use crate::channel;
 use crate::control::{Control, ControlMessage};
 use crate::disconnect::Disconnect;
+use crate::presence::PresenceError;
 
 /// How often a node announces itself.
 pub const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
@@ -25,6 +28,7 @@ pub const NODE_INFO_TTL: Duration = Duration::from_secs(10);
 pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 
 const SURVEY_CHANNELS: &str = "channels";
+const SURVEY_PRESENCE: &str = "presence";
 
 /// Registry of live nodes and the surveys in flight.
 #[derive(Debug, Default)]
@@ -82,18 +86,16 @@ impl Node {
         out
     }
 
-    /// Channel → subscribed clients on every live node: asks the others and waits for their
-    /// answers (at most [`SURVEY_TIMEOUT`]).
-    pub(crate) async fn cluster_channels(&self) -> HashMap<String, u32> {
-        let mut counts = self.hub().channel_counts();
-        let others: Vec<String> = self
+    /// Asks every other live node and collects their answers (at most [`SURVEY_TIMEOUT`]).
+    async fn survey(&self, op: &str, data: Bytes) -> Vec<Bytes> {
+        let others: std::collections::HashSet<String> = self
             .cluster_nodes()
             .into_iter()
             .map(|n| n.uid)
             .filter(|id| id != self.id())
             .collect();
         if others.is_empty() {
-            return counts;
+            return Vec::new();
         }
         let id = self
             .cluster()
@@ -103,21 +105,18 @@ impl Node {
         self.cluster().surveys.insert(id, tx);
         let request = Control::SurveyRequest {
             id,
-            op: SURVEY_CHANNELS.into(),
-            data: Bytes::new(),
+            op: op.to_string(),
+            data,
         };
+        let mut answers = Vec::new();
         if self.send_control("", request).await.is_ok() {
             let deadline = Instant::now() + SURVEY_TIMEOUT;
-            let mut pending: std::collections::HashSet<String> = others.into_iter().collect();
+            let mut pending = others;
             while !pending.is_empty() {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some((from, data))) => {
                         if pending.remove(&from) {
-                            let theirs: HashMap<String, u32> =
-                                serde_json::from_slice(&data).unwrap_or_default();
-                            for (ch, n) in theirs {
-                                *counts.entry(ch).or_insert(0) += n;
-                            }
+                            answers.push(data);
                         }
                     }
                     _ => break,
@@ -125,7 +124,53 @@ impl Node {
             }
         }
         self.cluster().surveys.remove(&id);
+        answers
+    }
+
+    /// Channel → subscribed clients on every live node.
+    pub(crate) async fn cluster_channels(&self) -> HashMap<String, u32> {
+        let mut counts = self.hub().channel_counts();
+        for data in self.survey(SURVEY_CHANNELS, Bytes::new()).await {
+            let theirs: HashMap<String, u32> = serde_json::from_slice(&data).unwrap_or_default();
+            for (ch, n) in theirs {
+                *counts.entry(ch).or_insert(0) += n;
+            }
+        }
         counts
+    }
+
+    /// Presence of a channel across the cluster: each node is the source of truth for its own
+    /// connections (its presence store holds them), so the union of every live node's entries
+    /// is exact, and a node that died stops contributing at once.
+    pub(crate) async fn cluster_presence(
+        &self,
+        channel: &str,
+    ) -> Result<HashMap<String, ClientInfo>, PresenceError> {
+        let mut all = self.presence_store().get(channel).await?;
+        let request = Bytes::copy_from_slice(channel.as_bytes());
+        for data in self.survey(SURVEY_PRESENCE, request).await {
+            if let Ok(theirs) = PresenceResult::decode(data.as_ref()) {
+                all.extend(theirs.presence);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Counts of clients and distinct users of a channel across the cluster.
+    pub(crate) async fn cluster_presence_stats(
+        &self,
+        channel: &str,
+    ) -> Result<PresenceStatsResult, PresenceError> {
+        if self.cluster_nodes().len() == 1 {
+            return self.presence_store().stats(channel).await;
+        }
+        let all = self.cluster_presence(channel).await?;
+        let users: std::collections::HashSet<&str> =
+            all.values().map(|i| i.user.as_str()).collect();
+        Ok(PresenceStatsResult {
+            num_clients: u32::try_from(all.len()).unwrap_or(u32::MAX),
+            num_users: u32::try_from(users.len()).unwrap_or(u32::MAX),
+        })
     }
 
     /// Applies a control command from the broker.
@@ -179,27 +224,12 @@ impl Node {
                     Disconnect::new(code, reason),
                 );
             }
-            Control::SurveyRequest { id, op, .. } => {
-                let data = if op == SURVEY_CHANNELS {
-                    Bytes::from(
-                        serde_json::to_vec(&self.hub().channel_counts()).unwrap_or_default(),
-                    )
-                } else {
-                    Bytes::new()
-                };
-                let error = if op == SURVEY_CHANNELS {
-                    ""
-                } else {
-                    "unknown survey"
-                };
+            Control::SurveyRequest { id, op, data } => {
                 let node = self.clone();
                 let to = message.from;
                 self.spawn(async move {
-                    let reply = Control::SurveyResponse {
-                        id,
-                        data,
-                        error: error.to_string(),
-                    };
+                    let (data, error) = node.answer_survey(&op, &data).await;
+                    let reply = Control::SurveyResponse { id, data, error };
                     if let Err(e) = node.send_control(&to, reply).await {
                         tracing::debug!(error = %e, "survey reply failed");
                     }
@@ -210,6 +240,26 @@ impl Node {
                     let _ = tx.send((message.from, data));
                 }
             }
+        }
+    }
+
+    async fn answer_survey(&self, op: &str, data: &[u8]) -> (Bytes, String) {
+        match op {
+            SURVEY_CHANNELS => (
+                Bytes::from(serde_json::to_vec(&self.hub().channel_counts()).unwrap_or_default()),
+                String::new(),
+            ),
+            SURVEY_PRESENCE => {
+                let channel = String::from_utf8_lossy(data);
+                match self.presence_store().get(&channel).await {
+                    Ok(presence) => (
+                        Bytes::from(PresenceResult { presence }.encode_to_vec()),
+                        String::new(),
+                    ),
+                    Err(e) => (Bytes::new(), e.to_string()),
+                }
+            }
+            _ => (Bytes::new(), "unknown survey".to_string()),
         }
     }
 

@@ -1,0 +1,160 @@
+//! Several nodes as one server, in process: two nodes share one in-memory broker (the same
+//! wiring the Redis broker gives separate processes). Cross-node delivery, presence, `channels`,
+//! `info` and server API operations on users connected to another node.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chorus_core::broker::memory::MemoryBroker;
+use chorus_core::presence::memory::MemoryPresence;
+use chorus_core::{Disconnect, Node, PublishOpts, ServerSubscribe};
+use common::{options, pubs, TestClient, TestTokens};
+
+fn two_nodes() -> (Node, Node) {
+    let broker = MemoryBroker::new();
+    let make = || {
+        Node::new(
+            options(),
+            broker.clone(),
+            MemoryPresence::new(),
+            Arc::new(TestTokens),
+        )
+    };
+    (make(), make())
+}
+
+async fn until<F: Fn() -> bool>(what: &str, f: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn see_each_other(a: &Node, b: &Node) {
+    for _ in 0..500 {
+        if a.info().await.unwrap().len() == 2 && b.info().await.unwrap().len() == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nodes never saw each other");
+}
+
+#[tokio::test]
+async fn publication_on_one_node_reaches_subscribers_on_both_in_order() {
+    let (a, b) = two_nodes();
+    let mut ca = TestClient::connect(&a, "ua").await;
+    let mut cb = TestClient::connect(&b, "ub").await;
+    for c in [&ca, &cb] {
+        c.send(r#"{"id":2,"subscribe":{"channel":"chat:x"}}"#).await;
+    }
+    ca.drain().await;
+    cb.drain().await;
+    for i in 1..=5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.publish(
+            "chat:x",
+            Bytes::from(format!("{{\"i\":{i}}}")),
+            PublishOpts::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let expected: Vec<u64> = (1..=5).collect();
+    for c in [&mut ca, &mut cb] {
+        let got: Vec<u64> = pubs(&c.drain().await).iter().map(|p| p.0).collect();
+        assert_eq!(got, expected);
+    }
+}
+
+#[tokio::test]
+async fn presence_channels_and_info_cover_every_node() {
+    let (a, b) = two_nodes();
+    see_each_other(&a, &b).await;
+    let ca = TestClient::connect(&a, "ua").await;
+    let cb = TestClient::connect(&b, "ub").await;
+    let cb2 = TestClient::connect(&b, "ub").await;
+    for c in [&ca, &cb, &cb2] {
+        c.send(r#"{"id":2,"subscribe":{"channel":"chat:p"}}"#).await;
+    }
+    until("subscriptions", || {
+        a.hub().has_subscribers("chat:p") && b.hub().channel_counts().get("chat:p") == Some(&2)
+    })
+    .await;
+    let presence = a.presence("chat:p").await.unwrap();
+    let mut users: Vec<&str> = presence.values().map(|i| i.user.as_str()).collect();
+    users.sort();
+    assert_eq!(users, vec!["ua", "ub", "ub"]);
+    let stats = b.presence_stats("chat:p").await.unwrap();
+    assert_eq!((stats.num_clients, stats.num_users), (3, 2));
+    assert_eq!(a.channels().await.unwrap().get("chat:p"), Some(&3));
+    // Other nodes' counts come from their heartbeats (every 3 s).
+    let mut total = 0;
+    for _ in 0..500 {
+        let info = b.info().await.unwrap();
+        assert_eq!(info.len(), 2);
+        total = info.iter().map(|n| n.num_clients).sum::<u32>();
+        if total == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(total, 3);
+}
+
+#[tokio::test]
+async fn server_api_user_operations_reach_other_nodes() {
+    let (a, b) = two_nodes();
+    see_each_other(&a, &b).await;
+    let mut on_b = TestClient::connect(&b, "target").await;
+    let mut other = TestClient::connect(&b, "bystander").await;
+    a.subscribe_user(ServerSubscribe {
+        user: "target".into(),
+        channel: "news:srv".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let push = on_b.next().await.unwrap().push.unwrap();
+    assert_eq!(push.channel, "news:srv");
+    assert!(push.subscribe.is_some());
+    a.publish(
+        "news:srv",
+        Bytes::from_static(b"{\"k\":1}"),
+        PublishOpts::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pubs(&on_b.drain().await),
+        vec![(0, "{\"k\":1}".to_string())]
+    );
+    a.unsubscribe_user("target", "news:srv", "", "")
+        .await
+        .unwrap();
+    let push = on_b.next().await.unwrap().push.unwrap();
+    assert_eq!(push.unsubscribe.map(|u| u.code), Some(2000));
+    a.disconnect_user("target", "", "", &[], Disconnect::new(4501, "banned"))
+        .await
+        .unwrap();
+    assert_eq!(on_b.close_code().await, Some(4501));
+    assert!(other.drain().await.is_empty());
+    assert!(other.closed.is_none());
+}
+
+#[tokio::test]
+async fn a_stopped_node_leaves_the_registry() {
+    let (a, b) = two_nodes();
+    see_each_other(&a, &b).await;
+    b.shutdown(Duration::ZERO, Duration::from_secs(1)).await;
+    // The shutdown notice removes it at once (a crashed node would age out after 10 s).
+    assert_eq!(a.info().await.unwrap().len(), 1);
+}
