@@ -123,13 +123,16 @@ impl Hub {
     /// one for this channel.
     pub(crate) fn add_subscriber(&self, sub: Arc<Subscriber>) -> bool {
         // Inserting under the shard's write lock orders this against `remove_channel_if_empty`.
-        let entry = self.channels.entry(sub.channel.clone()).or_default();
-        let mut subs = entry.write();
-        if subs.contains_key(&sub.client_id) {
-            return false;
+        {
+            let entry = self.channels.entry(sub.channel.clone()).or_default();
+            let mut subs = entry.write();
+            if subs.contains_key(&sub.client_id) {
+                return false;
+            }
+            subs.insert(sub.client_id.clone(), sub);
         }
-        subs.insert(sub.client_id.clone(), sub);
         metrics::subscriptions_changed(1);
+        metrics::channels(self.channels.len());
         true
     }
 
@@ -153,7 +156,13 @@ impl Hub {
     /// Drops the channel entry if nobody is subscribed. Returns true if the channel has no
     /// local subscribers (entry gone).
     pub(crate) fn remove_channel_if_empty(&self, channel: &str) -> bool {
-        self.channels.remove_if(channel, |_, e| e.read().is_empty());
+        if self
+            .channels
+            .remove_if(channel, |_, e| e.read().is_empty())
+            .is_some()
+        {
+            metrics::channels(self.channels.len());
+        }
         !self.channels.contains_key(channel)
     }
 

@@ -9,6 +9,7 @@ use metrics::{
 
 pub const CLIENTS: &str = "chorus_node_clients";
 pub const SUBSCRIPTIONS: &str = "chorus_node_subscriptions";
+pub const CHANNELS: &str = "chorus_node_channels";
 pub const COMMANDS: &str = "chorus_client_commands_total";
 pub const COMMAND_ERRORS: &str = "chorus_client_command_errors_total";
 pub const COMMAND_DURATION: &str = "chorus_client_command_duration_seconds";
@@ -28,6 +29,7 @@ pub fn describe() {
         "Connections open on this node (connected or not yet)."
     );
     describe_gauge!(SUBSCRIPTIONS, "Subscriptions of local connections.");
+    describe_gauge!(CHANNELS, "Channels with at least one local subscriber.");
     describe_counter!(COMMANDS, "Client commands processed, by method.");
     describe_counter!(
         COMMAND_ERRORS,
@@ -72,6 +74,10 @@ pub fn describe() {
 
 pub(crate) fn clients(n: usize) {
     gauge!(CLIENTS).set(n as f64);
+}
+
+pub(crate) fn channels(n: usize) {
+    gauge!(CHANNELS).set(n as f64);
 }
 
 pub(crate) fn subscriptions_changed(delta: i64) {
