@@ -187,6 +187,18 @@ impl RedisBroker {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tracker.wait()).await;
     }
 
+    /// Undecodable pub/sub messages dropped so far by this broker.
+    pub fn bad_envelopes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.sub
+                    .bad_envelopes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    }
+
     /// The key/channel naming in use (tests and tools).
     pub fn naming(&self) -> &Naming {
         &self.naming

@@ -14,7 +14,7 @@
 //!   2500 where publications may have been missed).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ pub struct SubShared {
     /// Client channels this node needs from this shard.
     pub wanted: Mutex<HashSet<String>>,
     pub connected: AtomicBool,
+    /// Undecodable messages dropped (also counted in the metric).
+    pub bad_envelopes: AtomicU64,
 }
 
 impl SubShared {
@@ -50,6 +52,7 @@ impl SubShared {
         Arc::new(SubShared {
             wanted: Mutex::new(HashSet::new()),
             connected: AtomicBool::new(false),
+            bad_envelopes: AtomicU64::new(0),
         })
     }
 
@@ -276,12 +279,17 @@ impl SubTask {
         });
     }
 
+    fn bad_envelope(&self) {
+        metrics::counter!(m::BAD_ENVELOPES).increment(1);
+        self.shared.bad_envelopes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Handles one message; returns true if it was this node's probe.
     fn dispatch(&self, data: &[Value], probe_channel: &str) -> bool {
         let (Some(Value::BulkString(ch)), Some(Value::BulkString(payload))) =
             (data.first(), data.get(1))
         else {
-            metrics::counter!(m::BAD_ENVELOPES).increment(1);
+            self.bad_envelope();
             return false;
         };
         if ch.as_slice() == probe_channel.as_bytes() {
@@ -290,7 +298,7 @@ impl SubTask {
         let delivery = match decode_frame(payload) {
             Ok(d) => d,
             Err(e) => {
-                metrics::counter!(m::BAD_ENVELOPES).increment(1);
+                self.bad_envelope();
                 tracing::debug!(error = %e, "bad envelope dropped");
                 return false;
             }
