@@ -3,15 +3,15 @@
 //! deliveries and (with `--publish-via client`) a writer that publishes on schedule.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use chorus_protocol::{
-    decode_replies, encode_command, join_frame, Command, ConnectRequest, Protocol, PublishRequest,
-    Reply, SubscribeRequest,
+    decode_replies, encode_command, join_frame, Command, ConnectRequest, Protocol, Publication,
+    PublishRequest, Reply, SubscribeResult,
 };
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
 use http_body_util::Empty;
@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::recovery::{SubState, SubscribeOutcome};
 use crate::stats::{decode_payload, encode_payload, ConnReport, Shared};
 
 /// A parsed `ws://host:port/path` URL with its resolved address.
@@ -119,6 +120,8 @@ pub struct ConnPlan {
     pub channel: String,
     pub token: String,
     pub protocol: Protocol,
+    /// Reconnect (with recovery) when the connection drops before the end of the run.
+    pub reconnect: bool,
 }
 
 /// When a client publisher sends: publication `j` of the connection in room `r` with slot
@@ -137,6 +140,33 @@ pub struct Schedule {
 const CONNECT_ID: u32 = 1;
 const SUBSCRIBE_ID: u32 = 2;
 const FIRST_PUBLISH_ID: u32 = 3;
+/// Resubscribes (after an unsubscribe push) use ids from here up; publish ids stay below.
+const FIRST_RESUBSCRIBE_ID: u32 = 0xF000_0000;
+/// Pause before retrying a resubscribe that got an error reply.
+const RESUBSCRIBE_RETRY: Duration = Duration::from_millis(50);
+/// First and largest pause between reconnect attempts.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// What a handshake yields: the socket, the subscribe result and frames that came along.
+type Opened = (Ws, SubscribeResult, Vec<Vec<u8>>);
+
+/// How one connection session ended.
+enum Ended {
+    Stopped,
+    Dropped,
+}
+
+/// Per-connection state that outlives a reconnect.
+struct ConnState {
+    report: ConnReport,
+    sub: SubState,
+    scheduled: Vec<u64>,
+    /// Pending resubscribe id (an answer to anything else is ignored) and retry time.
+    resub_id: Option<u32>,
+    resub_retry: Option<tokio::time::Instant>,
+    next_resub_id: u32,
+}
 
 /// Runs one connection until `stop`. Returns `None` when it never got subscribed.
 #[allow(clippy::too_many_arguments)]
@@ -151,12 +181,23 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Option<ConnReport> {
     let started = Instant::now();
+    let mut st = ConnState {
+        report: ConnReport {
+            room: plan.room,
+            ..Default::default()
+        },
+        sub: SubState::default(),
+        scheduled: Vec::new(),
+        resub_id: None,
+        resub_retry: None,
+        next_resub_id: FIRST_RESUBSCRIBE_ID,
+    };
     let opened = tokio::select! {
-        r = handshake(&target, source, &plan) => r,
+        r = handshake(&target, source, &plan, &st.sub) => r,
         _ = stop.changed() => Err(anyhow!("stopped during connect")),
     };
     drop(permit);
-    let (ws, pending) = match opened {
+    let mut opened = match opened {
         Ok(v) => v,
         Err(e) => {
             let counter = if e.to_string().starts_with("subscribe") {
@@ -175,7 +216,73 @@ pub async fn run(
         h.record(started.elapsed().as_nanos() as u64);
     }
     let _ = ready.send(true);
+    // Publications sent so far by this connection (survives reconnects).
+    let published = Arc::new(AtomicU64::new(0));
+    loop {
+        let (ws, res, pending) = opened;
+        on_subscribe_reply(&plan, &shared, &mut st, &res);
+        let ended = session(
+            ws,
+            pending,
+            &plan,
+            &shared,
+            &mut st,
+            schedule.clone(),
+            stop.clone(),
+            published.clone(),
+        )
+        .await;
+        if matches!(ended, Ended::Stopped) || !plan.reconnect || *stop.borrow() {
+            break;
+        }
+        let now = shared.clock.now_ns();
+        st.sub.on_disconnect(now);
+        shared.recovery.lost_at(now);
+        st.resub_id = None;
+        st.resub_retry = None;
+        let mut pause = RECONNECT_MIN;
+        let next = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => break None,
+            }
+            shared.recovery.reconnect_attempts.fetch_add(1, Relaxed);
+            let r = tokio::select! {
+                r = handshake(&target, source, &plan, &st.sub) => r,
+                _ = stop.changed() => break None,
+            };
+            match r {
+                Ok(v) => break Some(v),
+                Err(_) => {
+                    shared.recovery.reconnect_failures.fetch_add(1, Relaxed);
+                    pause = (pause * 2).min(RECONNECT_MAX);
+                }
+            }
+        };
+        match next {
+            Some(v) => {
+                shared.recovery.reconnected.fetch_add(1, Relaxed);
+                opened = v;
+            }
+            None => break,
+        }
+    }
+    Some(st.report)
+}
 
+/// One WebSocket session: a writer task (pongs, resubscribes, scheduled publications) and
+/// the read loop.
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    ws: Ws,
+    pending: Vec<Vec<u8>>,
+    plan: &ConnPlan,
+    shared: &Arc<Shared>,
+    st: &mut ConnState,
+    schedule: watch::Receiver<Option<Schedule>>,
+    mut stop: watch::Receiver<bool>,
+    published: Arc<AtomicU64>,
+) -> Ended {
     let (mut rd, mut wr) = ws.split(tokio::io::split);
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame<'static>>();
     let writer_shared = shared.clone();
@@ -186,8 +293,8 @@ pub async fn run(
         // schedule is published (never in API mode).
         let mut schedule = schedule;
         let mut sched: Option<Schedule> = *schedule.borrow_and_update();
-        let mut j: u64 = 0;
         loop {
+            let j = published.load(Relaxed);
             let next = sched.and_then(|s| {
                 let k = wplan.room as u64 + s.rooms * u64::from(wplan.slot) + j * s.stride;
                 let at = s.start_ns + (k as f64 * s.period_ns) as u64;
@@ -214,7 +321,7 @@ pub async fn run(
                         publish: Some(PublishRequest { channel: wplan.channel.clone(), data: data.into() }),
                         ..Default::default()
                     };
-                    j += 1;
+                    published.store(j + 1, Relaxed);
                     let Ok(bytes) = encode_command(wplan.protocol, &cmd) else { break };
                     if wr.write_frame(frame_of(wplan.protocol, bytes)).await.is_err() { break }
                 }
@@ -227,55 +334,62 @@ pub async fn run(
         }
     });
 
-    let mut report = ConnReport {
-        room: plan.room,
-        ..Default::default()
-    };
-    let mut scheduled = Vec::new();
-    let handle = |data: &[u8], report: &mut ConnReport, scheduled: &mut Vec<u64>| {
+    let handle = |data: &[u8], st: &mut ConnState| {
         let Ok(replies) = decode_replies(plan.protocol, data) else {
             shared.bad_frames.fetch_add(1, Relaxed);
             return;
         };
         for reply in replies {
-            on_reply(&plan, &shared, &tx, reply, report, scheduled);
+            on_reply(plan, shared, &tx, reply, st);
         }
     };
     for f in pending {
-        handle(&f, &mut report, &mut scheduled);
+        handle(&f, st);
     }
-    flush(&shared, plan.id, &mut scheduled);
-    loop {
+    flush(shared, plan.id, &mut st.scheduled);
+    let ended = loop {
         let obligated = tx.clone();
         let mut send_fn = move |f: Frame<'_>| {
             let owned = Frame::new(f.fin, f.opcode, None, Payload::Owned(f.payload.to_vec()));
             let r = obligated.send(owned).map_err(|_| anyhow!("writer gone"));
             std::future::ready(r)
         };
+        let retry_at = st.resub_retry;
+        let retry = async move {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let frame = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.changed() => break Ended::Stopped,
+            _ = retry => {
+                st.resub_retry = None;
+                send_resubscribe(plan, shared, &tx, st);
+                continue;
+            }
             f = rd.read_frame::<_, anyhow::Error>(&mut send_fn) => f,
         };
         match frame {
             Ok(f) if matches!(f.opcode, OpCode::Text | OpCode::Binary) => {
-                handle(&f.payload, &mut report, &mut scheduled);
-                flush(&shared, plan.id, &mut scheduled);
+                handle(&f.payload, st);
+                flush(shared, plan.id, &mut st.scheduled);
             }
             Ok(f) if f.opcode == OpCode::Close => {
                 shared.disconnects.fetch_add(1, Relaxed);
-                break;
+                break Ended::Dropped;
             }
             Ok(_) => {}
             Err(_) => {
                 shared.disconnects.fetch_add(1, Relaxed);
-                break;
+                break Ended::Dropped;
             }
         }
-    }
+    };
     drop(tx);
     writer.abort();
-    Some(report)
+    ended
 }
 
 fn flush(shared: &Shared, id: usize, scheduled: &mut Vec<u64>) {
@@ -283,18 +397,86 @@ fn flush(shared: &Shared, id: usize, scheduled: &mut Vec<u64>) {
     scheduled.clear();
 }
 
+/// A publication (live or recovered): position, loss tracker, latency.
+fn on_publication(shared: &Shared, st: &mut ConnState, p: &Publication) {
+    st.sub.on_publication(p);
+    match decode_payload(&p.data) {
+        Some((publisher, seq, sched)) => {
+            st.report.streams.entry(publisher).or_default().observe(seq);
+            st.scheduled.push(sched);
+        }
+        None => {
+            shared.bad_frames.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A successful subscribe reply (first subscribe, resubscribe or reconnect).
+fn on_subscribe_reply(plan: &ConnPlan, shared: &Shared, st: &mut ConnState, res: &SubscribeResult) {
+    let now = shared.clock.now_ns();
+    if let SubscribeOutcome::Resubscribed {
+        recovered,
+        waited_ns,
+    } = st.sub.on_subscribed(res, now)
+    {
+        shared.recovery.resubscribed(recovered, waited_ns, now);
+    }
+    shared
+        .recovery
+        .recovered_publications
+        .fetch_add(res.publications.len() as u64, Relaxed);
+    for p in &res.publications {
+        on_publication(shared, st, p);
+    }
+    flush(shared, plan.id, &mut st.scheduled);
+}
+
+fn send_resubscribe(
+    plan: &ConnPlan,
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Frame<'static>>,
+    st: &mut ConnState,
+) {
+    let id = st.next_resub_id;
+    st.next_resub_id = st.next_resub_id.wrapping_add(1).max(FIRST_RESUBSCRIBE_ID);
+    st.resub_id = Some(id);
+    let cmd = Command {
+        id,
+        subscribe: Some(st.sub.subscribe_request(&plan.channel)),
+        ..Default::default()
+    };
+    shared.recovery.resubscribes_sent.fetch_add(1, Relaxed);
+    if let Ok(bytes) = encode_command(plan.protocol, &cmd) {
+        let _ = tx.send(frame_of(plan.protocol, bytes));
+    }
+}
+
 fn on_reply(
     plan: &ConnPlan,
     shared: &Shared,
     tx: &mpsc::UnboundedSender<Frame<'static>>,
     reply: Reply,
-    report: &mut ConnReport,
-    scheduled: &mut Vec<u64>,
+    st: &mut ConnState,
 ) {
     if reply.is_ping() {
         shared.pings.fetch_add(1, Relaxed);
         if let Ok(pong) = encode_command(plan.protocol, &Command::default()) {
             let _ = tx.send(frame_of(plan.protocol, pong));
+        }
+        return;
+    }
+    if reply.id >= FIRST_RESUBSCRIBE_ID {
+        if st.resub_id != Some(reply.id) {
+            return;
+        }
+        st.resub_id = None;
+        match (reply.error, reply.subscribe) {
+            (None, Some(res)) => on_subscribe_reply(plan, shared, st, &res),
+            _ => {
+                // E.g. the broker is still down: try again shortly.
+                shared.recovery.resubscribe_errors.fetch_add(1, Relaxed);
+                st.resub_retry = Some(tokio::time::Instant::now() + RESUBSCRIBE_RETRY);
+            }
         }
         return;
     }
@@ -306,27 +488,35 @@ fn on_reply(
         }
         return;
     }
-    let Some(pub_) = reply.push.and_then(|p| p.publication) else {
+    let Some(push) = reply.push else {
         return;
     };
-    match decode_payload(&pub_.data) {
-        Some((publisher, seq, sched)) => {
-            report.streams.entry(publisher).or_default().observe(seq);
-            scheduled.push(sched);
+    if let Some(u) = push.unsubscribe {
+        shared.recovery.unsubscribe_pushes.fetch_add(1, Relaxed);
+        if push.channel == plan.channel {
+            let now = shared.clock.now_ns();
+            if st.sub.on_unsubscribe(u.code, now) {
+                shared.recovery.resubscribe_pushes.fetch_add(1, Relaxed);
+                shared.recovery.lost_at(now);
+                send_resubscribe(plan, shared, tx, st);
+            }
         }
-        None => {
-            shared.bad_frames.fetch_add(1, Relaxed);
-        }
+        return;
+    }
+    if let Some(p) = push.publication {
+        on_publication(shared, st, &p);
     }
 }
 
-/// Opens the socket, sends `connect` and `subscribe` in one frame and waits for both
-/// replies. Frames that arrived along with them are returned for processing.
+/// Opens the socket, sends `connect` and `subscribe` (with recovery after the first time)
+/// in one frame and waits for both replies. Frames that arrived along with them are
+/// returned for processing.
 async fn handshake(
     target: &Target,
     source: Option<IpAddr>,
     plan: &ConnPlan,
-) -> anyhow::Result<(Ws, Vec<Vec<u8>>)> {
+    sub: &SubState,
+) -> anyhow::Result<Opened> {
     let mut ws = open(target, source, plan.protocol).await?;
     let connect = Command {
         id: CONNECT_ID,
@@ -339,10 +529,7 @@ async fn handshake(
     };
     let subscribe = Command {
         id: SUBSCRIBE_ID,
-        subscribe: Some(SubscribeRequest {
-            channel: plan.channel.clone(),
-            ..Default::default()
-        }),
+        subscribe: Some(sub.subscribe_request(&plan.channel)),
         ..Default::default()
     };
     let frame = join_frame(
@@ -354,8 +541,8 @@ async fn handshake(
     );
     ws.write_frame(frame_of(plan.protocol, frame)).await?;
     let mut extra = Vec::new();
-    let (mut connected, mut subscribed) = (false, false);
-    while !(connected && subscribed) {
+    let (mut connected, mut subscribed) = (false, None);
+    while !(connected && subscribed.is_some()) {
         let f = ws.read_frame().await?;
         match f.opcode {
             OpCode::Text | OpCode::Binary => {}
@@ -371,7 +558,7 @@ async fn handshake(
                 },
                 SUBSCRIBE_ID => match r.error {
                     Some(e) => bail!("subscribe error {} {}", e.code, e.message),
-                    None => subscribed = true,
+                    None => subscribed = Some(r.subscribe.unwrap_or_default()),
                 },
                 _ => keep = true,
             }
@@ -380,5 +567,5 @@ async fn handshake(
             extra.push(f.payload.to_vec());
         }
     }
-    Ok((ws, extra))
+    Ok((ws, subscribed.unwrap_or_default(), extra))
 }

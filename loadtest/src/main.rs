@@ -9,6 +9,7 @@ mod client;
 mod histogram;
 mod jwt;
 mod publisher;
+mod recovery;
 mod run;
 mod stats;
 
@@ -81,6 +82,10 @@ pub struct Common {
     /// Also print the result as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// When a connection drops before the end, reconnect (backoff 50 ms doubling to 2 s) and
+    /// resubscribe with `recover: true` from the last seen offset and epoch.
+    #[arg(long)]
+    pub reconnect: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

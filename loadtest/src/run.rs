@@ -58,6 +58,7 @@ async fn connect_all(c: &Common, pubs_per_room: usize) -> anyhow::Result<Fleet> 
             channel: format!("{}:{room}", c.channel_prefix),
             token,
             protocol,
+            reconnect: c.reconnect,
         };
         let permit = sem.clone().acquire_owned().await?;
         let target = targets[i % targets.len()].clone();
@@ -269,10 +270,56 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         out["deliveries_per_server_cpu_s"] = per_cpu.into();
         out["server_rss_kib"] = rss.into();
     }
+    recovery_report(&shared, &mut out);
     if c.json {
         println!("{out}");
     }
     Ok(())
+}
+
+/// Resubscribe / reconnect figures (printed only when something happened).
+fn recovery_report(shared: &crate::stats::Shared, out: &mut serde_json::Value) {
+    let r = &shared.recovery;
+    let wait = r.wait.lock().map(|h| h.clone()).unwrap_or_default();
+    let span = r.span_ns();
+    let fields = serde_json::json!({
+        "unsubscribe_pushes": r.unsubscribe_pushes.load(Relaxed),
+        "resubscribe_pushes": r.resubscribe_pushes.load(Relaxed),
+        "resubscribes_sent": r.resubscribes_sent.load(Relaxed),
+        "resubscribed": r.resubscribed.load(Relaxed),
+        "resubscribe_errors": r.resubscribe_errors.load(Relaxed),
+        "recovered_true": r.recovered_true.load(Relaxed),
+        "recovered_false": r.recovered_false.load(Relaxed),
+        "recovered_publications": r.recovered_publications.load(Relaxed),
+        "reconnect_attempts": r.reconnect_attempts.load(Relaxed),
+        "reconnect_failures": r.reconnect_failures.load(Relaxed),
+        "reconnected": r.reconnected.load(Relaxed),
+        "resubscribe_wait_p50_ms": ms(wait.percentile(50.0)),
+        "resubscribe_wait_p99_ms": ms(wait.percentile(99.0)),
+        "resubscribe_wait_max_ms": ms(wait.max()),
+        "resubscribe_span_ms": span.map(ms),
+    });
+    if let (Some(o), Some(f)) = (out.as_object_mut(), fields.as_object()) {
+        for (k, v) in f {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    if r.unsubscribe_pushes.load(Relaxed) + r.reconnect_attempts.load(Relaxed) == 0 {
+        return;
+    }
+    println!(
+        "  recovery: unsubscribe pushes {} (resubscribe codes {}), resubscribes sent {}, ok {} (recovered true {} / false {}), errors {}, recovered publications {}",
+        r.unsubscribe_pushes.load(Relaxed), r.resubscribe_pushes.load(Relaxed),
+        r.resubscribes_sent.load(Relaxed), r.resubscribed.load(Relaxed),
+        r.recovered_true.load(Relaxed), r.recovered_false.load(Relaxed),
+        r.resubscribe_errors.load(Relaxed), r.recovered_publications.load(Relaxed)
+    );
+    println!(
+        "  reconnects: attempts {}, failed {}, reconnected {}; loss-to-resubscribe ms p50 {:.3} p99 {:.3} max {:.3}; first loss to last resubscribe {}",
+        r.reconnect_attempts.load(Relaxed), r.reconnect_failures.load(Relaxed),
+        r.reconnected.load(Relaxed), ms(wait.percentile(50.0)), ms(wait.percentile(99.0)),
+        ms(wait.max()), span.map_or("-".to_string(), |s| format!("{:.1} ms", ms(s)))
+    );
 }
 
 pub async fn idle(a: IdleArgs) -> anyhow::Result<()> {

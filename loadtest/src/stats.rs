@@ -106,6 +106,83 @@ pub struct ConnReport {
     pub streams: HashMap<u32, Stream>,
 }
 
+/// Resubscribe / reconnect counters (see `recovery.rs`).
+#[derive(Debug)]
+pub struct RecoveryStats {
+    /// `unsubscribe` pushes received (any code) and those asking to resubscribe (≥ 2500).
+    pub unsubscribe_pushes: AtomicU64,
+    pub resubscribe_pushes: AtomicU64,
+    /// Subscribe commands with `recover: true` sent (retries included), successful replies,
+    /// and error replies.
+    pub resubscribes_sent: AtomicU64,
+    pub resubscribed: AtomicU64,
+    pub resubscribe_errors: AtomicU64,
+    /// Successful resubscribe replies with `recovered: true` / `false`.
+    pub recovered_true: AtomicU64,
+    pub recovered_false: AtomicU64,
+    /// Publications that arrived inside subscribe replies.
+    pub recovered_publications: AtomicU64,
+    /// Reconnect attempts (`--reconnect`), failed attempts, successful reconnects.
+    pub reconnect_attempts: AtomicU64,
+    pub reconnect_failures: AtomicU64,
+    pub reconnected: AtomicU64,
+    /// Time from the unsubscribe push (or the disconnect) to the successful resubscribe
+    /// reply.
+    pub wait: Mutex<Histogram>,
+    /// Earliest loss and latest successful resubscribe (ns, load-generator clock): the span
+    /// in which the whole fleet was resubscribing.
+    pub first_loss_ns: AtomicU64,
+    pub last_resubscribed_ns: AtomicU64,
+}
+
+impl RecoveryStats {
+    fn new() -> Self {
+        Self {
+            unsubscribe_pushes: AtomicU64::new(0),
+            resubscribe_pushes: AtomicU64::new(0),
+            resubscribes_sent: AtomicU64::new(0),
+            resubscribed: AtomicU64::new(0),
+            resubscribe_errors: AtomicU64::new(0),
+            recovered_true: AtomicU64::new(0),
+            recovered_false: AtomicU64::new(0),
+            recovered_publications: AtomicU64::new(0),
+            reconnect_attempts: AtomicU64::new(0),
+            reconnect_failures: AtomicU64::new(0),
+            reconnected: AtomicU64::new(0),
+            wait: Mutex::new(Histogram::new()),
+            first_loss_ns: AtomicU64::new(u64::MAX),
+            last_resubscribed_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn lost_at(&self, now_ns: u64) {
+        self.first_loss_ns.fetch_min(now_ns, Relaxed);
+    }
+
+    /// A successful resubscribe reply.
+    pub fn resubscribed(&self, recovered: bool, waited_ns: Option<u64>, now_ns: u64) {
+        self.resubscribed.fetch_add(1, Relaxed);
+        if recovered {
+            self.recovered_true.fetch_add(1, Relaxed);
+        } else {
+            self.recovered_false.fetch_add(1, Relaxed);
+        }
+        if let Some(w) = waited_ns {
+            if let Ok(mut h) = self.wait.lock() {
+                h.record(w);
+            }
+        }
+        self.last_resubscribed_ns.fetch_max(now_ns, Relaxed);
+    }
+
+    /// Earliest loss to latest resubscribe, when there was any.
+    pub fn span_ns(&self) -> Option<u64> {
+        let first = self.first_loss_ns.load(Relaxed);
+        let last = self.last_resubscribed_ns.load(Relaxed);
+        (first != u64::MAX && last >= first).then(|| last - first)
+    }
+}
+
 /// Counters shared by every task of one run.
 #[derive(Debug)]
 pub struct Shared {
@@ -126,6 +203,7 @@ pub struct Shared {
     pub disconnects: AtomicU64,
     pub bad_frames: AtomicU64,
     pub pings: AtomicU64,
+    pub recovery: RecoveryStats,
 }
 
 impl Shared {
@@ -148,6 +226,7 @@ impl Shared {
             disconnects: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             pings: AtomicU64::new(0),
+            recovery: RecoveryStats::new(),
         }
     }
 
@@ -299,6 +378,20 @@ mod tests {
         r.streams.insert(0, st);
         let (loss, dups, reorders, expected) = shared.order_totals(&[r]);
         assert_eq!((loss, dups, reorders, expected), (2, 0, 0, 10));
+    }
+
+    #[test]
+    fn recovery_stats_span_and_counts() {
+        let r = RecoveryStats::new();
+        assert_eq!(r.span_ns(), None);
+        r.lost_at(1_000);
+        r.lost_at(500);
+        r.resubscribed(true, Some(300), 800);
+        r.resubscribed(false, None, 2_500);
+        assert_eq!(r.span_ns(), Some(2_000));
+        assert_eq!(r.recovered_true.load(Relaxed), 1);
+        assert_eq!(r.recovered_false.load(Relaxed), 1);
+        assert_eq!(r.wait.lock().unwrap().count(), 1);
     }
 
     #[test]
