@@ -186,23 +186,87 @@ impl Default for HttpApiConfig {
 }
 
 /// Engine kinds this build knows.
-pub const KNOWN_ENGINES: &[&str] = &["memory"];
+pub const KNOWN_ENGINES: &[&str] = &["memory", "redis"];
 
 /// `engine.*`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EngineConfig {
-    /// `engine.type`: `"memory"` (single node; default). `"redis"` is planned.
+    /// `engine.type`: `"memory"` (single node; default) or `"redis"` (several nodes share
+    /// publications and history through Redis; presence stays per node for now).
     #[serde(rename = "type")]
     pub kind: String,
+    /// `engine.redis.*`: used when `type` is `"redis"`.
+    pub redis: RedisEngineConfig,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             kind: "memory".into(),
+            redis: RedisEngineConfig::default(),
         }
     }
+}
+
+/// `engine.redis.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisEngineConfig {
+    /// One address (`"host:port"` or `"redis://…"`) or a list. Standalone: every address is an
+    /// independent shard, channels are spread by jump hash of their name (keep the list the
+    /// same, in the same order, on every node). Cluster: seed nodes. Default
+    /// `["127.0.0.1:6379"]`. Env: `CHORUS_ENGINE_REDIS_ADDRESS=a:6379,b:6379`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub address: Vec<String>,
+    /// Redis Cluster mode (sharded pub/sub). Explicit, never auto-detected. Default false.
+    pub cluster: bool,
+    /// Prefix of every Redis key and channel. Default `"chorus"`.
+    pub prefix: String,
+    /// Cluster mode: partitions channels are hashed into (one sharded subscription per
+    /// partition at most). Default 64; at least 1. Same on every node.
+    pub partitions: u32,
+    /// Connect plus handshake deadline. Default 1s.
+    pub connect_timeout: ConfigDuration,
+    /// Deadline of one Redis command; past it the call fails with error 100. Default 1s.
+    pub command_timeout: ConfigDuration,
+    /// How often each subscriber connection probes itself. Default 5s.
+    pub liveness_probe_interval: ConfigDuration,
+    /// A probe not back within this time marks the subscriber connection dead. Default 3s.
+    pub liveness_probe_timeout: ConfigDuration,
+}
+
+impl Default for RedisEngineConfig {
+    fn default() -> Self {
+        RedisEngineConfig {
+            address: vec!["127.0.0.1:6379".into()],
+            cluster: false,
+            prefix: "chorus".into(),
+            partitions: 64,
+            connect_timeout: ConfigDuration::from_secs(1),
+            command_timeout: ConfigDuration::from_secs(1),
+            liveness_probe_interval: ConfigDuration::from_secs(5),
+            liveness_probe_timeout: ConfigDuration::from_secs(3),
+        }
+    }
+}
+
+/// A string (split on commas) or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// `node.*`

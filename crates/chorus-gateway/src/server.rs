@@ -26,6 +26,7 @@ use anyhow::Context;
 use chorus_core::broker::memory::MemoryBroker;
 use chorus_core::presence::memory::MemoryPresence;
 use chorus_core::Node;
+use chorus_redis::{RedisBroker, RedisConfig};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -50,19 +51,45 @@ pub struct ServerState {
     pub metrics: PrometheusHandle,
 }
 
-/// Builds the node from the config (engine `memory`).
+/// Builds the node from the config: engine `memory`, or `redis` (publications and history in
+/// Redis, presence per node for now). Must run inside a tokio runtime. An unreachable Redis is
+/// not an error: the node starts not ready (`/ready` 503) and the broker keeps reconnecting.
 pub fn build_node(config: &Config) -> anyhow::Result<Node> {
+    let tokens = app::token_verifier(config).context("token verifier")?;
     match config.engine.kind.as_str() {
-        "memory" => {
-            let tokens = app::token_verifier(config).context("token verifier")?;
+        "memory" => Ok(Node::new(
+            app::node_options(config),
+            MemoryBroker::new(),
+            MemoryPresence::new(),
+            tokens,
+        )),
+        "redis" => {
+            let broker = RedisBroker::start(redis_config(config), uuid::Uuid::new_v4().to_string())
+                .context("engine.redis")?;
             Ok(Node::new(
                 app::node_options(config),
-                MemoryBroker::new(),
+                broker,
                 MemoryPresence::new(),
                 tokens,
             ))
         }
         other => anyhow::bail!("engine.type {other:?} is not supported by this build"),
+    }
+}
+
+/// `engine.redis.*` as the broker's config.
+pub fn redis_config(config: &Config) -> RedisConfig {
+    let r = &config.engine.redis;
+    RedisConfig {
+        addresses: r.address.iter().map(|a| a.trim().to_string()).collect(),
+        cluster: r.cluster,
+        prefix: r.prefix.clone(),
+        partitions: r.partitions,
+        connect_timeout: r.connect_timeout.get(),
+        command_timeout: r.command_timeout.get(),
+        liveness_probe_interval: r.liveness_probe_interval.get(),
+        liveness_probe_timeout: r.liveness_probe_timeout.get(),
+        ..RedisConfig::default()
     }
 }
 

@@ -484,6 +484,8 @@ fn validation_errors() {
     c.client.options.queue_max_size = 100;
     c.websocket.message_size_limit = 10;
     c.engine.kind = "redis".into();
+    c.engine.redis.address = Vec::new();
+    c.engine.redis.partitions = 0;
     c.log.format = "xml".into();
     c.shutdown.drain_window = ConfigDuration::from_secs(60);
     c.http_api.handler_prefix = "/connection".into();
@@ -493,7 +495,8 @@ fn validation_errors() {
         "client.ping_interval (5s) must be greater than client.pong_timeout (8s)",
         "client.queue_max_size (100) must be at least 1024 bytes",
         "websocket.message_size_limit (10) must be at least 1024 bytes",
-        "engine.type \"redis\" is not supported (the redis engine is not available in this build yet); supported: memory",
+        "engine.redis.address must name at least one address",
+        "engine.redis.partitions must be at least 1",
         "log.format \"xml\" must be \"text\" or \"json\"",
         "shutdown.drain_window (1m) must not exceed shutdown.timeout (30s)",
         "websocket.handler_prefix (\"/connection/websocket\") and http_api.handler_prefix (\"/connection\") overlap",
@@ -514,7 +517,7 @@ fn validation_errors() {
     c.engine.kind = "postgres".into();
     assert_eq!(
         problems(&c),
-        ["engine.type \"postgres\" is not supported; supported: memory"]
+        ["engine.type \"postgres\" is not supported; supported: memory, redis"]
     );
 }
 
@@ -642,4 +645,39 @@ fn docs_examples_match_the_code() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     loaded.config.validate().unwrap();
     assert!(!loaded.config.client.options.insecure);
+}
+
+#[test]
+fn redis_engine_keys() {
+    let yaml = "engine:\n  type: redis\n  redis:\n    address: 10.0.0.1:6379\n    cluster: true\n    partitions: 16\n    command_timeout: 250ms\n";
+    let loaded = load_text("c.yaml", yaml).unwrap();
+    let r = &loaded.config.engine.redis;
+    assert_eq!(r.address, ["10.0.0.1:6379"]);
+    assert!(r.cluster);
+    assert_eq!(r.partitions, 16);
+    assert_eq!(r.command_timeout, ConfigDuration::from_millis(250));
+    assert_eq!(r.prefix, "chorus");
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("engine")),
+        "{:?}",
+        loaded.warnings
+    );
+
+    let json = r#"{"engine": {"type": "redis", "redis": {"address": ["a:1", "b:2"]}}}"#;
+    let c = load_text("c.json", json).unwrap().config;
+    assert_eq!(c.engine.redis.address, ["a:1", "b:2"]);
+    assert!(!c.engine.redis.cluster);
+
+    let c = Config::load(
+        None,
+        env(&[
+            ("CHORUS_ENGINE_TYPE", "redis"),
+            ("CHORUS_ENGINE_REDIS_ADDRESS", "r1:6379,r2:6379"),
+        ]),
+        &[],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.engine.kind, "redis");
+    assert_eq!(c.engine.redis.address, ["r1:6379", "r2:6379"]);
 }

@@ -127,16 +127,33 @@ impl Config {
 
         // engine
         if !KNOWN_ENGINES.contains(&self.engine.kind.as_str()) {
-            let hint = if self.engine.kind == "redis" {
-                " (the redis engine is not available in this build yet)"
-            } else {
-                ""
-            };
             p.push(format!(
-                "engine.type {:?} is not supported{hint}; supported: {}",
+                "engine.type {:?} is not supported; supported: {}",
                 self.engine.kind,
                 KNOWN_ENGINES.join(", ")
             ));
+        }
+        if self.engine.kind == "redis" {
+            let r = &self.engine.redis;
+            if r.address.iter().all(|a| a.trim().is_empty()) {
+                p.push("engine.redis.address must name at least one address".into());
+            }
+            if r.address.iter().any(|a| a.trim().is_empty()) && r.address.len() > 1 {
+                p.push("engine.redis.address must not contain empty entries".into());
+            }
+            if r.partitions == 0 {
+                p.push("engine.redis.partitions must be at least 1".into());
+            }
+            for (key, d) in [
+                ("connect_timeout", r.connect_timeout),
+                ("command_timeout", r.command_timeout),
+                ("liveness_probe_interval", r.liveness_probe_interval),
+                ("liveness_probe_timeout", r.liveness_probe_timeout),
+            ] {
+                if d.is_zero() {
+                    p.push(format!("engine.redis.{key} must be greater than 0"));
+                }
+            }
         }
 
         // shutdown
