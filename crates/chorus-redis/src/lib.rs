@@ -39,7 +39,6 @@ use tokio_util::task::TaskTracker;
 
 pub use config::RedisConfig;
 
-use crate::envelope::Delivery;
 use crate::pubsub::{HandlerSlot, Req, SubShared, SubTask};
 use crate::shard::{Conn, Naming, Publisher, Target};
 
@@ -287,54 +286,6 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn bulk(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Parses `{top, epoch, entries}` of the history script.
-fn parse_history(v: Value) -> Result<(u64, String, Vec<Publication>), BrokerError> {
-    let bad = || BrokerError::Other("unexpected history reply".into());
-    let Value::Array(parts) = v else {
-        return Err(bad());
-    };
-    let [top, epoch, entries] = <[Value; 3]>::try_from(parts).map_err(|_| bad())?;
-    let top: u64 = bulk(&top).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let epoch = bulk(&epoch).ok_or_else(bad)?;
-    let entries = match entries {
-        Value::Array(e) => e,
-        Value::Nil => Vec::new(),
-        _ => return Err(bad()),
-    };
-    let mut pubs = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let Value::Array(pair) = entry else {
-            return Err(bad());
-        };
-        let mut it = pair.into_iter();
-        let (Some(id), Some(Value::Array(fields))) = (it.next(), it.next()) else {
-            return Err(bad());
-        };
-        let offset: u64 = bulk(&id)
-            .and_then(|s| s.split('-').next().and_then(|o| o.parse().ok()))
-            .ok_or_else(bad)?;
-        let Some(Value::BulkString(data)) = fields.get(1) else {
-            return Err(bad());
-        };
-        match envelope::decode(data, offset, "") {
-            Ok(Delivery::Publication { publication, .. }) => pubs.push(publication),
-            _ => {
-                ::metrics::counter!(crate::metrics::BAD_ENVELOPES).increment(1);
-            }
-        }
-    }
-    Ok((top, epoch, pubs))
-}
-
 #[async_trait]
 impl Broker for RedisBroker {
     fn set_handler(&self, handler: Weak<dyn BrokerHandler>) {
@@ -458,23 +409,7 @@ impl Broker for RedisBroker {
         query: HistoryQuery,
     ) -> Result<HistoryPage, BrokerError> {
         let shard = self.shard(channel);
-        let mut read = query.limit != Some(0);
-        let (from, to) = if query.reverse {
-            match &query.since {
-                Some(s) if s.offset == 0 => {
-                    read = false;
-                    ("+".to_string(), "-".to_string())
-                }
-                Some(s) => (format!("{}-0", s.offset - 1), "-".to_string()),
-                None => ("+".to_string(), "-".to_string()),
-            }
-        } else {
-            match &query.since {
-                Some(s) => (format!("{}-0", s.offset.saturating_add(1)), "+".to_string()),
-                None => ("-".to_string(), "+".to_string()),
-            }
-        };
-        let count = query.limit.map(|n| n.to_string()).unwrap_or_default();
+        let (read, from, to, count) = scripts::history_range(&query);
         let mut conn = self.conn(shard, "history")?;
         let mut inv = scripts::HISTORY.prepare_invoke();
         inv.key(self.naming.meta_key(channel))
@@ -489,7 +424,7 @@ impl Broker for RedisBroker {
         let value: Value = self
             .guard(shard, "history", inv.invoke_async(&mut conn))
             .await?;
-        let (top, epoch, publications) = parse_history(value)?;
+        let (top, epoch, publications) = scripts::parse_history(value)?;
         if let Some(since) = &query.since {
             if !since.epoch.is_empty() && since.epoch != epoch {
                 return Err(BrokerError::UnrecoverablePosition);

@@ -18,7 +18,11 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use chorus_core::broker::{BrokerError, HistoryQuery};
+use chorus_protocol::Publication;
+use redis::{Script, Value};
+
+use crate::envelope::{self, Delivery};
 
 /// Seconds an idempotency result is remembered.
 pub const RESULT_TTL_SECS: u64 = 300;
@@ -77,3 +81,74 @@ return {top, epoch, entries}
 "#,
     )
 });
+
+/// `(read, from, to, count)` arguments of [`HISTORY`] for a query: forward reads start after
+/// `since` (ids are `<offset>-0`), reverse reads start before it; limit 0 reads meta only.
+pub fn history_range(query: &HistoryQuery) -> (bool, String, String, String) {
+    let mut read = query.limit != Some(0);
+    let (from, to) = if query.reverse {
+        match &query.since {
+            Some(s) if s.offset == 0 => {
+                read = false;
+                ("+".to_string(), "-".to_string())
+            }
+            Some(s) => (format!("{}-0", s.offset - 1), "-".to_string()),
+            None => ("+".to_string(), "-".to_string()),
+        }
+    } else {
+        match &query.since {
+            Some(s) => (format!("{}-0", s.offset.saturating_add(1)), "+".to_string()),
+            None => ("-".to_string(), "+".to_string()),
+        }
+    };
+    let count = query.limit.map(|n| n.to_string()).unwrap_or_default();
+    (read, from, to, count)
+}
+
+fn bulk(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses `{top, epoch, entries}` of the history script.
+pub fn parse_history(v: Value) -> Result<(u64, String, Vec<Publication>), BrokerError> {
+    let bad = || BrokerError::Other("unexpected history reply".into());
+    let Value::Array(parts) = v else {
+        return Err(bad());
+    };
+    let [top, epoch, entries] = <[Value; 3]>::try_from(parts).map_err(|_| bad())?;
+    let top: u64 = bulk(&top).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let epoch = bulk(&epoch).ok_or_else(bad)?;
+    let entries = match entries {
+        Value::Array(e) => e,
+        Value::Nil => Vec::new(),
+        _ => return Err(bad()),
+    };
+    let mut pubs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(pair) = entry else {
+            return Err(bad());
+        };
+        let mut it = pair.into_iter();
+        let (Some(id), Some(Value::Array(fields))) = (it.next(), it.next()) else {
+            return Err(bad());
+        };
+        let offset: u64 = bulk(&id)
+            .and_then(|s| s.split('-').next().and_then(|o| o.parse().ok()))
+            .ok_or_else(bad)?;
+        let Some(Value::BulkString(data)) = fields.get(1) else {
+            return Err(bad());
+        };
+        match envelope::decode(data, offset, "") {
+            Ok(Delivery::Publication { publication, .. }) => pubs.push(publication),
+            _ => {
+                metrics::counter!(crate::metrics::BAD_ENVELOPES).increment(1);
+            }
+        }
+    }
+    Ok((top, epoch, pubs))
+}
