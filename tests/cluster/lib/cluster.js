@@ -58,7 +58,27 @@ async function startNodes(n, engine, { extra = {}, names } = {}) {
     throw bad.reason;
   }
   ok.forEach((s, i) => { s.name = names ? names[i] : `node-${i}`; });
+  try {
+    await waitClusterFormed(ok);
+  } catch (e) {
+    await stopNodes(ok);
+    throw e;
+  }
   return ok;
+}
+
+/**
+ * Waits until every node's `info` lists all `nodes` (heartbeats every 3 s): before that a
+ * node does not know its peers and cluster-wide surveys (presence, channels) leave them out.
+ */
+async function waitClusterFormed(nodes, timeout = 12000) {
+  let last;
+  await waitFor(async () => {
+    last = await Promise.all(nodes.map(async (n) => (await apiCall(n, 'info', {})).nodes.length));
+    return last.every((k) => k === nodes.length);
+  }, { timeout, interval: 100, message: `every node's info lists ${nodes.length} nodes` }).catch((e) => {
+    throw new Error(`${e.message}; last counts ${JSON.stringify(last)}`);
+  });
 }
 
 async function stopNodes(nodes) {
@@ -139,6 +159,6 @@ function assertSeq(pubs, n, label) {
 }
 
 module.exports = {
-  chatOptions, redisEngine, nodeConfig, startNodes, stopNodes, kill9, uniq, clientOn,
+  chatOptions, redisEngine, nodeConfig, startNodes, waitClusterFormed, stopNodes, kill9, uniq, clientOn,
   subscribeCollect, publishRetry, metrics, assertSeq, apiCall, waitFor, once, collect, sleep, connToken, subscribe,
 };
