@@ -79,6 +79,10 @@ pub struct Common {
     /// Server process to sample (utime+stime, VmRSS); repeatable.
     #[arg(long = "server-pid")]
     pub server_pids: Vec<String>,
+    /// Another process (e.g. redis-server) whose CPU over the measured window is reported
+    /// separately (`extra_cpu_s`, `extra_cpu_pct_core`); repeatable, summed.
+    #[arg(long = "extra-pid")]
+    pub extra_pids: Vec<String>,
     /// Also print the result as one JSON line.
     #[arg(long)]
     pub json: bool,

@@ -184,9 +184,12 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep_until(clock.instant_at(warm_ns).into()).await;
     let before = sample_all(&c.server_pids);
+    let extra_before = sample_all(&c.extra_pids);
     let self_before = crate::stats::sample_proc("self");
     tokio::time::sleep_until(clock.instant_at(end_ns).into()).await;
     let server = server_delta(&c.server_pids, before);
+    // None when a process is gone (e.g. Redis restarted inside the window: another pid).
+    let extra = server_delta(&c.extra_pids, extra_before);
     let self_cpu = crate::stats::sample_proc("self")
         .zip(self_before)
         .map(|(a, b)| a.cpu_secs - b.cpu_secs);
@@ -269,6 +272,12 @@ pub async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         out["server_cpu_s"] = cpu.into();
         out["deliveries_per_server_cpu_s"] = per_cpu.into();
         out["server_rss_kib"] = rss.into();
+    }
+    if let Some((cpu, _)) = extra {
+        let pct = cpu * 100.0 / window;
+        println!("  extra processes CPU {cpu:.2}s in window = {pct:.1}% of a core");
+        out["extra_cpu_s"] = cpu.into();
+        out["extra_cpu_pct_core"] = pct.into();
     }
     recovery_report(&shared, &mut out);
     if c.json {
