@@ -148,9 +148,10 @@ async function startRedis({ port, persist = false, extraArgs = [], dir, timeoutM
       r.proc.kill(signal);
       await r.exited;
     },
-    /** Kill and start again on the same port and dir. */
-    async restart(signal = 'SIGKILL') {
+    /** Kill and start again on the same port and dir, after `downMs` of outage. */
+    async restart(signal = 'SIGKILL', downMs = 0) {
       await r.kill(signal);
+      if (downMs > 0) await new Promise((res) => setTimeout(res, downMs));
       await r.spawn();
     },
     pause() { r.proc.kill('SIGSTOP'); },

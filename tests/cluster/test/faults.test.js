@@ -46,7 +46,7 @@ describe('Redis restart during a stream of publications (persistent Redis)', () 
       if (due > Date.now()) await sleep(due - Date.now());
       if (seq === Math.floor(STREAM_N / 2)) {
         restartedAt = seq;
-        restart = redis.restart('SIGKILL');
+        restart = redis.restart('SIGKILL', 1500); // 1.5 s outage mid-stream
       }
       // Rotating nodes; a retry goes to the next node. idempotency_key makes a retry of a
       // publication that was applied but answered with an error return the same offset.
@@ -60,12 +60,14 @@ describe('Redis restart during a stream of publications (persistent Redis)', () 
     await restart;
     assert.ok(restartedAt > 0);
     console.log(`# stream: ${STREAM_N} publications in ${Date.now() - t0} ms, ${errors.length} retried errors (first: ${errors[0] || 'none'})`);
+    assert.ok(errors.length > 0, 'the outage was seen by publishers');
 
     await waitFor(() => subs.every((s) => s.pubs.length >= STREAM_N), { timeout: 45000, interval: 100, message: `every client has ${STREAM_N} publications` })
       .catch((e) => { throw new Error(`${e.message}; counts ${JSON.stringify(subs.map((s) => s.pubs.length))}`); });
     // A little more than nothing: a late duplicate would show up in this window.
     await apiCall(nodes[0], 'publish', { channel: ch, data: { seq: STREAM_N + 1 } });
     await waitFor(() => subs.every((s) => s.pubs.length >= STREAM_N + 1), { timeout: 10000, message: 'final marker publication' });
+    console.log(`# resubscribes per client: ${JSON.stringify(subs.map((s) => s.subscribedEvents.length - 1))}`);
     for (const [i, s] of subs.entries()) {
       assertSeq(s.pubs, STREAM_N + 1, `client ${i} (node-${i % 3})`);
       assert.deepEqual(s.pubs.map((p) => p.offset), Array.from({ length: STREAM_N + 1 }, (_, k) => k + 1), `client ${i} offsets`);
@@ -204,6 +206,7 @@ describe('SIGSTOP Redis for 5 s', () => {
     const r = await publishRetry(nodes[1], { channel: ch, data: { n: 'after' } }, { timeout: 20000 });
     await waitFor(() => subs.every((s) => s.pubs.some((p) => p.data.n === 'after')), { timeout: 15000, message: 'publication after SIGCONT on every node' });
     const seqs = subs.map((s) => s.pubs.map((p) => [p.offset, p.data.n]));
+    console.log(`# after SIGCONT client 0 saw: ${JSON.stringify(seqs[0])}`);
     for (const [i, got] of seqs.entries()) {
       // Consecutive offsets from 1, 'before' first, 'after' last; publications that were
       // answered with an error may still have been applied once Redis woke up (at most once each).

@@ -30,6 +30,14 @@ describe('3 nodes + Redis Cluster (3 masters, sharded PUB/SUB)', () => {
     const clients = await Promise.all([0, 1, 2].map((i) => clientOn(ctx.nodes[i], `s${i}`)));
     const subs = [];
     for (const c of clients) for (const ch of chans) subs.push({ ch, s: await subscribeCollect(c, ch) });
+    // Sharded PUB/SUB: the subscriptions are SSUBSCRIBEs spread over more than one master,
+    // and no classic (broadcast) SUBSCRIBE carries client channels.
+    const perMaster = await Promise.all(rc.nodes.map(async (m) => ({
+      sharded: (await m.cli(['PUBSUB', 'SHARDCHANNELS', '*client*'])).split('\n').filter((x) => x.trim()).length,
+      classic: (await m.cli(['PUBSUB', 'CHANNELS', '*client*'])).split('\n').filter((x) => x.trim()).length,
+    })));
+    assert.ok(perMaster.filter((m) => m.sharded > 0).length >= 2, `sharded channels on >= 2 masters: ${JSON.stringify(perMaster)}`);
+    assert.deepEqual(perMaster.map((m) => m.classic), [0, 0, 0], 'no classic pub/sub for client channels');
     for (const [i, ch] of chans.entries()) {
       const r = await apiCall(ctx.nodes[i % 3], 'publish', { channel: ch, data: { ch, i } });
       assert.equal(r.offset, 1);
