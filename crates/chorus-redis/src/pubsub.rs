@@ -210,8 +210,8 @@ impl SubTask {
             let deadline = pending_probe
                 .map(|t| t + self.config.liveness_probe_timeout)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            // Not biased: a steady message flow must not starve subscribe requests or probes.
             tokio::select! {
-                biased;
                 () = self.cancel.cancelled() => return Exit::Cancelled,
                 push = rx.recv() => {
                     let Some(push) = push else { return Exit::Reconnect };

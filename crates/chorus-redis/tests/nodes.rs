@@ -43,6 +43,29 @@ async fn publication_on_one_node_reaches_the_other_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_deliver_in_order_and_filter_partition_neighbours() {
+    let cluster = common::RedisCluster::start();
+    let mut config = common::config(cluster.addresses(), true);
+    // One partition: every channel shares the sharded channel, so filtering is exercised.
+    config.partitions = 1;
+    let (a, rec_a) = common::broker(config.clone(), "node-a").await;
+    let (b, rec_b) = common::broker(config, "node-b").await;
+    b.subscribe("room:1").await.unwrap();
+    for i in 1..=50 {
+        a.publish("room:1", publication(&i.to_string()), &history(100))
+            .await
+            .unwrap();
+        a.publish("room:2", publication("other"), &history(100))
+            .await
+            .unwrap();
+    }
+    assert!(wait_for(WAIT, || rec_b.of("room:1").len() >= 50).await);
+    assert_eq!(offsets(&rec_b.of("room:1")), (1..=50).collect::<Vec<u64>>());
+    assert!(rec_b.of("room:2").is_empty());
+    assert!(rec_a.of("room:1").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_fails_fast_then_resubscribes_and_reports_loss() {
     let mut redis = common::RedisServer::start();
     let config = common::config(vec![redis.address()], false);
