@@ -182,9 +182,21 @@ impl Node {
         match message.control {
             Control::NodeInfo(info) => {
                 if !own {
-                    self.cluster()
+                    let from = message.from;
+                    let known = self
+                        .cluster()
                         .nodes
-                        .insert(info.uid.clone(), (info, Instant::now()));
+                        .insert(info.uid.clone(), (info, Instant::now()))
+                        .is_some();
+                    if !known {
+                        // A node we did not know: introduce ourselves at once instead of at
+                        // our next heartbeat, so a starting cluster converges in one round trip.
+                        let node = self.clone();
+                        self.spawn(async move {
+                            let info = Control::NodeInfo(node.local_info());
+                            let _ = node.send_control(&from, info).await;
+                        });
+                    }
                 }
             }
             Control::Shutdown => {
