@@ -119,6 +119,11 @@ pub(crate) fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Seconds from now until `expires_at` (unix seconds), for `ttl` fields; 0 if past.
+pub(crate) fn ttl_until(expires_at: i64) -> u32 {
+    u32::try_from(expires_at.saturating_sub(unix_now()).max(0)).unwrap_or(u32::MAX)
+}
+
 impl Client {
     pub(crate) fn new(node: Node, params: ClientParams) -> Arc<Client> {
         let opts = &node.options().client;

@@ -242,9 +242,10 @@ impl Hub {
         let Some(entry) = self.channels.get(channel).map(|e| e.clone()) else {
             return;
         };
+        let no_epoch: Arc<str> = Arc::from("");
         let subs = entry.read();
         for sub in subs.values() {
-            sub.deliver_event(&push);
+            sub.deliver_event(&push, &no_epoch);
         }
     }
 

@@ -7,7 +7,7 @@ use chorus_protocol::codes;
 use chorus_protocol::{ConnectRequest, ConnectResult, Reply, StreamPosition};
 
 use super::subscribe::SubscribeSpec;
-use super::{unix_now, Client, Fail};
+use super::{ttl_until, unix_now, Client, Fail};
 use crate::auth::{ConnectionClaims, ServerSubOptions, TokenError};
 use crate::channel;
 
@@ -89,14 +89,12 @@ impl Client {
         }
 
         let ping = opts.ping_interval.get().as_secs();
-        let ttl = expires_at.map(|t| t.saturating_sub(unix_now()).max(0));
+        let ttl = expires_at.map(ttl_until);
         let result = ConnectResult {
             client: self.id.to_string(),
             version: node.options().version.clone(),
             expires: ttl.is_some(),
-            ttl: ttl
-                .map(|t| u32::try_from(t).unwrap_or(u32::MAX))
-                .unwrap_or(0),
+            ttl: ttl.unwrap_or(0),
             subs: results,
             ping: u32::try_from(ping).unwrap_or(u32::MAX),
             pong: ping > 0 && !opts.pong_timeout.is_zero(),
@@ -151,16 +149,14 @@ impl Client {
             }
         }
         self.schedule_expiry_check();
-        let ttl = expires_at.map(|t| t.saturating_sub(unix_now()).max(0));
+        let ttl = expires_at.map(ttl_until);
         Ok(Reply {
             id,
             refresh: Some(chorus_protocol::RefreshResult {
                 client: self.id.to_string(),
                 version: self.node.options().version.clone(),
                 expires: ttl.is_some(),
-                ttl: ttl
-                    .map(|t| u32::try_from(t).unwrap_or(u32::MAX))
-                    .unwrap_or(0),
+                ttl: ttl.unwrap_or(0),
             }),
             ..Default::default()
         })

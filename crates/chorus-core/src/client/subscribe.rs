@@ -16,7 +16,7 @@ use chorus_protocol::{
     SubscribeResult,
 };
 
-use super::{unix_now, Client, ClientSub, Fail};
+use super::{ttl_until, unix_now, Client, ClientSub, Fail};
 use crate::auth::{ServerSubOptions, SubscribeOverride, TokenError};
 use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
@@ -263,7 +263,7 @@ impl Client {
         };
         if let Some(t) = spec.expires_at {
             result.expires = true;
-            result.ttl = u32::try_from(t.saturating_sub(unix_now()).max(0)).unwrap_or(u32::MAX);
+            result.ttl = ttl_until(t);
         }
         let (mut offset, mut epoch) = (0, String::new());
         if spec.positioned {
@@ -472,14 +472,12 @@ impl Client {
             s.expires_at = expires_at;
         }
         self.schedule_expiry_check();
-        let ttl = expires_at.map(|t| t.saturating_sub(unix_now()).max(0));
+        let ttl = expires_at.map(ttl_until);
         Ok(Reply {
             id,
             sub_refresh: Some(SubRefreshResult {
                 expires: ttl.is_some(),
-                ttl: ttl
-                    .map(|t| u32::try_from(t).unwrap_or(u32::MAX))
-                    .unwrap_or(0),
+                ttl: ttl.unwrap_or(0),
             }),
             ..Default::default()
         })

@@ -95,7 +95,7 @@ impl Subscriber {
         matches!(self.lock().phase, Phase::Lost)
     }
 
-    /// Delivers a publication push (`offset` 0 = no history).
+    /// Delivers a push: a publication (`offset` 0 = no history) or, with offset 0, an event.
     pub(crate) fn deliver_publication(
         &self,
         offset: u64,
@@ -123,35 +123,13 @@ impl Subscriber {
         }
     }
 
-    /// Delivers a join/leave push (only to subscribers that receive them).
-    pub(crate) fn deliver_event(&self, push: &Encoded) -> Delivery {
+    /// Delivers a join/leave push (only to subscribers that receive them); `no_epoch` is an
+    /// empty epoch shared by the whole broadcast.
+    pub(crate) fn deliver_event(&self, push: &Encoded, no_epoch: &Arc<str>) -> Delivery {
         if !self.push_join_leave {
             return Delivery::Dropped;
         }
-        let Some(message) = push.get(self.protocol) else {
-            self.outbound
-                .close(chorus_protocol::codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
-            return Delivery::Dropped;
-        };
-        let mut st = self.lock();
-        match &mut st.phase {
-            Phase::Lost => Delivery::Dropped,
-            Phase::Buffering(buf) => {
-                buf.push(Buffered {
-                    offset: 0,
-                    epoch: Arc::from(""),
-                    message,
-                });
-                Delivery::Buffered
-            }
-            Phase::Live => {
-                if self.outbound.push(message) {
-                    Delivery::Sent
-                } else {
-                    Delivery::Dropped
-                }
-            }
-        }
+        self.deliver_publication(0, no_epoch, push)
     }
 
     fn deliver_live(
