@@ -26,7 +26,7 @@ done
 [ $((CONNS % ROOMS)) = 0 ] || die "CONNS must be a multiple of ROOMS"
 MEMBERS=$((CONNS / ROOMS))
 build
-COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
+COMMIT=${COMMIT:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 
 for run in $(seq 1 "$RUNS"); do
     write_config "$WORK/s3.json" '{"type": "memory"}'
