@@ -64,11 +64,11 @@ write_config() {
 JSON
 }
 
-# Starts a gateway: $1 name, $2 config. Sets GW_PID and GW_PORT (read from the
-# "chorus listening on http://IP:PORT" line).
+# Starts a gateway: $1 name, $2 config, optional $3 port (default: the config's port 0).
+# Sets GW_PID and GW_PORT (read from the "chorus listening on http://IP:PORT" line).
 start_gateway() {
-    local name=$1 cfg=$2 line=""
-    "$CHORUS" serve --config "$cfg" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local name=$1 cfg=$2 port=${3:-0} line=""
+    CHORUS_HTTP_SERVER_PORT=$port "$CHORUS" serve --config "$cfg" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     GW_PID=$!
     PIDS+=("$GW_PID")
     for _ in $(seq 1 200); do

@@ -5,7 +5,7 @@
 #
 #   loadtest/scenarios/s4.sh [--conns 3000] [--rooms 300] [--rate 2000] [--duration 20]
 #        [--warmup 5] [--payload 100] [--runs 3] [--restart-redis-at SECS] [--no-aof]
-#        [--gateways 3] [--no-build] [--out FILE]
+#        [--restart-gateway-at SECS] [--gateways 3] [--no-build] [--out FILE]
 # Same settings via env: CONNS ROOMS RATE DURATION WARMUP PAYLOAD RUNS RESTART_AT REDIS_AOF
 # GATEWAYS BUILD=0 OUT. (--gateways 1 = one gateway through Redis: separates the cost of the
 # Redis path from that of running several processes on the same cores.)
@@ -26,13 +26,17 @@
 #   Restart runs use an append-only file (appendfsync everysec) by default so that history
 #   and the stream epochs survive the restart; without it (--no-aof) history is lost, the
 #   epoch changes and clients get recovered:false (loss expected).
+# * with --restart-gateway-at SECS: gateway 1 is killed (SIGKILL) SECS after all clients are
+#   connected and started again on the same port; its clients reconnect (chorus-load
+#   --reconnect) and subscribe with recover:true (history is in Redis, so recovered:true and
+#   0 loss are expected). Server CPU figures are then absent (a pid is gone).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 CONNS=${CONNS:-3000} ROOMS=${ROOMS:-300} RATE=${RATE:-2000} DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5} PAYLOAD=${PAYLOAD:-100} RUNS=${RUNS:-1} OUT=${OUT:-$WORK/results.jsonl}
-RESTART_AT=${RESTART_AT:-} REDIS_AOF=${REDIS_AOF:-} REDIS_KILL_SIGNAL=${REDIS_KILL_SIGNAL:-TERM}
+RESTART_AT=${RESTART_AT:-} GW_RESTART_AT=${GW_RESTART_AT:-} REDIS_AOF=${REDIS_AOF:-} REDIS_KILL_SIGNAL=${REDIS_KILL_SIGNAL:-TERM}
 GATEWAYS=${GATEWAYS:-3}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;; --payload) PAYLOAD=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;; --out) OUT=$2; shift 2 ;;
         --restart-redis-at) RESTART_AT=$2; shift 2 ;;
+        --restart-gateway-at) GW_RESTART_AT=$2; shift 2 ;;
         --no-aof) REDIS_AOF=0; shift ;;
         --gateways) GATEWAYS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -61,16 +66,17 @@ for run in $(seq 1 "$RUNS"); do
     start_redis "$RPORT" "$RDIR" "$REDIS_AOF"
     log "redis pid $REDIS_PID port $RPORT (aof $REDIS_AOF)"
     write_config "$WORK/s4.json" "{\"type\": \"redis\", \"redis\": {\"address\": \"127.0.0.1:$RPORT\"}}"
-    URLS=() SPIDS=() GPIDS=()
+    URLS=() SPIDS=() GPIDS=() GPORTS=()
     for g in $(seq 1 $GATEWAYS); do
         start_gateway "gw$g" "$WORK/s4.json"
+        GPORTS+=("$GW_PORT")
         URLS+=(--url "ws://127.0.0.1:$GW_PORT/connection/websocket")
         SPIDS+=(--server-pid "$GW_PID")
         GPIDS+=("$GW_PID")
     done
     EXTRA=(--extra-pid "$REDIS_PID")
     RECONNECT=()
-    [ -n "$RESTART_AT" ] && RECONNECT=(--reconnect)
+    [ -n "$RESTART_AT$GW_RESTART_AT" ] && RECONNECT=(--reconnect)
     log "S4 run $run/$RUNS: $CONNS conns over $GATEWAYS gateways, $ROOMS rooms of $MEMBERS, $RATE pub/s, ${DURATION}s${RESTART_AT:+, Redis restart at +${RESTART_AT}s}"
     timeout $((DURATION + 120)) "$LOAD" fanout "${URLS[@]}" \
         --publish-via client --rooms "$ROOMS" --members-per-room "$MEMBERS" --rate "$RATE" \
@@ -79,9 +85,22 @@ for run in $(seq 1 "$RUNS"); do
         >"$WORK/load.out" 2>"$WORK/load.err" &
     LPID=$!
     PIDS+=("$LPID")
-    SUBS="" SUBS_AFTER="" DOWN_MS="" RESUB_MS="" TOTAL_BEFORE="" TOTAL_AFTER=""
+    SUBS="" SUBS_AFTER="" DOWN_MS="" RESUB_MS="" TOTAL_BEFORE="" TOTAL_AFTER="" GW_DOWN_MS=""
     if wait_connected "$WORK/load.err" "$LPID"; then
-        if [ -n "$RESTART_AT" ]; then
+        if [ -n "$GW_RESTART_AT" ]; then
+            sleep "$GW_RESTART_AT"
+            SUBS=$(redis_sub_conns "$RPORT")
+            TOTAL_BEFORE=$(redis_sub_total "$RPORT")
+            T0=$(now_ms)
+            kill -KILL "${GPIDS[0]}" 2>/dev/null || true
+            wait "${GPIDS[0]}" 2>/dev/null || true
+            start_gateway gw1-restarted "$WORK/s4.json" "${GPORTS[0]}"
+            GPIDS[0]=$GW_PID
+            GW_DOWN_MS=$(( $(now_ms) - T0 ))
+            log "gateway 1 killed and listening again on ${GPORTS[0]} after ${GW_DOWN_MS} ms"
+            sleep 2
+            SUBS_AFTER=$(redis_sub_conns "$RPORT")
+        elif [ -n "$RESTART_AT" ]; then
             sleep "$RESTART_AT"
             SUBS=$(redis_sub_conns "$RPORT")
             TOTAL_BEFORE=$(redis_sub_total "$RPORT")
@@ -121,7 +140,8 @@ d = json.loads(sys.argv[1])
 def num(s):
     return int(s) if s not in ("", None) else None
 d.update(scenario="S4", run=$run, commit="$COMMIT", gateways=$GATEWAYS, nproc=$(nproc),
-         redis_aof=$REDIS_AOF, restart_at_s=num("$RESTART_AT"), load_avg=float("$LOADAVG"),
+         redis_aof=$REDIS_AOF, restart_at_s=num("$RESTART_AT"),
+         gateway_restart_at_s=num("$GW_RESTART_AT"), gateway_down_ms=num("$GW_DOWN_MS"), load_avg=float("$LOADAVG"),
          redis_sub_conns=num("$SUBS"), redis_sub_conns_after_restart=num("$SUBS_AFTER"),
          redis_subscriptions=num("$TOTAL_BEFORE"), redis_subscriptions_after=num("$TOTAL_AFTER"),
          redis_down_ms=num("$DOWN_MS"), redis_resubscribed_ms=num("$RESUB_MS"))

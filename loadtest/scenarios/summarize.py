@@ -12,7 +12,8 @@ FIELDS = [
     "resubscribe_pushes", "resubscribed", "recovered_true", "recovered_false",
     "recovered_publications", "resubscribe_errors", "resubscribe_wait_p50_ms",
     "resubscribe_wait_max_ms", "resubscribe_span_ms", "redis_resubscribed_ms",
-    "redis_down_ms", "reconnected", "load_avg",
+    "redis_down_ms", "gateway_down_ms", "reconnect_attempts", "reconnect_failures", "reconnected",
+    "load_avg",
 ]
 
 
