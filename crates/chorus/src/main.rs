@@ -1,7 +1,8 @@
 //! `chorus`: the binary. Parses arguments, loads and validates the config, sets up logging,
 //! runs the gateway until SIGTERM/SIGINT. Everything else lives in `chorus-gateway`.
 //!
-//! Commands: `serve`, `checkconfig`, `gentoken`, `version`. Exit code 1 on configuration or
+//! Commands: `serve`, `checkconfig`, `gentoken`, `version`. With no command `chorus` serves
+//! (so `cargo run --release` runs the embedded default). Exit code 1 on configuration or
 //! runtime errors, with the message on stderr.
 
 use std::io::IsTerminal as _;
@@ -20,11 +21,15 @@ use chorus_gateway::config::{Config, Loaded, LogConfig};
 #[command(
     name = "chorus",
     version,
-    about = "Real-time messaging server (Centrifugo v2 client protocol)"
+    about = "Real-time messaging server (Centrifugo v2 client protocol)",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// With no command: `chorus [serve options]` is `chorus serve [serve options]`.
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,10 +99,11 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Checkconfig(args) => checkconfig(&args),
-        Command::Gentoken(args) => gentoken(&args),
-        Command::Version => {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Checkconfig(args)) => checkconfig(&args),
+        Some(Command::Gentoken(args)) => gentoken(&args),
+        Some(Command::Version) => {
             println!("chorus {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
