@@ -55,14 +55,19 @@ pub struct ConnectionClaims {
     pub meta: Bytes,
 }
 
+/// `expire_at` overrides `exp`; `expire_at: 0` means "never expires".
+fn expiry(expire_at: Option<i64>, exp: Option<i64>) -> Option<i64> {
+    match expire_at {
+        Some(0) => None,
+        Some(t) => Some(t),
+        None => exp,
+    }
+}
+
 impl ConnectionClaims {
     /// The unix time at which the connection expires, if it does.
     pub fn expires_at(&self) -> Option<i64> {
-        match self.expire_at {
-            Some(0) => None,
-            Some(t) => Some(t),
-            None => self.exp,
-        }
+        expiry(self.expire_at, self.exp)
     }
 }
 
@@ -85,12 +90,9 @@ pub struct SubscriptionClaims {
 }
 
 impl SubscriptionClaims {
+    /// The unix time at which the subscription expires, if it does.
     pub fn expires_at(&self) -> Option<i64> {
-        match self.expire_at {
-            Some(0) => None,
-            Some(t) => Some(t),
-            None => self.exp,
-        }
+        expiry(self.expire_at, self.exp)
     }
 }
 

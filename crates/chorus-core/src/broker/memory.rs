@@ -88,6 +88,22 @@ impl std::fmt::Debug for MemoryBroker {
     }
 }
 
+/// Hands one publication to every handler: clones for all but the last, which gets it by value
+/// (a single node — the usual case — never copies).
+fn deliver(
+    handlers: &[Arc<dyn BrokerHandler>],
+    channel: &str,
+    publication: Publication,
+    epoch: &str,
+) {
+    if let Some((last, rest)) = handlers.split_last() {
+        for h in rest {
+            h.on_publication(channel, publication.clone(), epoch);
+        }
+        last.on_publication(channel, publication, epoch);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -178,9 +194,7 @@ impl Broker for MemoryBroker {
         let mut guard = lock(&entry);
         let Some(history) = opts.history else {
             publication.offset = 0;
-            for h in &handlers {
-                h.on_publication(channel, publication.clone(), "");
-            }
+            deliver(&handlers, channel, publication, "");
             return Ok(StreamPosition::default());
         };
         let now = Instant::now();
@@ -209,9 +223,7 @@ impl Broker for MemoryBroker {
                 .results
                 .insert(key.to_string(), (position.clone(), now + IDEMPOTENCY_TTL));
         }
-        for h in &handlers {
-            h.on_publication(channel, publication.clone(), &position.epoch);
-        }
+        deliver(&handlers, channel, publication, &position.epoch);
         Ok(position)
     }
 

@@ -13,36 +13,13 @@ use crate::channel::{self, Asker};
 use crate::metrics;
 use crate::options::ChannelOptions;
 
-/// The command's method, for dispatch, logs and metric labels.
+/// The command's method, for dispatch, logs and metric labels: the protocol's name of the
+/// request that is set, "pong" for the empty command, "unknown" for an empty command with an id.
 pub(crate) fn method_name(cmd: &Command) -> &'static str {
-    if cmd.connect.is_some() {
-        "connect"
-    } else if cmd.subscribe.is_some() {
-        "subscribe"
-    } else if cmd.unsubscribe.is_some() {
-        "unsubscribe"
-    } else if cmd.publish.is_some() {
-        "publish"
-    } else if cmd.presence.is_some() {
-        "presence"
-    } else if cmd.presence_stats.is_some() {
-        "presence_stats"
-    } else if cmd.history.is_some() {
-        "history"
-    } else if cmd.ping.is_some() {
-        "ping"
-    } else if cmd.send.is_some() {
-        "send"
-    } else if cmd.rpc.is_some() {
-        "rpc"
-    } else if cmd.refresh.is_some() {
-        "refresh"
-    } else if cmd.sub_refresh.is_some() {
-        "sub_refresh"
-    } else if cmd.id == 0 {
-        "pong"
-    } else {
-        "unknown"
+    match cmd.method_name() {
+        Some(name) => name,
+        None if cmd.id == 0 => "pong",
+        None => "unknown",
     }
 }
 

@@ -70,8 +70,8 @@ pub struct ServerSubscribe {
     pub override_options: SubscribeOverride,
 }
 
-/// One node's entry in the `info` result.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One node's entry in the `info` result (serialized as the server API's `NodeResult`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeInfo {
     pub uid: String,
     pub name: String,

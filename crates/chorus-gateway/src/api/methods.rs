@@ -26,8 +26,8 @@ use super::requests::{
     SubscribeRequest, UnsubscribeRequest,
 };
 use super::results::{
-    BroadcastResult, ChannelInfo, ChannelsResult, InfoResult, NodeResult, PresenceResult,
-    PublishResponse, PublishResult,
+    BroadcastResult, ChannelInfo, ChannelsResult, InfoResult, PresenceResult, PublishResponse,
+    PublishResult,
 };
 use super::{record_error, ErrorBody, METRIC_DURATION, METRIC_REQUESTS};
 
@@ -355,21 +355,7 @@ async fn channels(node: &Node, req: ChannelsRequest) -> Outcome {
 }
 
 async fn info(node: &Node) -> Outcome {
-    let nodes = node
-        .info()
-        .await?
-        .into_iter()
-        .map(|n| NodeResult {
-            uid: n.uid,
-            name: n.name,
-            version: n.version,
-            num_clients: n.num_clients,
-            num_users: n.num_users,
-            num_subs: n.num_subs,
-            num_channels: n.num_channels,
-            uptime: n.uptime,
-        })
-        .collect();
+    let nodes = node.info().await?;
     to_raw(&InfoResult { nodes })
 }
 

@@ -65,20 +65,8 @@ pub struct ChannelsResult {
     pub channels: BTreeMap<String, ChannelInfo>,
 }
 
-/// One node of `info` (no `metrics`/`process` sections).
-#[derive(Serialize)]
-pub struct NodeResult {
-    pub uid: String,
-    pub name: String,
-    pub version: String,
-    pub num_clients: u32,
-    pub num_users: u32,
-    pub num_subs: u32,
-    pub num_channels: u32,
-    pub uptime: u32,
-}
-
+/// `info`: one entry per node (no `metrics`/`process` sections).
 #[derive(Serialize)]
 pub struct InfoResult {
-    pub nodes: Vec<NodeResult>,
+    pub nodes: Vec<chorus_core::NodeInfo>,
 }
