@@ -85,6 +85,9 @@ class JsonClient:
 
     @classmethod
     async def connect(cls, ws_url: str, token: str = "", **kw: Any) -> "JsonClient":
+        # A client that stops reading stops seeing the server's close frame once websockets'
+        # receive queue is full: keep closes short.
+        kw.setdefault("close_timeout", 2)
         ws = await websockets.connect(ws_url, max_size=64 << 20, **kw)
         c = cls(ws)
         reply = await c.call({"connect": {"token": token} if token else {}})
@@ -98,7 +101,7 @@ class JsonClient:
         for cmd in commands:
             self.next_id += 1
             ids.append(self.next_id)
-            lines.append(json.dumps({"id": self.next_id, **cmd}))
+            lines.append(json.dumps({"id": self.next_id, **cmd}, separators=(",", ":")))
         await self.ws.send("\n".join(lines))
         return ids
 
@@ -155,3 +158,7 @@ class JsonClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def close_all(clients: List["JsonClient"]) -> None:
+    await asyncio.gather(*[c.close() for c in clients], return_exceptions=True)

@@ -8,6 +8,7 @@
 
 mod commands;
 mod connect;
+mod rate;
 mod subscribe;
 pub(crate) mod subscribe_api;
 mod timers;
@@ -48,6 +49,10 @@ pub enum WriteEvent {
     /// Write a close frame with this code and reason, then stop writing.
     Close(Disconnect),
 }
+
+/// A reply over `client.reply_max_size` (nothing was queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplyTooLarge;
 
 /// Why a command failed: an error reply, or a disconnect.
 #[derive(Debug)]
@@ -100,6 +105,8 @@ pub struct Client {
     cmd_lock: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     timers: Mutex<timers::Timers>,
+    /// `client.command_rate_limit` (only the reader touches it; the lock is uncontended).
+    rate: Mutex<rate::Bucket>,
     cleaned: AtomicBool,
 }
 
@@ -138,6 +145,7 @@ impl Client {
             cmd_lock: tokio::sync::Mutex::new(()),
             state: Mutex::new(State::default()),
             timers: Mutex::new(timers),
+            rate: Mutex::new(rate::Bucket::new(opts.command_rate_limit)),
             cleaned: AtomicBool::new(false),
         })
     }
@@ -194,18 +202,50 @@ impl Client {
         self.outbound.closed().await
     }
 
-    /// Encodes and enqueues one reply; a payload the client's encoding cannot carry closes it
-    /// with 3506.
-    pub(crate) fn send(&self, reply: &Reply) {
+    /// Encodes a message for this connection; a payload its encoding cannot carry closes it
+    /// with 3506 (`None`).
+    fn encode(&self, reply: &Reply) -> Option<Bytes> {
         match encode_reply(self.params.protocol, reply) {
-            Ok(bytes) => {
-                self.outbound.push(bytes);
-            }
+            Ok(bytes) => Some(bytes),
             Err(e) => {
                 tracing::debug!(client = %self.id, error = %e, "reply cannot be encoded");
                 self.disconnect(codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
+                None
             }
         }
+    }
+
+    /// Enqueues a server-initiated push (bounded by `client.queue_max_size`, like fan-out).
+    pub(crate) fn send_push(&self, push: &Reply) {
+        if let Some(bytes) = self.encode(push) {
+            self.outbound.push(bytes);
+        }
+    }
+
+    /// Enqueues the reply to one of the client's commands. Over `client.reply_max_size` nothing
+    /// is queued and `Err(ReplyTooLarge)` lets the caller answer otherwise.
+    pub(crate) fn send_reply(&self, reply: &Reply) -> Result<(), ReplyTooLarge> {
+        let Some(bytes) = self.encode(reply) else {
+            return Ok(());
+        };
+        let max = self.node.options().client.reply_max_size;
+        if bytes.len() > max {
+            tracing::debug!(client = %self.id, size = bytes.len(), max, "reply too large");
+            return Err(ReplyTooLarge);
+        }
+        self.outbound.push_reply(bytes);
+        Ok(())
+    }
+
+    /// Answers a command with an error.
+    pub(crate) fn send_error(&self, id: u32, error: chorus_protocol::Error) {
+        let reply = Reply {
+            id,
+            error: Some(error),
+            ..Default::default()
+        };
+        // An error reply is a few dozen bytes: never over the bound.
+        let _ = self.send_reply(&reply);
     }
 
     /// Decodes and runs the commands of one complete transport message, strictly in order.
@@ -223,7 +263,10 @@ impl Client {
             }
         };
         let _serial = self.cmd_lock.lock().await;
+        let reply_max = self.node.options().client.reply_max_size;
         for command in commands {
+            // Replies the client has not read yet hold its next command back (see Outbound).
+            self.outbound.reply_room(reply_max).await;
             if self.is_closed() {
                 break;
             }
@@ -241,6 +284,26 @@ impl Client {
             self.on_pong();
             return Ok(());
         }
+        let verdict = self
+            .rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(tokio::time::Instant::now());
+        match verdict {
+            rate::Verdict::Run => {}
+            rate::Verdict::Refuse => {
+                metrics::rate_limited("refused");
+                metrics::command_error(method, codes::ERROR_TOO_MANY_REQUESTS.code);
+                if id != 0 {
+                    self.send_error(id, codes::ERROR_TOO_MANY_REQUESTS.to_error());
+                }
+                return Ok(());
+            }
+            rate::Verdict::Disconnect => {
+                metrics::rate_limited("disconnect");
+                return Err(codes::DISCONNECT_TOO_MANY_REQUESTS.into());
+            }
+        }
         if id == 0 && method != "send" {
             metrics::bad_frame("no_id");
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
@@ -255,17 +318,17 @@ impl Client {
         metrics::command(method, started.elapsed());
         match result {
             Ok(Some(reply)) => {
-                self.send(&reply);
+                if self.send_reply(&reply).is_err() {
+                    metrics::reply_too_large(method, "error");
+                    metrics::command_error(method, codes::ERROR_LIMIT_EXCEEDED.code);
+                    self.send_error(id, codes::ERROR_LIMIT_EXCEEDED.to_error());
+                }
                 Ok(())
             }
             Ok(None) => Ok(()),
             Err(Fail::Error(error)) => {
                 metrics::command_error(method, error.code);
-                self.send(&Reply {
-                    id,
-                    error: Some(error),
-                    ..Default::default()
-                });
+                self.send_error(id, error);
                 if method == "connect" {
                     // After a failed connect the server stops reading and closes.
                     return Err(codes::DISCONNECT_CONNECTION_CLOSED.into());

@@ -7,17 +7,20 @@
 //! ([`encoded::Encoded`]).
 
 pub mod encoded;
+pub mod join_leave;
 pub mod subscriber;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chorus_protocol::{ClientInfo, Publication};
 use dashmap::DashMap;
+use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::metrics;
 use encoded::Encoded;
+use join_leave::{Event, Gate, Offered};
 use subscriber::{Delivery, Subscriber};
 
 type Subs = HashMap<Arc<str>, Arc<Subscriber>>;
@@ -25,6 +28,8 @@ type Subs = HashMap<Arc<str>, Arc<Subscriber>>;
 #[derive(Debug, Default)]
 pub(crate) struct ChannelEntry {
     subs: RwLock<Subs>,
+    /// `channel.join_leave_max_rate` state, created on the first join/leave.
+    gate: Mutex<Option<Gate>>,
 }
 
 impl ChannelEntry {
@@ -33,6 +38,9 @@ impl ChannelEntry {
     }
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Subs> {
         self.subs.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn gate(&self) -> std::sync::MutexGuard<'_, Option<Gate>> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -43,6 +51,8 @@ pub struct Hub {
     channels: DashMap<Arc<str>, Arc<ChannelEntry>>,
     /// Serializes broker subscribe/unsubscribe per channel; the flag says "subscribed".
     broker_state: DashMap<Arc<str>, Arc<tokio::sync::Mutex<bool>>>,
+    /// Channels with join/leave events waiting for their gate (see [`join_leave`]).
+    join_leave_waiting: DashMap<Arc<str>, ()>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -230,22 +240,69 @@ impl Hub {
         metrics::broadcast(sent, started.elapsed());
     }
 
-    pub fn broadcast_join(&self, channel: &str, info: ClientInfo) {
-        self.broadcast_event(channel, Encoded::join(channel, info));
+    pub fn broadcast_join(&self, channel: &str, info: ClientInfo, max_rate: u32) {
+        self.broadcast_join_leave(channel, Event::Join(info), max_rate);
     }
 
-    pub fn broadcast_leave(&self, channel: &str, info: ClientInfo) {
-        self.broadcast_event(channel, Encoded::leave(channel, info));
+    pub fn broadcast_leave(&self, channel: &str, info: ClientInfo, max_rate: u32) {
+        self.broadcast_join_leave(channel, Event::Leave(info), max_rate);
     }
 
-    fn broadcast_event(&self, channel: &str, push: Encoded) {
+    /// Delivers a join or leave to the local subscribers that receive them, through the
+    /// channel's gate when `max_rate` > 0 (`channel.join_leave_max_rate`).
+    fn broadcast_join_leave(&self, channel: &str, event: Event, max_rate: u32) {
         let Some(entry) = self.channels.get(channel).map(|e| e.clone()) else {
             return;
         };
-        let no_epoch: Arc<str> = Arc::from("");
-        let subs = entry.read();
-        for sub in subs.values() {
-            sub.deliver_event(&push, &no_epoch);
+        if max_rate == 0 {
+            deliver_event(&entry, channel, event);
+            return;
+        }
+        let now = Instant::now();
+        // Events are delivered under the gate's lock, so they keep their order.
+        let mut guard = entry.gate();
+        let gate = guard.get_or_insert_with(|| Gate::new(max_rate, now));
+        match gate.offer(event, max_rate, now) {
+            Offered::Ready => {}
+            Offered::Held => metrics::join_leave_coalesced("delayed", 1),
+            Offered::Cancelled => metrics::join_leave_coalesced("cancelled", 2),
+        }
+        for e in gate.release(max_rate, now) {
+            deliver_event(&entry, channel, e);
+        }
+        if gate.has_waiting() {
+            self.join_leave_waiting.insert(Arc::from(channel), ());
+        }
+    }
+
+    /// Releases waiting join/leave events the gates allow by now. The node calls this every
+    /// [`join_leave::TICK`].
+    pub(crate) fn release_join_leave(&self, max_rate: u32) {
+        if self.join_leave_waiting.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let channels: Vec<Arc<str>> = self
+            .join_leave_waiting
+            .iter()
+            .map(|e| e.key().clone())
+            .collect();
+        for channel in channels {
+            let Some(entry) = self.channels.get(&channel).map(|e| e.clone()) else {
+                self.join_leave_waiting.remove(&channel);
+                continue;
+            };
+            let mut guard = entry.gate();
+            let Some(gate) = guard.as_mut() else {
+                self.join_leave_waiting.remove(&channel);
+                continue;
+            };
+            for e in gate.release(max_rate, now) {
+                deliver_event(&entry, &channel, e);
+            }
+            if !gate.has_waiting() {
+                self.join_leave_waiting.remove(&channel);
+            }
         }
     }
 
@@ -265,5 +322,18 @@ impl Hub {
         for sub in self.subscribers(channel) {
             sub.mark_lost();
         }
+    }
+}
+
+/// Encodes a join/leave once and enqueues it to the subscribers that receive them.
+fn deliver_event(entry: &ChannelEntry, channel: &str, event: Event) {
+    let push = match event {
+        Event::Join(info) => Encoded::join(channel, info),
+        Event::Leave(info) => Encoded::leave(channel, info),
+    };
+    let no_epoch: Arc<str> = Arc::from("");
+    let subs = entry.read();
+    for sub in subs.values() {
+        sub.deliver_event(&push, &no_epoch);
     }
 }

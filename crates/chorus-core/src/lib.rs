@@ -4,7 +4,8 @@
 //! * [`node`] — the [`Node`]: owns the hub and the ports, receives broker deliveries, server API;
 //! * [`client`] — one connection's protocol state machine ([`Client`]);
 //! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
-//! * [`outbound`] — the per-connection byte-bounded outbound queue;
+//! * [`outbound`] — the per-connection outbound queue (pushes bounded in bytes, replies apart);
+//! * [`payload`] — checks of payloads other clients receive (JSON only, bounded depth);
 //! * [`broker`] — the [`broker::Broker`] port and the in-memory broker with history;
 //! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
 //! * [`control`] — node-to-node commands over the broker (heartbeats, user ops, surveys);
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod node;
 pub mod options;
 pub mod outbound;
+pub mod payload;
 pub mod presence;
 
 pub use client::{Client, ClientParams, WriteEvent};

@@ -21,6 +21,10 @@ pub const RECOVER: &str = "chorus_client_recover_total";
 pub const DELIVERIES: &str = "chorus_broadcast_deliveries_total";
 pub const BROADCAST_DURATION: &str = "chorus_broadcast_duration_seconds";
 pub const PUBLICATIONS: &str = "chorus_node_publications_total";
+pub const PAYLOAD_REFUSED: &str = "chorus_payload_refused_total";
+pub const RATE_LIMITED: &str = "chorus_client_rate_limited_total";
+pub const REPLY_TOO_LARGE: &str = "chorus_client_reply_too_large_total";
+pub const JOIN_LEAVE_COALESCED: &str = "chorus_join_leave_coalesced_total";
 
 /// Registers descriptions with the installed recorder (call once after installing it).
 pub fn describe() {
@@ -69,6 +73,26 @@ pub fn describe() {
     describe_counter!(
         PUBLICATIONS,
         "Publications accepted by this node, by source."
+    );
+    describe_counter!(
+        PAYLOAD_REFUSED,
+        "Payloads refused with error 107 (not JSON in a namespace without allow_binary_data, or \
+         nested deeper than client.json_max_depth), by reason and source."
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Client commands over client.command_rate_limit, by outcome: refused (error 111) or \
+         disconnect (3013)."
+    );
+    describe_counter!(
+        REPLY_TOO_LARGE,
+        "Replies over client.reply_max_size (or presence over channel.presence_max_clients), \
+         by method and outcome: error (106) or unrecovered (recovery answered recovered:false)."
+    );
+    describe_counter!(
+        JOIN_LEAVE_COALESCED,
+        "Join/leave events over channel.join_leave_max_rate, by outcome: delayed (sent in a \
+         later second) or cancelled (a join and leave of one client cancelled out)."
     );
 }
 
@@ -120,4 +144,20 @@ pub(crate) fn broadcast(delivered: u64, elapsed: Duration) {
 
 pub(crate) fn publication(source: &'static str) {
     counter!(PUBLICATIONS, "source" => source).increment(1);
+}
+
+pub(crate) fn payload_refused(reason: &'static str, source: &'static str) {
+    counter!(PAYLOAD_REFUSED, "reason" => reason, "source" => source).increment(1);
+}
+
+pub(crate) fn rate_limited(outcome: &'static str) {
+    counter!(RATE_LIMITED, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn reply_too_large(method: &'static str, outcome: &'static str) {
+    counter!(REPLY_TOO_LARGE, "method" => method, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn join_leave_coalesced(outcome: &'static str, n: u64) {
+    counter!(JOIN_LEAVE_COALESCED, "outcome" => outcome).increment(n);
 }

@@ -65,10 +65,12 @@ impl BrokerHandler for NodeInner {
         self.hub.broadcast_publication(channel, publication, epoch);
     }
     fn on_join(&self, channel: &str, info: ClientInfo) {
-        self.hub.broadcast_join(channel, info);
+        let rate = self.options.channel.join_leave_max_rate;
+        self.hub.broadcast_join(channel, info, rate);
     }
     fn on_leave(&self, channel: &str, info: ClientInfo) {
-        self.hub.broadcast_leave(channel, info);
+        let rate = self.options.channel.join_leave_max_rate;
+        self.hub.broadcast_leave(channel, info, rate);
     }
     fn on_control(&self, message: crate::control::ControlMessage) {
         if let Some(inner) = self.me.upgrade() {
@@ -108,7 +110,26 @@ impl Node {
         inner.broker.set_handler(handler);
         let node = Node { inner };
         node.start_cluster_tasks();
+        node.start_join_leave_ticker();
         node
+    }
+
+    /// Releases join/leave events held by `channel.join_leave_max_rate` (owned by the node,
+    /// ends on shutdown; idle when nothing waits).
+    fn start_join_leave_ticker(&self) {
+        let rate = self.inner.options.channel.join_leave_max_rate;
+        if rate == 0 {
+            return;
+        }
+        let node = self.clone();
+        self.spawn(async move {
+            let mut tick = tokio::time::interval(crate::hub::join_leave::TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                node.inner.hub.release_join_leave(rate);
+            }
+        });
     }
 
     pub(crate) fn cluster(&self) -> &cluster::Cluster {

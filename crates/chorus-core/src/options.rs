@@ -57,6 +57,10 @@ pub struct ChannelOptions {
     pub allow_history_for_anonymous: bool,
     /// Allow `name#user1,user2` channels limited to the listed users.
     pub allow_user_limited_channels: bool,
+    /// Publication data (and client info) may be any bytes, not only JSON. JSON connections
+    /// cannot subscribe to (or read history or presence of) such channels: error 103. Without
+    /// it, non-JSON data is refused with 107 — a JSON connection could not carry it.
+    pub allow_binary_data: bool,
 }
 
 impl ChannelOptions {
@@ -96,6 +100,14 @@ pub struct ChannelConfig {
     pub user_separator: String,
     /// Default stream meta TTL (epoch, top offset). Default 720h.
     pub history_meta_ttl: ConfigDuration,
+    /// Max entries a `presence` call returns: a channel with more present clients answers
+    /// error 106 "limit exceeded" instead of a reply of unbounded size (`presence_stats` still
+    /// counts them). Default 10000; 0 = no limit.
+    pub presence_max_clients: usize,
+    /// Max join and leave pushes per second per channel on this node. The excess is held and
+    /// coalesced per client (a join and a leave of the same client cancel out) and sent in
+    /// later seconds, in order. Default 100; 0 = no limit.
+    pub join_leave_max_rate: u32,
 }
 
 impl Default for ChannelConfig {
@@ -109,6 +121,8 @@ impl Default for ChannelConfig {
             user_boundary: "#".into(),
             user_separator: ",".into(),
             history_meta_ttl: ConfigDuration::from_secs(720 * 3600),
+            presence_max_clients: 10_000,
+            join_leave_max_rate: 100,
         }
     }
 }
@@ -125,8 +139,21 @@ pub struct ClientOptions {
     pub ping_interval: ConfigDuration,
     /// Time a client has to answer a ping before disconnect 3012. Default 8s; 0 disables.
     pub pong_timeout: ConfigDuration,
-    /// Outbound queue bound in bytes; over it the client is closed with 3008. Default 1 MiB.
+    /// Bound in bytes of the pushes (publications, join/leave, …) queued for a connection; over
+    /// it the client is closed with 3008 "slow". Replies to the client's own commands do not
+    /// count (see `reply_max_size`). Default 1 MiB.
     pub queue_max_size: usize,
+    /// Largest reply to one command (history, presence, recovered publications): delivered
+    /// even when bigger than `queue_max_size`; a bigger one answers error 106 "limit exceeded"
+    /// (a subscribe recovery answers `recovered: false` instead). Also bounds the replies
+    /// queued but not yet written: the connection's next command waits until they fit.
+    /// Default 16 MiB.
+    pub reply_max_size: usize,
+    /// Max nesting depth of JSON payloads (publication data, client info, connect and
+    /// subscribe data of JSON connections); deeper → error 107. Default 64; 1..=128.
+    pub json_max_depth: usize,
+    /// Per-connection command rate limit; off (rate 0) by default.
+    pub command_rate_limit: CommandRateLimit,
     /// Max channels per connection (error 106 for client subscribes). Default 128.
     pub channel_limit: usize,
     /// A connection must send `connect` within this delay, else 3502 "stale". Default 10s.
@@ -159,6 +186,9 @@ impl Default for ClientOptions {
             ping_interval: ConfigDuration::from_secs(25),
             pong_timeout: ConfigDuration::from_secs(8),
             queue_max_size: 1 << 20,
+            reply_max_size: 16 << 20,
+            json_max_depth: 64,
+            command_rate_limit: CommandRateLimit::default(),
             channel_limit: 128,
             stale_close_delay: ConfigDuration::from_secs(10),
             expired_close_delay: ConfigDuration::from_secs(25),
@@ -170,6 +200,47 @@ impl Default for ClientOptions {
             write_batch_max_messages: 64,
             write_batch_max_bytes: 64 << 10,
             channel_unsubscribe_delay: ConfigDuration::from_secs(1),
+        }
+    }
+}
+
+/// `client.command_rate_limit.*`: a token bucket per connection. Every command but the pong
+/// takes a token; without one the command is answered with error 111 "too many requests"
+/// (temporary: SDKs retry with backoff); after `disconnect_after` refusals in a row the
+/// connection is closed with 3013 "too many requests" (clients reconnect with backoff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommandRateLimit {
+    /// Commands per second refilled. Default 0 = no limit.
+    pub rate: u32,
+    /// Bucket size: commands a connection may send at once (a reconnect resubscribing to many
+    /// channels sends them together). Default 0 = same as `rate`.
+    pub burst: u32,
+    /// Refused commands in a row before disconnect 3013. Default 50; 0 = never disconnect.
+    pub disconnect_after: u32,
+}
+
+impl Default for CommandRateLimit {
+    fn default() -> Self {
+        CommandRateLimit {
+            rate: 0,
+            burst: 0,
+            disconnect_after: 50,
+        }
+    }
+}
+
+impl CommandRateLimit {
+    pub fn enabled(&self) -> bool {
+        self.rate > 0
+    }
+
+    /// The bucket size in effect.
+    pub fn bucket(&self) -> u32 {
+        if self.burst == 0 {
+            self.rate
+        } else {
+            self.burst
         }
     }
 }

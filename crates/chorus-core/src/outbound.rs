@@ -2,9 +2,19 @@
 //!
 //! Everything a connection sends — replies, pushes, pings — is an encoded message (`Bytes`)
 //! enqueued here without awaiting; the connection's single writer drains it and packs several
-//! messages into one frame. Fan-out only ever calls [`Outbound::push`], which takes a short
-//! uncontended lock and never blocks on the client. Over `client.queue_max_size` bytes the queue
-//! is dropped and the connection closed with 3008 "slow", so a slow reader costs nobody else.
+//! messages into one frame. Replies and pushes share one FIFO (a subscribe reply must precede
+//! the publications that follow it) but are bounded apart:
+//!
+//! * **pushes** (fan-out, pings, server-initiated messages) — [`Outbound::push`] takes a short
+//!   uncontended lock and never blocks. Over `client.queue_max_size` queued push bytes the
+//!   queue is dropped and the connection closed with 3008 "slow", so a slow reader costs
+//!   nobody else;
+//! * **replies** to the client's own commands — [`Outbound::push_reply`] never closes the
+//!   connection: a history page or a recovery the client asked for is not a slow-client
+//!   backlog, even when it is bigger than `queue_max_size`. The caller keeps each reply under
+//!   `client.reply_max_size`, and the connection's reader waits ([`Outbound::reply_room`])
+//!   before its next command while that many reply bytes are still unwritten — so a client
+//!   that asks and does not read stalls only itself.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +36,20 @@ pub(crate) enum Taken {
     Close(Disconnect),
 }
 
+#[derive(Debug)]
+struct Entry {
+    message: Bytes,
+    /// A reply to a command (bounded apart from pushes).
+    reply: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Entry>,
+    /// Bytes of queued pushes (the slow-client bound).
     bytes: usize,
+    /// Bytes of queued replies.
+    reply_bytes: usize,
     close: Option<Disconnect>,
     close_taken: bool,
 }
@@ -39,6 +59,8 @@ pub struct Outbound {
     state: Mutex<State>,
     notify: Notify,
     closed_notify: Notify,
+    /// Woken when the writer takes replies off the queue.
+    drained: Notify,
     closed: AtomicBool,
     max_bytes: usize,
 }
@@ -49,6 +71,7 @@ impl Outbound {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             closed_notify: Notify::new(),
+            drained: Notify::new(),
             closed: AtomicBool::new(false),
             max_bytes,
         }
@@ -68,8 +91,9 @@ impl Outbound {
             return false;
         }
         if st.bytes + message.len() > self.max_bytes {
-            st.queue.clear();
+            st.queue = VecDeque::new();
             st.bytes = 0;
+            st.reply_bytes = 0;
             st.close = Some(DISCONNECT_SLOW.into());
             drop(st);
             metrics::slow_client();
@@ -77,10 +101,48 @@ impl Outbound {
             return false;
         }
         st.bytes += message.len();
-        st.queue.push_back(message);
+        st.queue.push_back(Entry {
+            message,
+            reply: false,
+        });
         drop(st);
         self.notify.notify_one();
         true
+    }
+
+    /// Enqueues a reply to one of the client's commands, whatever `queue_max_size` says (the
+    /// caller bounds its size). Returns false if the connection is closing.
+    pub fn push_reply(&self, message: Bytes) -> bool {
+        let mut st = self.lock();
+        if st.close.is_some() {
+            return false;
+        }
+        st.reply_bytes += message.len();
+        st.queue.push_back(Entry {
+            message,
+            reply: true,
+        });
+        drop(st);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Resolves once fewer than `limit` reply bytes wait to be written, or the connection is
+    /// closing. The reader awaits this before each command, so replies a client does not read
+    /// stall its own commands instead of growing memory.
+    pub async fn reply_room(&self, limit: usize) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.is_closed() || self.lock().reply_bytes < limit {
+                return;
+            }
+            tokio::select! {
+                _ = &mut drained => {}
+                _ = self.closed() => return,
+            }
+        }
     }
 
     /// Requests a close. The first request wins; queued messages are still flushed before the
@@ -100,6 +162,7 @@ impl Outbound {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_one();
         self.closed_notify.notify_waiters();
+        self.drained.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -124,19 +187,28 @@ impl Outbound {
         let mut st = self.lock();
         if !st.queue.is_empty() {
             let mut batch = Vec::with_capacity(st.queue.len().min(max_messages));
-            let mut size = 0usize;
+            let (mut size, mut push_size, mut reply_size) = (0usize, 0usize, 0usize);
             while let Some(front) = st.queue.front() {
-                if !batch.is_empty()
-                    && (batch.len() >= max_messages || size + front.len() > max_bytes)
-                {
+                let len = front.message.len();
+                if !batch.is_empty() && (batch.len() >= max_messages || size + len > max_bytes) {
                     break;
                 }
-                size += front.len();
-                if let Some(m) = st.queue.pop_front() {
-                    batch.push(m);
+                size += len;
+                if let Some(e) = st.queue.pop_front() {
+                    if e.reply {
+                        reply_size += len;
+                    } else {
+                        push_size += len;
+                    }
+                    batch.push(e.message);
                 }
             }
-            st.bytes -= size;
+            st.bytes -= push_size;
+            st.reply_bytes -= reply_size;
+            drop(st);
+            if reply_size > 0 {
+                self.drained.notify_waiters();
+            }
             return Some(Taken::Messages(batch));
         }
         match st.close.clone() {
@@ -153,9 +225,14 @@ impl Outbound {
         self.notify.notified().await;
     }
 
-    /// Bytes currently queued.
+    /// Push bytes currently queued (what `queue_max_size` bounds).
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// Reply bytes currently queued.
+    pub fn queued_reply_bytes(&self) -> usize {
+        self.lock().reply_bytes
     }
 }
 
@@ -212,6 +289,48 @@ mod tests {
         assert!(!o.close(Disconnect::new(3501, "bad request")));
         assert!(matches!(take(&o), Some(Taken::Messages(m)) if m.len() == 1));
         assert!(matches!(take(&o), Some(Taken::Close(d)) if d.code == 3001));
+    }
+
+    #[test]
+    fn replies_do_not_count_toward_the_slow_bound() {
+        let o = Outbound::new(10);
+        // A reply much bigger than the queue bound is queued, not a 3008.
+        assert!(o.push_reply(Bytes::from(vec![b'r'; 100])));
+        assert!(!o.is_closed());
+        // Pushes are still bounded on their own.
+        assert!(o.push(Bytes::from_static(b"12345")));
+        assert_eq!((o.queued_bytes(), o.queued_reply_bytes()), (5, 100));
+        match take(&o) {
+            Some(Taken::Messages(m)) => {
+                assert_eq!(m.len(), 2);
+                assert_eq!(m[0].len(), 100);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!((o.queued_bytes(), o.queued_reply_bytes()), (0, 0));
+        assert!(o.push(Bytes::from_static(b"1234567890")));
+        assert!(!o.push(Bytes::from_static(b"1")));
+        assert!(o.is_closed());
+        assert!(!o.push_reply(Bytes::from_static(b"late")));
+    }
+
+    #[tokio::test]
+    async fn reply_room_waits_for_the_writer() {
+        let o = std::sync::Arc::new(Outbound::new(10));
+        o.push_reply(Bytes::from(vec![0u8; 64]));
+        let o2 = o.clone();
+        let waiter = tokio::spawn(async move { o2.reply_room(64).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        assert!(matches!(take(&o), Some(Taken::Messages(_))));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .is_ok()
+        );
+        // Below the limit it returns at once.
+        o.push_reply(Bytes::from(vec![0u8; 10]));
+        o.reply_room(64).await;
     }
 
     #[tokio::test]

@@ -87,6 +87,18 @@ pub fn options() -> NodeOptions {
                 ..Default::default()
             },
         },
+        Namespace {
+            name: "bin".into(),
+            options: ChannelOptions {
+                allow_subscribe_for_client: true,
+                allow_publish_for_subscriber: true,
+                allow_history_for_subscriber: true,
+                history_size: 10,
+                history_ttl: ConfigDuration::from_secs(300),
+                allow_binary_data: true,
+                ..Default::default()
+            },
+        },
     ];
     o
 }

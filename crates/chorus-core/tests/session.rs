@@ -454,7 +454,7 @@ async fn protobuf_client_round_trip() {
             &Command {
                 id: 2,
                 subscribe: Some(SubscribeRequest {
-                    channel: "news:pb".into(),
+                    channel: "bin:pb".into(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -466,7 +466,7 @@ async fn protobuf_client_round_trip() {
     assert!(c.next().await.unwrap().connect.is_some());
     assert!(c.next().await.unwrap().subscribe.is_some());
     node.publish(
-        "news:pb",
+        "bin:pb",
         Bytes::from_static(&[0xff, 0x00, 0x01]),
         PublishOpts::default(),
     )
@@ -477,18 +477,45 @@ async fn protobuf_client_round_trip() {
 }
 
 #[tokio::test]
-async fn binary_payload_to_json_client_disconnects_3506_only_that_client() {
+async fn non_json_data_never_reaches_a_json_client() {
     let node = node();
     let mut json = TestClient::connect(&node, "j").await;
     json.send(r#"{"id":2,"subscribe":{"channel":"news:bin"}}"#)
         .await;
     json.drain().await;
+    // Refused at the door (107) in a namespace without allow_binary_data...
+    let refused = node
+        .publish(
+            "news:bin",
+            Bytes::from_static(&[0xff, 0xfe]),
+            PublishOpts::default(),
+        )
+        .await;
+    assert_eq!(refused.map_err(|e| e.code), Err(107));
+    // ...so the JSON subscriber stays and gets the next (JSON) publication.
     node.publish(
         "news:bin",
-        Bytes::from_static(&[0xff, 0xfe]),
+        Bytes::from_static(b"{\"ok\":1}"),
         PublishOpts::default(),
     )
     .await
     .unwrap();
-    assert_eq!(json.close_code().await, Some(3506));
+    assert_eq!(
+        pubs(&json.drain().await),
+        vec![(0, "{\"ok\":1}".to_string())]
+    );
+    assert_eq!(json.closed, None);
+    // A binary namespace is closed to JSON connections (103), subscribe and history alike.
+    json.send(r#"{"id":3,"subscribe":{"channel":"bin:x"}}"#)
+        .await;
+    json.send(r#"{"id":4,"history":{"channel":"bin:x","limit":10}}"#)
+        .await;
+    let errors: Vec<(u32, u32)> = json
+        .drain()
+        .await
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| (r.id, e.code)))
+        .collect();
+    assert_eq!(errors, vec![(3, 103), (4, 103)]);
+    assert_eq!(json.closed, None);
 }

@@ -59,6 +59,42 @@ pub fn is_valid_json(bytes: &[u8]) -> bool {
     bytes.is_empty() || serde_json::from_slice::<&RawValue>(bytes).is_ok()
 }
 
+/// Whether JSON text nests arrays and objects deeper than `max` (`1` has depth 0, `[]` depth 1,
+/// `{"a":[1]}` depth 2). One pass, no recursion and no allocation, stopping as soon as the
+/// bound is crossed — so it is safe on hostile input of any size, unlike a recursive parser
+/// (serde_json's raw-value capture, used for `data` fields, does not bound depth; a payload
+/// nested a million deep passes it and then breaks recursive parsers in the SDKs). Brackets
+/// inside strings do not count; the text is not otherwise validated.
+pub fn json_deeper_than(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +109,25 @@ mod tests {
         assert!(!is_valid_json(b"{\"a\":"));
         assert!(!is_valid_json(&[0xff, 0xfe]));
         assert!(!is_valid_json(b"1 2"));
+    }
+
+    #[test]
+    fn depth_scan() {
+        assert!(!json_deeper_than(b"1", 0));
+        assert!(json_deeper_than(b"[]", 0));
+        assert!(!json_deeper_than(b"[]", 1));
+        assert!(!json_deeper_than(br#"{"a":[1]}"#, 2));
+        assert!(json_deeper_than(br#"{"a":[1]}"#, 1));
+        // Brackets in strings, escaped quotes and backslashes do not count.
+        assert!(!json_deeper_than(br#"{"a":"[[[\"{{{\\"}"#, 1));
+        assert!(json_deeper_than(br#"{"a":"\\",  "b":[[1]]}"#, 2));
+        // Siblings do not add up.
+        assert!(!json_deeper_than(b"[[1],[2],[3],{}]", 2));
+        let deep = "[".repeat(1_000_000) + &"]".repeat(1_000_000);
+        assert!(json_deeper_than(deep.as_bytes(), 64));
+        let ok = "[".repeat(64) + &"]".repeat(64);
+        assert!(!json_deeper_than(ok.as_bytes(), 64));
+        assert!(json_deeper_than(ok.as_bytes(), 63));
     }
 
     #[test]

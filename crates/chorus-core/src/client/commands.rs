@@ -4,7 +4,7 @@
 use chorus_protocol::codes;
 use chorus_protocol::{
     Command, HistoryRequest, HistoryResult, PresenceRequest, PresenceResult, PresenceStatsRequest,
-    Publication, PublishRequest, Reply,
+    Protocol, Publication, PublishRequest, Reply,
 };
 
 use super::{Client, Fail};
@@ -12,6 +12,7 @@ use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
 use crate::metrics;
 use crate::options::ChannelOptions;
+use crate::payload::{self, Source};
 
 /// The command's method, for dispatch, logs and metric labels: the protocol's name of the
 /// request that is set, "pong" for the empty command, "unknown" for an empty command with an id.
@@ -104,15 +105,27 @@ impl Client {
         if !channel::can_publish(&options, asker) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
+        let max_depth = self.node.options().client.json_max_depth;
+        let binary = options.allow_binary_data;
+        payload::check_publication(&req.data, binary, max_depth, Source::ClientPublish)
+            .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
         let chan_info = self
             .lock_state()
             .subs
             .get(req.channel.as_str())
             .map(|s| s.chan_info.clone())
             .unwrap_or_default();
+        let info = self.info(chan_info);
+        if !binary {
+            // The publisher's info travels with the publication to every subscriber.
+            for part in [&info.conn_info, &info.chan_info] {
+                payload::check_counted(part, max_depth, Source::Info)
+                    .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
+            }
+        }
         let publication = Publication {
             data: req.data,
-            info: Some(self.info(chan_info)),
+            info: Some(info),
             ..Default::default()
         };
         let opts = self.node.publish_options(&options, false, None);
@@ -133,6 +146,14 @@ impl Client {
         })
     }
 
+    /// A JSON connection cannot carry what a binary namespace holds (103).
+    pub(super) fn check_can_carry(&self, options: &ChannelOptions) -> Result<(), Fail> {
+        if options.allow_binary_data && self.params.protocol == Protocol::Json {
+            return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        Ok(())
+    }
+
     async fn cmd_presence(&self, id: u32, req: PresenceRequest) -> Result<Reply, Fail> {
         let (options, asker) = self.channel_asker(&req.channel)?;
         if !options.presence {
@@ -141,11 +162,12 @@ impl Client {
         if !channel::can_presence(&options, asker) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
+        self.check_can_carry(&options)?;
         let presence = self
             .node
-            .cluster_presence(&req.channel)
+            .bounded_presence(&req.channel)
             .await
-            .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
+            .map_err(|e| Fail::from(e.code()))?;
         Ok(Reply {
             id,
             presence: Some(PresenceResult { presence }),
@@ -181,6 +203,7 @@ impl Client {
         if !channel::can_history(&options, asker) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
+        self.check_can_carry(&options)?;
         let max = self.node.options().client.history_max_publication_limit;
         let limit = match usize::try_from(req.limit) {
             Ok(n) if n <= max => n,

@@ -6,15 +6,19 @@ use std::sync::Arc;
 use chorus_protocol::codes;
 use chorus_protocol::{ConnectRequest, ConnectResult, Reply, StreamPosition};
 
-use super::subscribe::SubscribeSpec;
+use super::subscribe::{unrecover, SubscribeSpec};
 use super::{ttl_until, unix_now, Client, Fail};
 use crate::auth::{ConnectionClaims, ServerSubOptions, TokenError};
 use crate::channel;
+use crate::metrics;
+use crate::payload;
 
 impl Client {
     pub(super) async fn cmd_connect(&self, id: u32, req: ConnectRequest) -> Result<(), Fail> {
         let node = self.node.clone();
         let opts = &node.options().client;
+        payload::check_command_data(&req.data, opts.json_max_depth)
+            .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
         let claims = if !req.token.is_empty() {
             match node.tokens().verify_connection(&req.token) {
                 Ok(c) => c,
@@ -111,11 +115,27 @@ impl Client {
             },
             ..Default::default()
         };
-        self.send(&Reply {
+        let mut reply = Reply {
             id,
             connect: Some(result),
             ..Default::default()
-        });
+        };
+        if self.send_reply(&reply).is_err() {
+            // Recovered publications over `client.reply_max_size`: every recovered server-side
+            // subscription answers "not recovered" instead (see `cmd_subscribe`).
+            if let Some(result) = reply.connect.as_mut() {
+                for p in &prepared {
+                    if let Some(sub) = result.subs.get_mut(&*p.subscriber.channel) {
+                        unrecover(sub, p.offset);
+                    }
+                }
+            }
+            if self.send_reply(&reply).is_err() {
+                metrics::reply_too_large("connect", "error");
+                return Err(codes::ERROR_LIMIT_EXCEEDED.into());
+            }
+            metrics::reply_too_large("connect", "unrecovered");
+        }
         for p in prepared {
             self.subscribe_finish(p).await;
         }

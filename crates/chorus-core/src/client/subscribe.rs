@@ -24,6 +24,7 @@ use crate::hub::encoded::Encoded;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
 use crate::options::ChannelOptions;
+use crate::payload::{self, Source};
 
 /// Everything decided about a subscription before it is made.
 #[derive(Debug)]
@@ -91,10 +92,26 @@ impl SubscribeSpec {
 /// A subscription made but not yet live (its reply is not queued yet).
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    subscriber: Arc<Subscriber>,
-    offset: u64,
+    pub(crate) subscriber: Arc<Subscriber>,
+    /// The stream top the subscriber goes live at.
+    pub(crate) offset: u64,
     epoch: String,
     join: Option<ClientInfo>,
+    /// Subscribe flag 2: a failed recovery answers 112.
+    reject_unrecovered: bool,
+}
+
+/// Turns a recovered subscribe result into "not recovered" at the stream top `top`: no
+/// publications, `recovered: false`, the top offset (what a failed recovery answers). Returns
+/// whether anything changed.
+pub(crate) fn unrecover(result: &mut SubscribeResult, top: u64) -> bool {
+    if !result.recovered {
+        return false;
+    }
+    result.recovered = false;
+    result.publications = Vec::new();
+    result.offset = top;
+    true
 }
 
 impl Client {
@@ -106,6 +123,9 @@ impl Client {
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         }
         let mut options = channel::resolve(config, &req.channel)?.clone();
+        let max_depth = node.options().client.json_max_depth;
+        payload::check_command_data(&req.data, max_depth)
+            .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
         if req.r#type != 0 {
             // Map and shared-poll subscriptions are not supported.
             return Err(codes::ERROR_PERMISSION_DENIED.into());
@@ -209,14 +229,43 @@ impl Client {
     pub(super) async fn cmd_subscribe(&self, id: u32, req: SubscribeRequest) -> Result<(), Fail> {
         let spec = self.authorize_subscribe(req).await?;
         let (result, prepared) = self.subscribe_prepare(spec).await?;
-        self.send(&Reply {
+        let mut reply = Reply {
             id,
             subscribe: Some(result),
             ..Default::default()
-        });
+        };
+        if self.send_reply(&reply).is_err() {
+            // Recovered publications over `client.reply_max_size`: answer "not recovered"
+            // (the client reloads its state) rather than an answer it cannot be sent.
+            let downgraded = reply
+                .subscribe
+                .as_mut()
+                .is_some_and(|result| unrecover(result, prepared.offset));
+            if downgraded && prepared.reject_unrecovered {
+                // The client asked for 112 rather than `recovered: false` (subscribe flag 2).
+                self.abort_prepared(&prepared).await;
+                metrics::reply_too_large("subscribe", "unrecovered");
+                return Err(codes::ERROR_UNRECOVERABLE_POSITION.into());
+            }
+            if self.send_reply(&reply).is_err() {
+                self.abort_prepared(&prepared).await;
+                metrics::reply_too_large("subscribe", "error");
+                return Err(codes::ERROR_LIMIT_EXCEEDED.into());
+            }
+            metrics::reply_too_large("subscribe", "unrecovered");
+        }
         self.subscribe_finish(prepared).await;
         self.schedule_expiry_check();
         Ok(())
+    }
+
+    /// Undoes a prepared subscription whose reply could not be sent (no leave event: nobody
+    /// was told about the join).
+    pub(crate) async fn abort_prepared(&self, p: &Prepared) {
+        if let Some(sub) = self.lock_state().subs.get_mut(&*p.subscriber.channel) {
+            sub.join_leave = false;
+        }
+        self.remove_subscription(&p.subscriber.channel, None).await;
     }
 
     /// Makes the subscription up to (not including) going live.
@@ -225,6 +274,17 @@ impl Client {
         spec: SubscribeSpec,
     ) -> Result<(SubscribeResult, Prepared), Fail> {
         let node = self.node.clone();
+        self.check_can_carry(&spec.options)?;
+        let info = self.info(spec.chan_info.clone());
+        if !spec.options.allow_binary_data {
+            // Join/leave pushes, presence entries and this client's publications carry its
+            // info to JSON connections.
+            let max_depth = node.options().client.json_max_depth;
+            for part in [&info.conn_info, &info.chan_info] {
+                payload::check_counted(part, max_depth, Source::Info)
+                    .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
+            }
+        }
         let channel: Arc<str> = Arc::from(spec.channel.as_str());
         // A lost subscription (position gap) is replaced by the new one.
         let stale = self
@@ -275,7 +335,6 @@ impl Client {
                 }
             }
         }
-        let info = self.info(spec.chan_info.clone());
         if spec.options.presence {
             if let Err(e) = node.presence_store().add(&channel, info.clone()).await {
                 tracing::warn!(channel = %channel, error = %e, "presence add failed");
@@ -299,6 +358,7 @@ impl Client {
             offset,
             epoch,
             join: spec.options.join_leave.then_some(info),
+            reject_unrecovered: spec.reject_unrecovered,
         };
         Ok((result, prepared))
     }

@@ -36,7 +36,7 @@ pub(crate) async fn server_subscribe(
     );
     match client.subscribe_prepare(spec).await {
         Ok((result, prepared)) => {
-            client.send(&subscribe_push(&req.channel, &result));
+            client.send_push(&subscribe_push(&req.channel, &result));
             client.subscribe_finish(prepared).await;
         }
         Err(e) => tracing::debug!(client = %client.id(), error = ?e, "server subscribe failed"),

@@ -18,6 +18,7 @@ use crate::client::subscribe_api::server_subscribe;
 use crate::control::Control;
 use crate::disconnect::Disconnect;
 use crate::metrics;
+use crate::payload;
 
 /// A server API error: `{"error":{"code","message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +102,14 @@ impl Node {
         opts: PublishOpts,
     ) -> Result<Option<StreamPosition>, ApiError> {
         let options = self.channel_options(channel)?;
+        let max_depth = self.options().client.json_max_depth;
+        payload::check_publication(
+            &data,
+            options.allow_binary_data,
+            max_depth,
+            payload::Source::ApiPublish,
+        )
+        .map_err(|_| ApiError::from(codes::ERROR_BAD_REQUEST))?;
         let key = (!opts.idempotency_key.is_empty()).then_some(opts.idempotency_key);
         let publish_opts = self.publish_options(&options, opts.skip_history, key);
         let publication = Publication {
@@ -123,7 +132,16 @@ impl Node {
         if req.user.is_empty() || req.channel.is_empty() {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
-        self.channel_options(&req.channel)?;
+        let options = self.channel_options(&req.channel)?;
+        if !options.allow_binary_data {
+            // `info` reaches other subscribers in join/leave and presence; `data` reaches the
+            // user's JSON connections in the subscribe push.
+            let max_depth = self.options().client.json_max_depth;
+            for part in [&req.info, &req.data] {
+                payload::check_counted(part, max_depth, payload::Source::Info)
+                    .map_err(|_| ApiError::from(codes::ERROR_BAD_REQUEST))?;
+            }
+        }
         self.subscribe_user_local(req.clone()).await?;
         self.send_control("", Control::SubscribeUser(req)).await?;
         Ok(())
@@ -199,9 +217,9 @@ impl Node {
         if !options.presence {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
         }
-        self.cluster_presence(channel)
+        self.bounded_presence(channel)
             .await
-            .map_err(|_| codes::ERROR_INTERNAL.into())
+            .map_err(|e| e.code().into())
     }
 
     pub async fn presence_stats(&self, channel: &str) -> Result<PresenceStatsResult, ApiError> {

@@ -18,6 +18,7 @@ use crate::broker::HistoryQuery;
 use crate::channel;
 use crate::control::{Control, ControlMessage};
 use crate::disconnect::Disconnect;
+use crate::metrics;
 use crate::presence::PresenceError;
 
 /// How often a node announces itself.
@@ -29,6 +30,29 @@ pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 
 const SURVEY_CHANNELS: &str = "channels";
 const SURVEY_PRESENCE: &str = "presence";
+
+/// Why a bounded presence read gave no list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PresenceRead {
+    #[error(transparent)]
+    Store(#[from] PresenceError),
+    /// More than `channel.presence_max_clients` present.
+    #[error("too many present clients")]
+    TooMany,
+}
+
+impl PresenceRead {
+    /// The protocol error a client or API caller gets.
+    pub(crate) fn code(&self) -> chorus_protocol::codes::ErrorCode {
+        match self {
+            PresenceRead::Store(_) => chorus_protocol::codes::ERROR_INTERNAL,
+            PresenceRead::TooMany => {
+                metrics::reply_too_large("presence", "error");
+                chorus_protocol::codes::ERROR_LIMIT_EXCEEDED
+            }
+        }
+    }
+}
 
 /// Registry of live nodes and the surveys in flight.
 #[derive(Debug, Default)]
@@ -152,6 +176,28 @@ impl Node {
             if let Ok(theirs) = PresenceResult::decode(data.as_ref()) {
                 all.extend(theirs.presence);
             }
+        }
+        Ok(all)
+    }
+
+    /// [`Node::cluster_presence`] bounded by `channel.presence_max_clients`: a channel with
+    /// more present clients answers [`PresenceRead::TooMany`] (error 106) rather than a reply
+    /// of unbounded size. The local count is checked first, so a huge local channel is refused
+    /// without copying it.
+    pub(crate) async fn bounded_presence(
+        &self,
+        channel: &str,
+    ) -> Result<HashMap<String, ClientInfo>, PresenceRead> {
+        let max = self.options().channel.presence_max_clients;
+        if max > 0 {
+            let local = self.presence_store().stats(channel).await?;
+            if usize::try_from(local.num_clients).unwrap_or(usize::MAX) > max {
+                return Err(PresenceRead::TooMany);
+            }
+        }
+        let all = self.cluster_presence(channel).await?;
+        if max > 0 && all.len() > max {
+            return Err(PresenceRead::TooMany);
         }
         Ok(all)
     }

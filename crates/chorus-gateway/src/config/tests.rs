@@ -647,6 +647,31 @@ fn docs_examples_match_the_code() {
     assert!(!loaded.config.client.options.insecure);
 }
 
+/// Every leaf key of the config has a row in `docs/config.md`: its name in backticks, alone
+/// (`reply_max_size`) or with its parent (`command_rate_limit.rate`).
+#[test]
+fn every_key_is_documented() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let doc = std::fs::read_to_string(doc).unwrap();
+    let mut missing = Vec::new();
+    for leaf in super::load::leaf_paths() {
+        let parts: Vec<&str> = leaf.path.split('.').collect();
+        let last = parts[parts.len() - 1];
+        let with_parent = parts
+            .len()
+            .checked_sub(2)
+            .map(|i| format!("`{}.{last}`", parts[i]))
+            .unwrap_or_default();
+        if !doc.contains(&format!("`{last}`")) && !doc.contains(&with_parent) {
+            missing.push(leaf.path);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys missing from docs/config.md: {missing:?}"
+    );
+}
+
 #[test]
 fn redis_engine_keys() {
     let yaml = "engine:\n  type: redis\n  redis:\n    address: 10.0.0.1:6379\n    cluster: true\n    partitions: 16\n    command_timeout: 250ms\n";

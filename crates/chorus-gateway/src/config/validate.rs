@@ -11,6 +11,10 @@ use super::{Config, ConfigError, KNOWN_ENGINES};
 /// single connect reply may not fit.
 pub const MIN_BUFFER_SIZE: usize = 1024;
 
+/// Largest accepted `client.json_max_depth`: serde_json's own recursion limit, which bounds
+/// how deep a JSON command can nest anyway.
+pub const MAX_JSON_DEPTH: usize = 128;
+
 impl Config {
     /// Checks cross-field rules. All problems are reported together.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -47,6 +51,25 @@ impl Config {
                 "client.queue_max_size ({}) must be at least {MIN_BUFFER_SIZE} bytes",
                 c.queue_max_size
             ));
+        }
+        if c.reply_max_size < MIN_BUFFER_SIZE {
+            p.push(format!(
+                "client.reply_max_size ({}) must be at least {MIN_BUFFER_SIZE} bytes",
+                c.reply_max_size
+            ));
+        }
+        if !(1..=MAX_JSON_DEPTH).contains(&c.json_max_depth) {
+            p.push(format!(
+                "client.json_max_depth ({}) must be between 1 and {MAX_JSON_DEPTH}",
+                c.json_max_depth
+            ));
+        }
+        let rl = &c.command_rate_limit;
+        if rl.rate == 0 && rl.burst > 0 {
+            p.push(
+                "client.command_rate_limit.burst is set but rate is 0 (no limit): set a rate"
+                    .into(),
+            );
         }
         if c.write_batch_max_messages == 0 {
             p.push("client.write_batch_max_messages must be at least 1".into());
