@@ -70,6 +70,16 @@ def api(srv, method: str, body) -> dict:
     return r.json()
 
 
+# Every attack here must leave the server's resident memory within this much of where it
+# started (the attacks move a few MB at most; a leak or a pinned buffer per client shows).
+RSS_BOUND_KIB = 64 * 1024
+
+
+def assert_rss_bounded(srv, baseline_kib: int) -> None:
+    grown = srv.rss_kib() - baseline_kib
+    assert grown < RSS_BOUND_KIB, f"RSS grew {grown} KiB (bound {RSS_BOUND_KIB} KiB)"
+
+
 def metric(srv, name: str) -> float:
     """Sum of a metric's samples in /metrics."""
     text = requests.get(f"{srv.url}/metrics", timeout=10).text
@@ -82,6 +92,7 @@ def metric(srv, name: str) -> float:
 
 def test_row4_protobuf_client_cannot_poison_json_subscribers(start_chorus):
     srv = start_chorus(NAMESPACES)
+    baseline = srv.rss_kib()
     ch = uniq("chat:poison")
 
     async def body():
@@ -123,10 +134,12 @@ def test_row4_protobuf_client_cannot_poison_json_subscribers(start_chorus):
 
     run(body())
     assert metric(srv, "chorus_payload_refused_total") >= 2
+    assert_rss_bounded(srv, baseline)
 
 
 def test_row6_big_history_and_recovery_are_replies_not_slow_clients(start_chorus):
     srv = start_chorus(NAMESPACES)
+    baseline = srv.rss_kib()
     ch = uniq("chat:big")
     pad = "x" * 60_000
     for i in range(20):
@@ -159,6 +172,7 @@ def test_row6_big_history_and_recovery_are_replies_not_slow_clients(start_chorus
             await r.disconnect()
 
     run(body())
+    assert_rss_bounded(srv, baseline)
     # Over client.reply_max_size: 106, and a recovery answers recovered:false — no disconnect.
     small = start_chorus({**NAMESPACES, "client": {"reply_max_size": 512 * 1024}})
     for i in range(20):
@@ -226,7 +240,7 @@ def test_row7_presence_of_a_crowd_is_bounded_never_a_disconnect(start_chorus):
         stats = await asker.call({"presence_stats": {"channel": ch}})
         assert stats["presence_stats"]["num_clients"] == 1100
         assert asker.close_code is None
-        assert srv.rss_kib() - rss_before < 64 * 1024
+        assert_rss_bounded(srv, rss_before)
         await close_all(crowd)
 
     run(body(), timeout=150)
@@ -240,6 +254,7 @@ def test_row8_deeply_nested_data_is_refused(start_chorus):
             "http_server": {"max_request_body_size": 4 << 20},
         }
     )
+    baseline = srv.rss_kib()
     ch = uniq("chat:deep")
     deep = "[" * 1_000_000 + "]" * 1_000_000  # 2 MB
 
@@ -274,6 +289,7 @@ def test_row8_deeply_nested_data_is_refused(start_chorus):
 
     run(body(), timeout=90)
     assert metric(srv, "chorus_payload_refused_total") >= 2
+    assert_rss_bounded(srv, baseline)
 
 
 def test_row9_subscribe_flood_is_rate_limited_and_join_leave_bounded(start_chorus):
@@ -284,6 +300,7 @@ def test_row9_subscribe_flood_is_rate_limited_and_join_leave_bounded(start_choru
             "client": {"command_rate_limit": {"rate": 20, "burst": 200, "disconnect_after": 100}},
         }
     )
+    baseline = srv.rss_kib()
     ch = "chat:r%d" % (time.monotonic_ns() % 1000)  # short: 646 pairs fit one 64 KiB frame
 
     async def body():
@@ -339,3 +356,4 @@ def test_row9_subscribe_flood_is_rate_limited_and_join_leave_bounded(start_choru
 
     run(body(), timeout=150)
     assert metric(srv, "chorus_client_rate_limited_total") > 0
+    assert_rss_bounded(srv, baseline)
