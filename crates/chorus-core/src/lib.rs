@@ -5,7 +5,8 @@
 //! * [`client`] — one connection's protocol state machine ([`Client`]);
 //! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
 //! * [`outbound`] — the per-connection byte-bounded outbound queue;
-//! * [`broker`] — the [`broker::Broker`] port and the in-memory broker with history;
+//! * [`broker`] — the [`broker::Broker`] port, the in-memory broker with history (bounded
+//!   node-wide, see [`broker::memory`]) and the conformance suite (feature `testing`);
 //! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
 //! * [`control`] — node-to-node commands over the broker (heartbeats, user ops, surveys);
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;

@@ -26,6 +26,10 @@ use crate::metrics::EvictionReason;
 /// of the very streams it picks).
 const MAX_RACES: u32 = 16;
 
+/// The sweeper shrinks the channel map when it is a quarter full and larger than this many
+/// slots (smaller tables are not worth a rehash).
+const SHRINK_ABOVE: usize = 4096;
+
 impl MemoryBroker {
     /// Evicts least recently used streams (or trims the only one) until the broker is within
     /// `max_streams` and `max_history_bytes`. Call without holding any entry lock.
@@ -135,6 +139,12 @@ impl MemoryBroker {
             if !slot.detached && slot.unused() {
                 self.detach(&entry, &mut slot);
             }
+        }
+        // After a burst (300k channels published to once) the map keeps its table: give it
+        // back once it is mostly empty. Each shard is rehashed under its own write lock.
+        let (len, capacity) = (self.entries.len(), self.entries.capacity());
+        if capacity > SHRINK_ABOVE && len < capacity / 4 {
+            self.entries.shrink_to_fit();
         }
         self.update_levels();
     }
