@@ -182,9 +182,12 @@ impl MemoryBroker {
         Self::with_options(MemoryBrokerOptions::default())
     }
 
-    /// Creates the broker. When called inside a tokio runtime it also starts the sweeper task,
-    /// which ends when the broker is dropped.
-    pub fn with_options(options: MemoryBrokerOptions) -> Arc<Self> {
+    /// Creates the broker (bounds below 1 are raised to 1). When called inside a tokio runtime
+    /// it also starts the sweeper task, which ends when the broker is dropped; without one,
+    /// expiry applies only to the streams that publishes and reads touch.
+    pub fn with_options(mut options: MemoryBrokerOptions) -> Arc<Self> {
+        options.max_streams = options.max_streams.max(1);
+        options.max_history_bytes = options.max_history_bytes.max(1);
         crate::metrics::describe_memory();
         let broker = Arc::new(MemoryBroker {
             handlers: RwLock::new(Vec::new()),

@@ -47,20 +47,29 @@ impl MemoryBroker {
                 break;
             };
             let mut slot = lock(&victim.slot);
-            let only = {
+            // Under both locks: still the least recently used, and still over? (Concurrent
+            // evictors would otherwise evict one stream each for the same excess.)
+            let checked = {
                 let index = lock(&self.index);
                 match index.peek_lru() {
-                    Some((_, e)) if Arc::ptr_eq(e, &victim) => Some(index.len() == 1),
+                    Some((_, e)) if Arc::ptr_eq(e, &victim) => Some((
+                        index.len() == 1,
+                        index.len() > max_streams,
+                        self.bytes.load(Ordering::Relaxed) > max_bytes,
+                    )),
                     _ => None,
                 }
             };
-            let Some(only) = only else {
+            let Some((only, over_streams, over_bytes)) = checked else {
                 races += 1;
                 if races >= MAX_RACES {
                     break;
                 }
                 continue;
             };
+            if !over_streams && !over_bytes {
+                break;
+            }
             if only && !over_streams {
                 // The only stream is over the byte bound by itself: trim its oldest
                 // publications (it keeps its epoch); evict it only if that is not enough.
