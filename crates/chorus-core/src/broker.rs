@@ -94,7 +94,9 @@ pub trait BrokerHandler: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     /// Registers where deliveries go. Called once by the node before use.
     fn set_handler(&self, handler: Weak<dyn BrokerHandler>);
-    /// Starts delivering the channel to this node. Idempotent.
+    /// Starts delivering the channel to this node. Idempotent for delivery; a node calls it
+    /// once per channel and pairs it with one `unsubscribe` (the hub's broker state), which
+    /// the memory broker counts to know which channels are still in use.
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// Stops delivering the channel to this node. Idempotent.
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError>;

@@ -127,6 +127,12 @@ impl Hub {
         self.channels.len()
     }
 
+    /// Channels with broker subscription state (subscribed, or a subscribe/unsubscribe in
+    /// flight); drops to 0 once nobody subscribes (tests and tools).
+    pub fn num_broker_states(&self) -> usize {
+        self.broker_state.len()
+    }
+
     // ----- subscriptions -----------------------------------------------------------------
 
     /// Adds a subscriber (in its buffering phase). Returns false if the client already had

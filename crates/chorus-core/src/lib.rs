@@ -6,7 +6,8 @@
 //! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
 //! * [`outbound`] — the per-connection outbound queue (pushes bounded in bytes, replies apart);
 //! * [`payload`] — checks of payloads other clients receive (JSON only, bounded depth);
-//! * [`broker`] — the [`broker::Broker`] port and the in-memory broker with history;
+//! * [`broker`] — the [`broker::Broker`] port, the in-memory broker with history (bounded
+//!   node-wide, see [`broker::memory`]) and the conformance suite (feature `testing`);
 //! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
 //! * [`control`] — node-to-node commands over the broker (heartbeats, user ops, surveys);
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;

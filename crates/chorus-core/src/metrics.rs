@@ -1,10 +1,11 @@
 //! The engine's metrics: names, units and descriptions in one place. Labels stay
-//! low-cardinality (method, code) — never a channel or user.
+//! low-cardinality (method, code, reason) — never a channel or user.
 
 use std::time::Duration;
 
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Unit,
 };
 
 pub const CLIENTS: &str = "chorus_node_clients";
@@ -25,6 +26,11 @@ pub const PAYLOAD_REFUSED: &str = "chorus_payload_refused_total";
 pub const RATE_LIMITED: &str = "chorus_client_rate_limited_total";
 pub const REPLY_TOO_LARGE: &str = "chorus_client_reply_too_large_total";
 pub const JOIN_LEAVE_COALESCED: &str = "chorus_join_leave_coalesced_total";
+pub const MEMORY_STREAMS: &str = "chorus_memory_streams";
+pub const MEMORY_HISTORY_BYTES: &str = "chorus_memory_history_bytes";
+pub const MEMORY_EVICTIONS: &str = "chorus_memory_stream_evictions_total";
+pub const MEMORY_EXPIRED: &str = "chorus_memory_streams_expired_total";
+pub const MEMORY_TRIMMED: &str = "chorus_memory_publications_trimmed_total";
 
 /// Registers descriptions with the installed recorder (call once after installing it).
 pub fn describe() {
@@ -94,6 +100,100 @@ pub fn describe() {
         "Join/leave events over channel.join_leave_max_rate, by outcome: delayed (sent in a \
          later second) or cancelled (a join and leave of one client cancelled out)."
     );
+    describe_memory();
+}
+
+/// Describes the memory broker's metrics (called by [`describe`], and by the memory broker
+/// when it is created, as the Redis broker does for its own).
+pub fn describe_memory() {
+    describe_gauge!(
+        MEMORY_STREAMS,
+        "Channel streams (stream meta, with or without publications) the memory broker keeps; \
+         at most engine.memory.max_streams."
+    );
+    describe_gauge!(
+        MEMORY_HISTORY_BYTES,
+        Unit::Bytes,
+        "Counted bytes of publications and idempotency results the memory broker keeps; at \
+         most engine.memory.max_history_bytes."
+    );
+    describe_counter!(
+        MEMORY_EVICTIONS,
+        "Least recently used streams evicted by the memory broker's bounds, by reason \
+         (max_streams, max_history_bytes); their subscribers recover with recovered: false."
+    );
+    describe_counter!(
+        MEMORY_EXPIRED,
+        "Streams forgotten by the memory broker because their meta expired (history_meta_ttl, \
+         or engine.memory.idle_meta_ttl for unpublished, unsubscribed channels)."
+    );
+    describe_counter!(
+        MEMORY_TRIMMED,
+        "Oldest publications dropped from the only remaining stream to stay within \
+         engine.memory.max_history_bytes."
+    );
+}
+
+/// Why the memory broker evicted a stream (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionReason {
+    MaxStreams,
+    MaxHistoryBytes,
+}
+
+impl EvictionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionReason::MaxStreams => "max_streams",
+            EvictionReason::MaxHistoryBytes => "max_history_bytes",
+        }
+    }
+}
+
+/// Handles of the memory broker's metrics, taken once from the recorder installed when the
+/// broker is created (the gateway installs it before building the node).
+#[derive(Clone)]
+pub(crate) struct MemoryMetrics {
+    streams: Gauge,
+    history_bytes: Gauge,
+    evicted_streams: Counter,
+    evicted_bytes: Counter,
+    expired: Counter,
+    trimmed: Counter,
+}
+
+impl MemoryMetrics {
+    pub(crate) fn new() -> Self {
+        let evicted = |r: EvictionReason| counter!(MEMORY_EVICTIONS, "reason" => r.as_str());
+        MemoryMetrics {
+            streams: gauge!(MEMORY_STREAMS),
+            history_bytes: gauge!(MEMORY_HISTORY_BYTES),
+            evicted_streams: evicted(EvictionReason::MaxStreams),
+            evicted_bytes: evicted(EvictionReason::MaxHistoryBytes),
+            expired: counter!(MEMORY_EXPIRED),
+            trimmed: counter!(MEMORY_TRIMMED),
+        }
+    }
+
+    pub(crate) fn levels(&self, streams: usize, bytes: usize) {
+        self.streams.set(streams as f64);
+        self.history_bytes.set(bytes as f64);
+    }
+
+    pub(crate) fn evicted(&self, reason: EvictionReason) {
+        match reason {
+            EvictionReason::MaxStreams => self.evicted_streams.increment(1),
+            EvictionReason::MaxHistoryBytes => self.evicted_bytes.increment(1),
+        }
+    }
+
+    pub(crate) fn expired(&self) {
+        self.expired.increment(1);
+    }
+
+    pub(crate) fn trimmed(&self, n: u64) {
+        self.trimmed.increment(n);
+    }
 }
 
 pub(crate) fn clients(n: usize) {

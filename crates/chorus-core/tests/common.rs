@@ -112,6 +112,15 @@ pub fn node_with(options: NodeOptions) -> Node {
     )
 }
 
+/// A node over the given broker and presence store (kept by the caller for inspection).
+pub fn node_over(
+    options: NodeOptions,
+    broker: Arc<MemoryBroker>,
+    presence: Arc<MemoryPresence>,
+) -> Node {
+    Node::new(options, broker, presence, Arc::new(TestTokens))
+}
+
 pub fn node() -> Node {
     node_with(options())
 }

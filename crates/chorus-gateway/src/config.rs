@@ -196,6 +196,9 @@ pub struct EngineConfig {
     /// publications and history through Redis; presence stays per node for now).
     #[serde(rename = "type")]
     pub kind: String,
+    /// `engine.memory.*`: node-wide bounds of the memory engine (used when `type` is
+    /// `"memory"`).
+    pub memory: MemoryEngineConfig,
     /// `engine.redis.*`: used when `type` is `"redis"`.
     pub redis: RedisEngineConfig,
 }
@@ -204,7 +207,51 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             kind: "memory".into(),
+            memory: MemoryEngineConfig::default(),
             redis: RedisEngineConfig::default(),
+        }
+    }
+}
+
+/// `engine.memory.*`: bounds of the history the memory engine keeps in the node's RAM.
+/// Defaults come from `chorus_core::broker::memory::MemoryBrokerOptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryEngineConfig {
+    /// Max channel streams kept (a stream = a channel's epoch and top offset, with or without
+    /// publications). Over it the least recently used stream (use = publish or history read)
+    /// is evicted: its next publish starts a new epoch and its subscribers recover with
+    /// `recovered: false`. Default 100000; at least 1.
+    pub max_streams: usize,
+    /// Max bytes of kept publications (data + info + tags + ≈230 bytes per publication) and
+    /// idempotency results (key + 64 bytes). Over it the least recently used streams are
+    /// evicted; a single stream over it alone loses its oldest publications. Default
+    /// 268435456 (256 MiB); at least 1.
+    pub max_history_bytes: usize,
+    /// Stream meta created by a read of a channel nobody published to (a positioned or
+    /// recovering subscribe, a `history` call) is dropped once no connection on the node
+    /// subscribes to the channel and nobody read it for this long. Default 60s.
+    pub idle_meta_ttl: ConfigDuration,
+}
+
+impl Default for MemoryEngineConfig {
+    fn default() -> Self {
+        let core = chorus_core::broker::memory::MemoryBrokerOptions::default();
+        MemoryEngineConfig {
+            max_streams: core.max_streams,
+            max_history_bytes: core.max_history_bytes,
+            idle_meta_ttl: ConfigDuration(core.idle_meta_ttl),
+        }
+    }
+}
+
+impl MemoryEngineConfig {
+    /// The memory broker's options.
+    pub fn broker_options(&self) -> chorus_core::broker::memory::MemoryBrokerOptions {
+        chorus_core::broker::memory::MemoryBrokerOptions {
+            max_streams: self.max_streams,
+            max_history_bytes: self.max_history_bytes,
+            idle_meta_ttl: self.idle_meta_ttl.get(),
         }
     }
 }

@@ -39,7 +39,8 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the Prometheus recorder (once per process) and describes the gateway metrics.
+/// Installs the Prometheus recorder (once per process) and describes the gateway's and the
+/// engine's metrics.
 ///
 /// Later calls return the same handle. If another global recorder was installed first (a
 /// test harness, an embedding program), the returned handle renders an empty registry and the
@@ -55,6 +56,7 @@ pub fn install() -> PrometheusHandle {
                 );
             }
             describe();
+            chorus_core::metrics::describe();
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name("metrics-upkeep".into())

@@ -59,7 +59,7 @@ pub fn build_node(config: &Config) -> anyhow::Result<Node> {
     match config.engine.kind.as_str() {
         "memory" => Ok(Node::new(
             app::node_options(config),
-            MemoryBroker::new(),
+            MemoryBroker::with_options(config.engine.memory.broker_options()),
             MemoryPresence::new(),
             tokens,
         )),

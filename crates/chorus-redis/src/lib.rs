@@ -198,6 +198,15 @@ impl RedisBroker {
             .sum()
     }
 
+    /// Client channels this node currently asks Redis to deliver, over all shards. The node
+    /// keeps no other per-channel state: history and stream meta live in Redis.
+    pub fn wanted_channels(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.sub.wanted.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
     /// The key/channel naming in use (tests and tools).
     pub fn naming(&self) -> &Naming {
         &self.naming
@@ -315,12 +324,15 @@ impl Broker for RedisBroker {
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
         let shard = self.shard(channel);
-        let removed = shard
-            .sub
-            .wanted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(channel);
+        let removed = {
+            let mut wanted = shard.sub.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let removed = wanted.remove(channel);
+            // Give the table back after churn (a set sized for 300k channels holds ~10 MB).
+            if wanted.capacity() > 1024 && wanted.len() < wanted.capacity() / 4 {
+                wanted.shrink_to_fit();
+            }
+            removed
+        };
         if !removed
             || !shard
                 .sub

@@ -127,6 +127,9 @@ impl SubTask {
                 subscribed.remove(c);
             }
         }
+        if subscribed.capacity() > 1024 && subscribed.len() < subscribed.capacity() / 4 {
+            subscribed.shrink_to_fit();
+        }
         Ok(())
     }
 

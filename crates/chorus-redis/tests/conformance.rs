@@ -1,5 +1,6 @@
 //! The broker conformance suite against real Redis: standalone, two independent shards, and
-//! a 3-master cluster.
+//! a 3-master cluster. The eviction hook deletes the channel's stream and meta keys, as Redis
+//! `maxmemory` eviction would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -7,8 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_core::broker::conformance::{run_all, Expect};
-use chorus_core::broker::Broker;
+use chorus_core::broker::conformance::{run_all, Expect, Subject};
 use chorus_redis::{RedisBroker, RedisConfig};
 
 const EXPECT: Expect = Expect {
@@ -22,9 +22,14 @@ async fn run(config: RedisConfig) {
             let mut c = config.clone();
             c.prefix = format!("conf{}", common::rand_suffix());
             async move {
-                let b = RedisBroker::connect(c, "conformance".into()).await.unwrap();
+                let b = RedisBroker::connect(c.clone(), "conformance".into())
+                    .await
+                    .unwrap();
                 assert!(b.wait_ready(Duration::from_secs(10)).await);
-                b as Arc<dyn Broker>
+                Subject {
+                    evict: Arc::new(common::KeyEvictor::new(&c, b.naming().clone())),
+                    broker: b,
+                }
             }
         },
         EXPECT,

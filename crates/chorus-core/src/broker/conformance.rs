@@ -1,18 +1,24 @@
 //! The behavioural suite every [`Broker`] runs (feature `testing`): offsets and epochs,
 //! history reads, trimming, removal, idempotency, delivery order and filtering, join/leave and
-//! control delivery — checked against exact outcomes, so the memory and Redis brokers keep
-//! identical semantics. Deliveries are awaited (a Redis broker delivers asynchronously).
+//! control delivery, TTL reclaim of streams and meta, and eviction — checked against exact
+//! outcomes, so the memory and Redis brokers keep identical semantics. Deliveries are awaited
+//! (a Redis broker delivers asynchronously). TTL checks run on real time with TTLs of 1–2 s
+//! (Redis expires keys on its own clock), so the suite waits about 2.3 s once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use chorus_protocol::{ClientInfo, Publication, StreamPosition};
 
 use super::{Broker, BrokerError, BrokerHandler, HistoryOptions, HistoryQuery, PublishOptions};
 use crate::control::{Control, ControlMessage};
+
+mod lifetime;
+pub use lifetime::{eviction, ttl_reclaim};
 
 /// What a broker handed to its handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,17 +134,35 @@ pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
 }
 
+/// The eviction hook of an implementation: forgets a channel's stream and meta the way the
+/// broker's own bound would — the memory broker's LRU eviction, or Redis `maxmemory` eviction
+/// deleting the stream and meta keys.
+#[async_trait]
+pub trait Evict: Send + Sync {
+    async fn evict(&self, channel: &str);
+}
+
+/// A broker under test and its eviction hook.
+pub struct Subject {
+    pub broker: Arc<dyn Broker>,
+    pub evict: Arc<dyn Evict>,
+}
+
 /// A unique channel name.
 pub fn channel(tag: &str) -> String {
     format!("conf:{tag}:{}", uuid::Uuid::new_v4().simple())
 }
 
 pub fn history(size: usize) -> PublishOptions {
+    history_ttl(size, Duration::from_secs(60), Duration::from_secs(600))
+}
+
+pub fn history_ttl(size: usize, ttl: Duration, meta_ttl: Duration) -> PublishOptions {
     PublishOptions {
         history: Some(HistoryOptions {
             size,
-            ttl: Duration::from_secs(60),
-            meta_ttl: Duration::from_secs(600),
+            ttl,
+            meta_ttl,
         }),
         idempotency_key: None,
     }
@@ -174,26 +198,32 @@ async fn offsets(b: &dyn Broker, ch: &str, q: HistoryQuery) -> Vec<u64> {
 pub async fn run_all<F, Fut>(factory: F, expect: Expect)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Broker>>,
+    Fut: Future<Output = Subject>,
 {
     let fresh = || async {
-        let b = factory().await;
+        let s = factory().await;
         let rec = Arc::new(Recorder::default());
         let weak: std::sync::Weak<dyn BrokerHandler> =
             Arc::downgrade(&(rec.clone() as Arc<dyn BrokerHandler>));
-        b.set_handler(weak);
-        (b, rec)
+        s.broker.set_handler(weak);
+        (s, rec)
     };
     {
-        let (b, _r) = fresh().await;
-        offsets_history_and_epoch(b.as_ref()).await;
-        trimming_and_removal(b.as_ref()).await;
-        idempotency(b.as_ref()).await;
-        history_creates_epoch(b.as_ref()).await;
+        let (s, _r) = fresh().await;
+        let b = s.broker.as_ref();
+        offsets_history_and_epoch(b).await;
+        trimming_and_removal(b).await;
+        idempotency(b).await;
+        history_creates_epoch(b).await;
     }
     {
-        let (b, r) = fresh().await;
-        delivery(b.as_ref(), &r, expect).await;
+        let (s, r) = fresh().await;
+        delivery(s.broker.as_ref(), &r, expect).await;
+    }
+    {
+        let (s, r) = fresh().await;
+        eviction(s.broker.as_ref(), s.evict.as_ref(), &r, expect).await;
+        ttl_reclaim(s.broker.as_ref()).await;
     }
 }
 

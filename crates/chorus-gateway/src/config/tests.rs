@@ -706,3 +706,58 @@ fn redis_engine_keys() {
     assert_eq!(c.engine.kind, "redis");
     assert_eq!(c.engine.redis.address, ["r1:6379", "r2:6379"]);
 }
+
+#[test]
+fn memory_engine_keys() {
+    let c = Config::default();
+    assert_eq!(c.engine.memory.max_streams, 100_000);
+    assert_eq!(c.engine.memory.max_history_bytes, 256 << 20);
+    assert_eq!(c.engine.memory.idle_meta_ttl, ConfigDuration::from_secs(60));
+    assert_eq!(
+        c.engine.memory.broker_options(),
+        chorus_core::broker::memory::MemoryBrokerOptions::default()
+    );
+
+    let yaml = "engine:\n  memory:\n    max_streams: 500\n    max_history_bytes: 1048576\n    idle_meta_ttl: 5s\n";
+    let loaded = load_text("c.yaml", yaml).unwrap();
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("engine")),
+        "{:?}",
+        loaded.warnings
+    );
+    let m = &loaded.config.engine.memory;
+    assert_eq!(
+        m.broker_options(),
+        chorus_core::broker::memory::MemoryBrokerOptions {
+            max_streams: 500,
+            max_history_bytes: 1 << 20,
+            idle_meta_ttl: std::time::Duration::from_secs(5),
+        }
+    );
+    let c = Config::load(
+        None,
+        env(&[("CHORUS_ENGINE_MEMORY_MAX_STREAMS", "7")]),
+        &[(
+            "engine.memory.idle_meta_ttl".to_string(),
+            "250ms".to_string(),
+        )],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.engine.memory.max_streams, 7);
+    assert_eq!(
+        c.engine.memory.idle_meta_ttl,
+        ConfigDuration::from_millis(250)
+    );
+
+    let mut c = Config::default();
+    c.engine.memory.max_streams = 0;
+    c.engine.memory.max_history_bytes = 0;
+    assert_eq!(
+        problems(&c),
+        [
+            "engine.memory.max_streams must be at least 1",
+            "engine.memory.max_history_bytes must be at least 1",
+        ]
+    );
+}

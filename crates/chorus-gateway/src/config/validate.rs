@@ -156,6 +156,13 @@ impl Config {
                 KNOWN_ENGINES.join(", ")
             ));
         }
+        let m = &self.engine.memory;
+        if m.max_streams == 0 {
+            p.push("engine.memory.max_streams must be at least 1".into());
+        }
+        if m.max_history_bytes == 0 {
+            p.push("engine.memory.max_history_bytes must be at least 1".into());
+        }
         if self.engine.kind == "redis" {
             let r = &self.engine.redis;
             if r.address.iter().all(|a| a.trim().is_empty()) {

@@ -7,8 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chorus_core::broker::conformance::Recorder;
+use async_trait::async_trait;
+use chorus_core::broker::conformance::{Evict, Recorder};
 use chorus_core::broker::{Broker, BrokerHandler};
+use chorus_redis::shard::Naming;
 use chorus_redis::{RedisBroker, RedisConfig};
 
 pub fn free_port() -> u16 {
@@ -209,4 +211,69 @@ pub async fn broker(config: RedisConfig, node: &str) -> (Arc<RedisBroker>, Arc<R
     let h: Arc<dyn BrokerHandler> = rec.clone();
     b.set_handler(Arc::downgrade(&h));
     (b, rec)
+}
+
+/// Plain commands against the Redis (shard or cluster) holding a channel's keys.
+pub struct Keys {
+    config: RedisConfig,
+    pub naming: Naming,
+}
+
+impl Keys {
+    pub fn new(config: &RedisConfig, naming: Naming) -> Keys {
+        Keys {
+            config: config.clone(),
+            naming,
+        }
+    }
+
+    /// Runs one command on the node holding `channel`'s keys.
+    pub async fn query<T: redis::FromRedisValue>(&self, channel: &str, cmd: &redis::Cmd) -> T {
+        if self.config.cluster {
+            let urls: Vec<String> = self
+                .config
+                .addresses
+                .iter()
+                .map(|a| format!("redis://{a}"))
+                .collect();
+            let client = redis::cluster::ClusterClient::new(urls).unwrap();
+            let mut conn = client.get_async_connection().await.unwrap();
+            cmd.query_async(&mut conn).await.unwrap()
+        } else {
+            let address = &self.config.addresses[self.naming.shard_of(channel)];
+            let client = redis::Client::open(format!("redis://{address}")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            cmd.query_async(&mut conn).await.unwrap()
+        }
+    }
+
+    pub async fn pttl(&self, channel: &str, key: &str) -> i64 {
+        let mut cmd = redis::cmd("PTTL");
+        cmd.arg(key);
+        self.query(channel, &cmd).await
+    }
+}
+
+/// The conformance suite's eviction hook for Redis: deletes the channel's stream and meta
+/// keys, as `maxmemory` eviction (e.g. `volatile-lru`) would.
+pub struct KeyEvictor(Keys);
+
+impl KeyEvictor {
+    pub fn new(config: &RedisConfig, naming: Naming) -> KeyEvictor {
+        KeyEvictor(Keys::new(config, naming))
+    }
+}
+
+#[async_trait]
+impl Evict for KeyEvictor {
+    async fn evict(&self, channel: &str) {
+        for key in [
+            self.0.naming.meta_key(channel),
+            self.0.naming.stream_key(channel),
+        ] {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(key);
+            let _: i64 = self.0.query(channel, &cmd).await;
+        }
+    }
 }
