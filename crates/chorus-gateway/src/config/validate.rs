@@ -203,11 +203,14 @@ impl Config {
         }
         let address = self.http_server.address.trim();
         if !is_loopback_address(address) {
-            let port = self.http_server.port;
+            let port = match self.http_server.port {
+                0 => "the port it binds".to_string(),
+                port => format!("port {port}"),
+            };
             if self.http_api.insecure {
                 w.push(format!(
                     "http_api.insecure is true and http_server.address {address:?} is not \
-                     loopback: anyone who can reach port {port} can publish and disconnect users \
+                     loopback: anyone who can reach {port} can publish and disconnect users \
                      through the HTTP API without a key"
                 ));
             } else if self.http_api.key.is_empty() {
