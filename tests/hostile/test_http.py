@@ -230,7 +230,7 @@ def test_row2_slow_bodies_get_408_at_request_timeout(start_chorus):
     assert closed_by_peer(s, 5)
     assert time.monotonic() - started < 1.0
     s.close()
-    assert metric(srv, 'chorus_http_request_timeouts_total{route="api"}') == 2
+    assert metric(srv, 'chorus_http_request_timeouts_total{phase="body"}') == 2
 
 
 # ---------------------------------------------------------------------------

@@ -60,8 +60,9 @@ pub struct HttpServerConfig {
     /// connection closed. Default 32 KiB; at least 1024.
     pub max_header_size: usize,
     /// Deadline of a whole request, headers and body, counted from its first byte. A body not
-    /// complete by then is answered `408 Request Timeout` and the connection closed. Default
-    /// 10s; must be > 0.
+    /// complete by then is answered `408 Request Timeout` and the connection closed; a response
+    /// write blocked this long (the client stopped reading) closes the connection. Default 10s;
+    /// must be > 0.
     pub request_timeout: ConfigDuration,
     /// Max body size of HTTP API requests in bytes; over it → 413 and the connection closed.
     /// Default 1 MiB.

@@ -33,8 +33,9 @@ pub const CLOSE: &str = "chorus_transport_close_total";
 pub const PROTOCOL_ERRORS: &str = "chorus_transport_protocol_errors_total";
 /// HTTP requests answered, by `route` (a fixed route name) and `status`.
 pub const HTTP_REQUESTS: &str = "chorus_http_requests_total";
-/// Requests whose body did not arrive within `http_server.request_timeout` (answered 408), by
-/// `route`.
+/// Requests that ran out of `http_server.request_timeout`, by `phase`: `body` (the body did
+/// not arrive in time; answered 408) or `response` (the client stopped reading the answer; the
+/// connection is closed).
 pub const HTTP_REQUEST_TIMEOUTS: &str = "chorus_http_request_timeouts_total";
 /// TCP connections the HTTP server holds, by `state` (pending, idle, busy, upgraded).
 pub const HTTP_CONNECTIONS: &str = "chorus_http_connections";
@@ -134,7 +135,7 @@ pub fn describe() {
     describe_counter!(
         HTTP_REQUEST_TIMEOUTS,
         Unit::Count,
-        "Requests answered 408 because their body missed http_server.request_timeout, by route."
+        "Requests that ran out of http_server.request_timeout, by phase (body: answered 408; response: the client stopped reading, connection closed)."
     );
     describe_gauge!(
         HTTP_CONNECTIONS,
@@ -257,9 +258,27 @@ pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
 }
 
-/// Counts a request answered 408.
-pub fn http_request_timeout(route: &'static str) {
-    counter!(HTTP_REQUEST_TIMEOUTS, "route" => route).increment(1);
+/// Where a request ran out of `http_server.request_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// Its body did not arrive in time (408).
+    Body,
+    /// The client stopped reading the response.
+    Response,
+}
+
+impl TimeoutPhase {
+    fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Body => "body",
+            TimeoutPhase::Response => "response",
+        }
+    }
+}
+
+/// Counts a request that ran out of time.
+pub fn http_request_timeout(phase: TimeoutPhase) {
+    counter!(HTTP_REQUEST_TIMEOUTS, "phase" => phase.as_str()).increment(1);
 }
 
 /// Tracks one open WebSocket connection: counts it accepted, raises the gauge, lowers it on drop.

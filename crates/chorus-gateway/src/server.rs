@@ -13,7 +13,8 @@
 //! Request hygiene, per connection: headers within `header_read_timeout` (hyper closes the
 //! socket otherwise, and the same timer bounds idle keep-alive time between requests), at most
 //! `max_header_size` bytes of them (431), the whole request within `request_timeout` of its
-//! first byte (408 and close — see [`routes`]), API bodies within `max_request_body_size` (413).
+//! first byte (408 and close — see [`routes`]), API bodies within `max_request_body_size` (413),
+//! and a response write blocked for `request_timeout` ends the connection ([`conns::io`]).
 //! A handler that answers without reading a request's body makes hyper close the connection
 //! after the answer instead of waiting for that body.
 //!
@@ -287,7 +288,8 @@ fn spawn_connection(
     let closing = closing.clone();
     tracker.spawn(async move {
         let shed = conn.shed_signal();
-        let io = TokioIo::new(ConnIo::new(stream, conn.clone()));
+        let request_timeout = state.config.http_server.request_timeout.get();
+        let io = TokioIo::new(ConnIo::new(stream, conn.clone(), request_timeout));
         let service = service_fn(move |req| {
             let state = state.clone();
             let conn = conn.clone();

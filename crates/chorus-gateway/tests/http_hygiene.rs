@@ -144,7 +144,7 @@ async fn api_408(server: &TestServer, drip: usize) -> (u16, String, Vec<u8>, Dur
 async fn dripped_or_missing_body_gets_408_at_the_request_deadline_and_closes() {
     let _serial = SERIAL.lock().await;
     let server = TestServer::start(config()).await; // request_timeout = 1 s
-    let timeouts = r#"chorus_http_request_timeouts_total{route="api"}"#;
+    let timeouts = r#"chorus_http_request_timeouts_total{phase="body"}"#;
     let before = metric(timeouts);
     for drip in [0, 8] {
         let (status, head, body, took, closed) = api_408(&server, drip).await;
@@ -253,5 +253,78 @@ async fn oversized_headers_get_431() {
     let ok = "y".repeat(16 << 10);
     let (status, _, _) = http(server.addr, "GET", "/health", &[("X-Ok", &ok)], b"").await;
     assert_eq!(status, 200);
+    server.stop().await.unwrap();
+}
+
+/// A client that sends a request and never reads the answer: once the server's write has been
+/// blocked for `request_timeout`, the connection is closed (hyper has no write deadline).
+#[tokio::test]
+async fn a_client_that_stops_reading_the_answer_is_closed() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(config()).await; // request_timeout = 1 s
+                                                    // 80 × 64 KiB of history: a ~5 MiB answer, far more than the socket buffers of a client
+                                                    // with a 4 KiB receive buffer that does not read.
+    let pad = "x".repeat(64 << 10);
+    for n in 0..80 {
+        let data = bytes::Bytes::from(format!("{{\"n\":{n},\"pad\":\"{pad}\"}}"));
+        server
+            .node
+            .publish("chat:big", data, chorus_core::PublishOpts::default())
+            .await
+            .unwrap();
+    }
+    let request = |len: usize| {
+        format!(
+            "POST /api/history HTTP/1.1\r\nHost: t\r\nX-API-Key: secret\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    let body = r#"{"channel":"chat:big","limit":100}"#;
+
+    // A reading client gets all of it.
+    let (status, _, answer) = http(
+        server.addr,
+        "POST",
+        "/api/history",
+        &[("X-API-Key", "secret")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["result"]["publications"].as_array().unwrap().len(), 80);
+
+    let stalls = r#"chorus_http_request_timeouts_total{phase="response"}"#;
+    let before = metric(stalls);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(server.addr).await.unwrap();
+    s.write_all(format!("{}{body}", request(body.len())).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while metric(stalls) - before < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stalled response was not cut"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(950), "cut after {took:?}");
+    // What the kernel buffered arrives, then the end: far less than the whole answer.
+    let mut got = 0usize;
+    let read_all = async {
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut s, &mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_all)
+        .await
+        .expect("connection not closed");
+    assert!(got < answer.len(), "{got} of {} bytes", answer.len());
     server.stop().await.unwrap();
 }

@@ -172,7 +172,7 @@ async fn api_request(
         Ok(Ok(collected)) => collected.to_bytes(),
         Err(_elapsed) => {
             tracing::debug!("API request body not complete by http_server.request_timeout");
-            metrics::http_request_timeout("api");
+            metrics::http_request_timeout(metrics::TimeoutPhase::Body);
             api::record_http_refusal(method, StatusCode::REQUEST_TIMEOUT);
             return closing(text(StatusCode::REQUEST_TIMEOUT, "request timeout\n"));
         }
