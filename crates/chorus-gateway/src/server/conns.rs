@@ -24,7 +24,7 @@ pub mod io;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -137,8 +137,8 @@ struct Inner {
     /// Every registered connection: its state and its shed signal.
     entries: HashMap<u64, Entry>,
     /// Sheddable connections by accept order (ids grow with accept time).
-    pending: BTreeMap<u64, ()>,
-    idle: BTreeMap<u64, ()>,
+    pending: BTreeSet<u64>,
+    idle: BTreeSet<u64>,
     busy: usize,
     upgraded: usize,
 }
@@ -153,10 +153,10 @@ impl Inner {
     fn enter(&mut self, id: u64, state: State) {
         match state {
             State::Pending => {
-                self.pending.insert(id, ());
+                self.pending.insert(id);
             }
             State::Idle => {
-                self.idle.insert(id, ());
+                self.idle.insert(id);
             }
             State::Busy => self.busy += 1,
             State::Upgraded => self.upgraded += 1,
@@ -178,9 +178,9 @@ impl Inner {
 
     /// Removes the oldest pending, else the oldest idle entry.
     fn take_oldest_sheddable(&mut self) -> Option<(State, CancellationToken)> {
-        let (id, state) = match self.pending.keys().next() {
+        let (id, state) = match self.pending.first() {
             Some(&id) => (id, State::Pending),
-            None => (*self.idle.keys().next()?, State::Idle),
+            None => (*self.idle.first()?, State::Idle),
         };
         self.remove(id).map(|entry| (state, entry.shed))
     }
