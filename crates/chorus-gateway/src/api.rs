@@ -9,10 +9,12 @@
 //! * [`results`] — the result objects, serialized exactly as Centrifugo's API does;
 //! * [`legacy`] — the single endpoint `POST /api` with `{"method","params"}` commands.
 //!
-//! HTTP statuses: 401 (empty body) for a missing or wrong key; 404 (plain text) for an unknown
-//! method; 400 (plain text) for a body that is not JSON or has a field of the wrong type; 200
-//! for everything else, errors included (`{"error":{"code":N,"message":"…"}}`), as `cent`
-//! expects. The reference is `docs/server-api.md`.
+//! HTTP statuses: 401 (empty body, `Connection: close`) for a missing or wrong key — checked
+//! from the headers before the server reads the body (see [`unauthorized`]); 404 (plain text)
+//! for an unknown method; 400 (plain text) for a body that is not JSON or has a field of the
+//! wrong type; 200 for everything else, errors included (`{"error":{"code":N,"message":"…"}}`),
+//! as `cent` expects. The server adds 405, 413 and 408 before a request gets here (see
+//! `server::routes`). The reference is `docs/server-api.md`.
 
 pub mod legacy;
 pub mod methods;
@@ -25,7 +27,7 @@ mod tests;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -39,7 +41,7 @@ use requests::Request;
 /// itself once).
 pub const METRIC_REQUESTS: &str = "chorus_api_requests_total";
 /// Counter of API errors, labels `method` and `code`: the API error code (`"107"`, …) or
-/// `"http_<status>"` for requests refused at the HTTP level (401, 400, 404).
+/// `"http_<status>"` for requests refused at the HTTP level (401, 400, 404, 408, 413).
 pub const METRIC_ERRORS: &str = "chorus_api_errors_total";
 /// Histogram of command handling time in seconds, label `method`.
 pub const METRIC_DURATION: &str = "chorus_api_command_duration_seconds";
@@ -123,9 +125,8 @@ pub async fn handle(
         Method::from_name(method)
     };
     let label = known.map_or("unknown", Method::name);
-    if !authorized(config, headers) {
-        record_error(label, "http_401".to_owned());
-        return empty(StatusCode::UNAUTHORIZED);
+    if let Some(refused) = unauthorized(config, method, headers) {
+        return refused;
     }
     if method.is_empty() {
         return legacy::handle(node, &body).await;
@@ -156,6 +157,34 @@ pub async fn handle(
             json(body)
         }
     }
+}
+
+/// The 401 answer (empty body, `Connection: close`, counted as `http_401`) when the request
+/// does not carry the key; `None` when it may go on. Needs only the headers, so the server
+/// calls it before reading a byte of the body: a caller without the key cannot make the node
+/// buffer anything.
+pub fn unauthorized(
+    config: &Config,
+    method: &str,
+    headers: &HeaderMap,
+) -> Option<Response<Full<Bytes>>> {
+    if authorized(config, headers) {
+        return None;
+    }
+    let label = Method::from_name(method).map_or("unknown", Method::name);
+    record_error(label, "http_401".to_owned());
+    let mut response = empty(StatusCode::UNAUTHORIZED);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
+}
+
+/// Counts an API request refused at the HTTP level before it reached [`handle`] (413, 408,
+/// 400 for an unreadable body), under `chorus_api_errors_total{code="http_<status>"}`.
+pub fn record_http_refusal(method: &str, status: StatusCode) {
+    let label = Method::from_name(method).map_or("unknown", Method::name);
+    record_error(label, format!("http_{}", status.as_u16()));
 }
 
 /// Plain-text explanation of a body that could not be decoded.

@@ -16,7 +16,7 @@ mod load;
 mod validate;
 
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
-pub use validate::{valid_namespace_name, MIN_BUFFER_SIZE};
+pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
 
 /// The whole configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -52,10 +52,27 @@ pub struct HttpServerConfig {
     pub address: String,
     /// Port to bind. Default 8000; 0 = any free port (the bound port is logged).
     pub port: u16,
-    /// Time a client has to send complete request headers (slowloris bound). Default 10s.
+    /// Time a client has to send complete request headers (slowloris bound); also how long a
+    /// keep-alive connection may sit idle between requests (hyper starts the same timer when a
+    /// connection goes idle). Past it the connection is closed without an answer. Default 10s.
     pub header_read_timeout: ConfigDuration,
-    /// Max body size of HTTP API requests in bytes; over it → 413. Default 1 MiB.
+    /// Max size of a request's start line and headers in bytes; over it → 431 and the
+    /// connection closed. Default 32 KiB; at least 1024.
+    pub max_header_size: usize,
+    /// Deadline of a whole request, headers and body, counted from its first byte. A body not
+    /// complete by then is answered `408 Request Timeout` and the connection closed; a response
+    /// write blocked this long (the client stopped reading) closes the connection. Default 10s;
+    /// must be > 0.
+    pub request_timeout: ConfigDuration,
+    /// Max body size of HTTP API requests in bytes; over it → 413 and the connection closed.
+    /// Default 1 MiB.
     pub max_request_body_size: usize,
+    /// Max TCP connections held at once (HTTP requests, upgrades in progress and WebSocket
+    /// sessions). At the bound a new connection sheds the oldest one that has not completed a
+    /// request, else the oldest idle keep-alive one; when only busy requests and sessions are
+    /// left it gets 503. Default 0 = automatic: the open-files soft limit (`ulimit -n`) minus
+    /// 256 descriptors kept for Redis, files and the listener, at least 64.
+    pub max_connections: usize,
     /// Listen backlog of the TCP socket. Default 4096.
     pub tcp_backlog: u32,
 }
@@ -66,7 +83,10 @@ impl Default for HttpServerConfig {
             address: "0.0.0.0".into(),
             port: 8000,
             header_read_timeout: ConfigDuration::from_secs(10),
+            max_header_size: 32 << 10,
+            request_timeout: ConfigDuration::from_secs(10),
             max_request_body_size: 1 << 20,
+            max_connections: 0,
             tcp_backlog: 4096,
         }
     }

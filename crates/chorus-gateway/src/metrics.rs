@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const CONNECTIONS_ACCEPTED: &str = "chorus_transport_connections_accepted_total";
 /// WebSocket connections currently open on this node.
 pub const CONNECTIONS: &str = "chorus_transport_connections";
-/// Upgrades refused before switching protocols, by `reason` (origin, limit, bad_request).
+/// Upgrades refused before switching protocols, by `reason` (see [`RejectReason`]).
 pub const UPGRADE_REJECTED: &str = "chorus_transport_upgrade_rejected_total";
 /// Complete WebSocket data messages received (after reassembly of fragments).
 pub const MESSAGES_RECEIVED: &str = "chorus_transport_messages_received_total";
@@ -33,6 +33,20 @@ pub const CLOSE: &str = "chorus_transport_close_total";
 pub const PROTOCOL_ERRORS: &str = "chorus_transport_protocol_errors_total";
 /// HTTP requests answered, by `route` (a fixed route name) and `status`.
 pub const HTTP_REQUESTS: &str = "chorus_http_requests_total";
+/// Requests that ran out of `http_server.request_timeout`, by `phase`: `body` (the body did
+/// not arrive in time; answered 408) or `response` (the client stopped reading the answer; the
+/// connection is closed).
+pub const HTTP_REQUEST_TIMEOUTS: &str = "chorus_http_request_timeouts_total";
+/// TCP connections the HTTP server holds, by `state` (pending, idle, busy, upgraded).
+pub const HTTP_CONNECTIONS: &str = "chorus_http_connections";
+/// The connection budget in force (`http_server.max_connections`, or the automatic value).
+pub const HTTP_CONNECTIONS_MAX: &str = "chorus_http_connections_max";
+/// Connections closed to make room for new ones, by the `state` they were in (pending, idle).
+pub const HTTP_CONNECTIONS_SHED: &str = "chorus_http_connections_shed_total";
+/// Connections answered 503 and closed because only busy requests and sessions held the budget.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "chorus_http_connections_refused_total";
+/// Failed `accept` calls, by `kind` (emfile, enfile, enobufs, enomem, other).
+pub const HTTP_ACCEPT_ERRORS: &str = "chorus_http_accept_errors_total";
 
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -87,7 +101,7 @@ pub fn describe() {
     describe_counter!(
         UPGRADE_REJECTED,
         Unit::Count,
-        "WebSocket upgrades refused before switching protocols, by reason (origin, limit, bad_request)."
+        "WebSocket upgrades refused before switching protocols, by reason (origin, limit, bad_request, http_version, ws_version, bad_key, protocol)."
     );
     describe_counter!(
         MESSAGES_RECEIVED,
@@ -120,6 +134,36 @@ pub fn describe() {
         Unit::Count,
         "HTTP requests answered, by route and status."
     );
+    describe_counter!(
+        HTTP_REQUEST_TIMEOUTS,
+        Unit::Count,
+        "Requests that ran out of http_server.request_timeout, by phase (body: answered 408; response: the client stopped reading, connection closed)."
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        Unit::Count,
+        "TCP connections held by the HTTP server, by state (pending: no request completed yet; idle: keep-alive between requests; busy: request being handled; upgraded: WebSocket session)."
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS_MAX,
+        Unit::Count,
+        "Connection budget in force (http_server.max_connections or the automatic value)."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_SHED,
+        Unit::Count,
+        "Connections closed to make room for new ones at the connection budget, by the state they were in (pending, idle)."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        Unit::Count,
+        "Connections answered 503 and closed at the connection budget (nothing could be shed)."
+    );
+    describe_counter!(
+        HTTP_ACCEPT_ERRORS,
+        Unit::Count,
+        "Failed accept calls on the listener, by kind (emfile, enfile, enobufs, enomem, other)."
+    );
 }
 
 /// Why an upgrade was refused.
@@ -131,6 +175,15 @@ pub enum RejectReason {
     Limit,
     /// Not a valid WebSocket upgrade request (HTTP 400).
     BadRequest,
+    /// An upgrade over HTTP/1.0 or older (HTTP 400 "HTTP/1.1 required").
+    HttpVersion,
+    /// `Sec-WebSocket-Version` missing or not 13 (HTTP 426).
+    WsVersion,
+    /// `Sec-WebSocket-Key` missing, repeated, or not base64 of 16 bytes (HTTP 400).
+    BadKey,
+    /// The query and the subprotocol select different encodings, or the query names an
+    /// unknown one (HTTP 400).
+    Protocol,
 }
 
 impl RejectReason {
@@ -139,6 +192,10 @@ impl RejectReason {
             RejectReason::Origin => "origin",
             RejectReason::Limit => "limit",
             RejectReason::BadRequest => "bad_request",
+            RejectReason::HttpVersion => "http_version",
+            RejectReason::WsVersion => "ws_version",
+            RejectReason::BadKey => "bad_key",
+            RejectReason::Protocol => "protocol",
         }
     }
 }
@@ -201,6 +258,29 @@ pub fn close_sent(code: u16) {
 /// Counts an answered HTTP request.
 pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+}
+
+/// Where a request ran out of `http_server.request_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// Its body did not arrive in time (408).
+    Body,
+    /// The client stopped reading the response.
+    Response,
+}
+
+impl TimeoutPhase {
+    fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Body => "body",
+            TimeoutPhase::Response => "response",
+        }
+    }
+}
+
+/// Counts a request that ran out of time.
+pub fn http_request_timeout(phase: TimeoutPhase) {
+    counter!(HTTP_REQUEST_TIMEOUTS, "phase" => phase.as_str()).increment(1);
 }
 
 /// Tracks one open WebSocket connection: counts it accepted, raises the gauge, lowers it on drop.

@@ -5,13 +5,26 @@
 //!   `chorus listening on http://IP:PORT`) and [`serve`] (accept loop and shutdown sequence),
 //!   usable in-process by tests on port 0;
 //! * [`routes`] — the request router: WebSocket endpoints, `/api…`, `/health`, `/ready`,
-//!   `/metrics`, demo page and token.
+//!   `/metrics`, demo page and token;
+//! * [`conns`] — the registry of every TCP connection by accept order and state (pending, idle,
+//!   busy, upgraded), and shedding at the connection budget (`http_server.max_connections`);
+//! * [`accept`] — the accept loop: admission, `503` at the budget, back-off on accept errors.
+//!
+//! Request hygiene, per connection: headers within `header_read_timeout` (hyper closes the
+//! socket otherwise, and the same timer bounds idle keep-alive time between requests), at most
+//! `max_header_size` bytes of them (431), the whole request within `request_timeout` of its
+//! first byte (408 and close — see [`routes`]), API bodies within `max_request_body_size` (413),
+//! and a response write blocked for `request_timeout` ends the connection ([`conns::io`]).
+//! A handler that answers without reading a request's body makes hyper close the connection
+//! after the answer instead of waiting for that body.
 //!
 //! Shutdown: readiness goes false (`/ready` → 503), the listener is dropped, the node closes
 //! its clients with 3001 spread over `shutdown.drain_window`, open HTTP connections are told to
 //! finish (keep-alive ends, echo sockets close with 1001), then connection tasks are awaited
 //! until `shutdown.timeout` (counted from the signal) runs out.
 
+pub mod accept;
+pub mod conns;
 pub mod routes;
 
 use std::future::Future;
@@ -39,6 +52,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::ws::{WsContext, WsSettings};
 use crate::{app, metrics};
+use conns::io::ConnIo;
+use conns::{Budget, BudgetSource, Conn, Registry};
 
 /// Shared by every request of a server.
 #[derive(Debug)]
@@ -147,12 +162,13 @@ pub async fn serve(
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let settings = WsSettings::new(
+    let mut settings = WsSettings::new(
         config.websocket.message_size_limit,
         config.websocket.write_timeout.get(),
         &config.client.allowed_origins,
     )
     .context("client.allowed_origins")?;
+    settings.upgrade_timeout = config.http_server.request_timeout.get();
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
     let state = Arc::new(ServerState {
@@ -170,25 +186,28 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.http_server.header_read_timeout.get())
+        .max_header_size(config.http_server.max_header_size)
         .keep_alive(true);
     let builder = Arc::new(builder);
 
+    let budget = Budget::resolve(
+        config.http_server.max_connections,
+        conns::open_files_soft_limit(),
+    );
+    log_budget(budget);
+    ::metrics::gauge!(crate::metrics::HTTP_CONNECTIONS_MAX).set(budget.max as f64);
+    let registry = Registry::new(budget.max);
+
     let mut shutdown = pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    spawn_connection(stream, peer, &state, &builder, &tracker, &closing);
-                }
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+    accept::run(
+        &listener,
+        &registry,
+        shutdown.as_mut(),
+        |stream, peer, conn| {
+            spawn_connection(stream, peer, conn, &state, &builder, &tracker, &closing);
+        },
+    )
+    .await;
 
     let deadline = Instant::now() + config.shutdown.timeout.get();
     tracing::info!("shutting down: draining connections");
@@ -217,9 +236,45 @@ pub async fn serve(
     Ok(())
 }
 
+fn log_budget(budget: Budget) {
+    match budget.source {
+        BudgetSource::Configured => {
+            let limit = conns::open_files_soft_limit();
+            tracing::info!(
+                max_connections = budget.max,
+                open_files_limit = limit,
+                "connection budget from http_server.max_connections"
+            );
+            if let Some(limit) = limit {
+                if budget.max as u64 + conns::FD_RESERVE > limit {
+                    tracing::warn!(
+                        max_connections = budget.max,
+                        open_files_limit = limit,
+                        "http_server.max_connections plus {} reserved descriptors exceeds the \
+                         open-files limit: accept will fail (EMFILE) before the budget is reached",
+                        conns::FD_RESERVE
+                    );
+                }
+            }
+        }
+        BudgetSource::OpenFilesLimit(limit) => tracing::info!(
+            max_connections = budget.max,
+            open_files_limit = limit,
+            reserved = conns::FD_RESERVE,
+            "connection budget from the open-files limit"
+        ),
+        BudgetSource::Unknown => tracing::warn!(
+            max_connections = budget.max,
+            "open-files limit unreadable: connection budget set to the floor; \
+             set http_server.max_connections"
+        ),
+    }
+}
+
 fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    conn: Conn,
     state: &Arc<ServerState>,
     builder: &Arc<http1::Builder>,
     tracker: &TaskTracker,
@@ -232,19 +287,30 @@ fn spawn_connection(
     let builder = builder.clone();
     let closing = closing.clone();
     tracker.spawn(async move {
+        let shed = conn.shed_signal();
+        let request_timeout = state.config.http_server.request_timeout.get();
+        let io = TokioIo::new(ConnIo::new(stream, conn.clone(), request_timeout));
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(routes::route(req, peer, &state).await) }
+            let conn = conn.clone();
+            async move {
+                let resp = routes::route(req, peer, &state, &conn).await;
+                conn.request_done();
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut conn = pin!(conn);
+        let http = builder.serve_connection(io, service).with_upgrades();
+        let mut http = pin!(http);
         let result = tokio::select! {
-            r = conn.as_mut() => r,
+            r = http.as_mut() => r,
+            // Shed at the connection budget: dropping the connection closes the socket.
+            _ = shed => {
+                tracing::debug!(%peer, "http connection shed");
+                return;
+            }
             _ = closing.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
+                http.as_mut().graceful_shutdown();
+                http.await
             }
         };
         if let Err(error) = result {

@@ -1,16 +1,19 @@
 //! The WebSocket transport on fastwebsockets 0.10: upgrade, reader, single writer, echo.
 //!
 //! Parts:
-//! * this file — the upgrade: request validation (400), `Origin` check against
-//!   `client.allowed_origins` globs (403), protocol negotiation (`centrifuge-protobuf` /
-//!   `centrifuge-json` subprotocols, legacy `cf_protocol=protobuf` / `format=protobuf` query),
-//!   the node's connection limit (503), then the connection task on the server's tracker;
+//! * this file — the upgrade: handshake validation and protocol negotiation ([`handshake`]:
+//!   400 / 426 with a reason), `Origin` check against `client.allowed_origins` globs (403), the
+//!   node's connection limit (503), then the connection task on the server's tracker;
+//! * [`handshake`] — RFC 6455 checks of the request (HTTP/1.1, version 13, a 16-byte key, no
+//!   body) and the choice of encoding (`centrifuge-protobuf` / `centrifuge-json`
+//!   subprotocols, legacy `cf_protocol=` / `format=` query; a conflict is refused);
 //! * [`conn`] — reader and writer of one connection (split halves, one task);
 //! * [`message`] — fragment reassembly with a cumulative size cap, UTF-8 and close validation;
 //! * [`session`] — what is behind a connection: a core [`chorus_core::Client`] or the echo
 //!   endpoint used by the Autobahn conformance suite.
 
 pub mod conn;
+pub mod handshake;
 pub mod message;
 pub mod session;
 
@@ -22,17 +25,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use chorus_core::{ClientParams, Node};
 use chorus_protocol::Protocol;
-use http::header::{HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use http::header::{
+    HeaderValue, CONNECTION, CONTENT_TYPE, ORIGIN, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::metrics::{self, ConnectionGuard, RejectReason};
+use crate::server::conns::io::ConnIo;
+use crate::server::conns::Conn;
 use conn::{BoxRead, BoxWrite, ConnLimits};
+use handshake::Rejection;
 use session::Session;
 
 /// Subprotocol selecting Protobuf frames.
@@ -42,6 +49,8 @@ pub const SUBPROTOCOL_JSON: &str = "centrifuge-json";
 
 /// How long to wait for the peer's Close / EOF once the closing handshake started.
 pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(3);
+/// Default of [`WsSettings::upgrade_timeout`] (the default `http_server.request_timeout`).
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Transport settings, taken from the config once.
 #[derive(Debug, Clone)]
@@ -54,6 +63,9 @@ pub struct WsSettings {
     pub allowed_origins: Vec<glob::Pattern>,
     /// Wait for the peer's close after ours (see [`DEFAULT_CLOSE_LINGER`]).
     pub close_linger: Duration,
+    /// How long hyper may take to hand the socket over after the 101
+    /// (`http_server.request_timeout`; [`DEFAULT_UPGRADE_TIMEOUT`] by default).
+    pub upgrade_timeout: Duration,
 }
 
 impl WsSettings {
@@ -72,6 +84,7 @@ impl WsSettings {
             write_timeout,
             allowed_origins,
             close_linger: DEFAULT_CLOSE_LINGER,
+            upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
         })
     }
 
@@ -128,70 +141,60 @@ impl std::fmt::Debug for Endpoint<'_> {
     }
 }
 
-/// Picks the encoding and the subprotocol to answer with.
-///
-/// An offered `centrifuge-protobuf` wins, then `centrifuge-json`; without either, the legacy
-/// query `cf_protocol=protobuf` or `format=protobuf` selects Protobuf; JSON otherwise.
-pub fn negotiate<B>(req: &Request<B>) -> (Protocol, Option<&'static str>) {
-    let offered: Vec<&str> = req
-        .headers()
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    if offered
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL_PROTOBUF))
-    {
-        return (Protocol::Protobuf, Some(SUBPROTOCOL_PROTOBUF));
-    }
-    if offered
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL_JSON))
-    {
-        return (Protocol::Json, Some(SUBPROTOCOL_JSON));
-    }
-    let query_protobuf = req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| matches!(kv, "cf_protocol=protobuf" | "format=protobuf"))
-    });
-    if query_protobuf {
-        (Protocol::Protobuf, None)
-    } else {
-        (Protocol::Json, None)
-    }
-}
-
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
-fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.method() == http::Method::GET
-        && fastwebsockets::upgrade::is_upgrade_request(req)
-        && req.headers().contains_key("sec-websocket-key")
-        && req
-            .headers()
-            .get("sec-websocket-version")
-            .is_some_and(|v| v.as_bytes() == b"13")
+/// The answer to a malformed handshake; counted, and the connection ends after it.
+fn reject(rejection: Rejection) -> Response<Full<Bytes>> {
+    metrics::upgrade_rejected(rejection.metric);
+    let mut resp = plain(rejection.status, rejection.reason);
+    if rejection.status == StatusCode::UPGRADE_REQUIRED {
+        resp.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// Answers a WebSocket upgrade request and, on success, spawns the connection on the tracker.
+///
+/// `conn` is the connection's registry entry (when served by [`crate::server`]): it is marked
+/// upgraded with the `101`, and the session task keeps it until the socket closes.
 pub fn upgrade<B>(
     mut req: Request<B>,
     remote_addr: Option<SocketAddr>,
     endpoint: Endpoint<'_>,
     ctx: &WsContext,
+    conn: Option<&Conn>,
 ) -> Response<Full<Bytes>> {
-    if !is_websocket_upgrade(&req) {
-        metrics::upgrade_rejected(RejectReason::BadRequest);
-        return plain(StatusCode::BAD_REQUEST, "websocket upgrade expected\n");
+    if let Err(rejection) = handshake::check(&req) {
+        tracing::debug!(
+            reason = rejection.reason.trim_end(),
+            "websocket upgrade refused"
+        );
+        return reject(rejection);
     }
-    let (protocol, subprotocol) = negotiate(&req);
+    let (protocol, subprotocol) = match endpoint {
+        Endpoint::Client(_) => match handshake::negotiate(&req) {
+            Ok(choice) => choice,
+            Err(rejection) => {
+                tracing::debug!(
+                    reason = rejection.reason.trim_end(),
+                    "websocket upgrade refused"
+                );
+                return reject(rejection);
+            }
+        },
+        Endpoint::Echo => (Protocol::Json, None),
+    };
     let session = match endpoint {
         Endpoint::Client(node) => {
             if !ctx.settings.origin_allowed(req.headers().get(ORIGIN)) {
@@ -220,13 +223,18 @@ pub fn upgrade<B>(
     let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(_) => {
-            // Unreachable after `is_websocket_upgrade`; never leave a client registered.
+            // Unreachable after `handshake::check`; never leave a client registered.
             let tracker = ctx.tracker.clone();
             tracker.spawn(async move { session.cleanup().await });
-            metrics::upgrade_rejected(RejectReason::BadRequest);
-            return plain(StatusCode::BAD_REQUEST, "websocket upgrade expected\n");
+            return reject(Rejection::NOT_UPGRADE);
         }
     };
+    // From the 101 on the connection is a session: never shed. The session task holds the
+    // registry entry until the socket is closed.
+    let registered = conn.cloned();
+    if let Some(registered) = &registered {
+        registered.set_upgraded();
+    }
     let (mut parts, _) = response.into_parts();
     if let Some(sp) = subprotocol {
         parts
@@ -235,13 +243,24 @@ pub fn upgrade<B>(
     }
     let span = span_for(&session, remote_addr);
     let limits = ctx.settings.limits();
+    let upgrade_timeout = ctx.settings.upgrade_timeout;
     let shutdown = ctx.shutdown.clone();
     ctx.tracker.spawn(
         async move {
-            let ws = match fut.await {
-                Ok(ws) => ws,
-                Err(error) => {
+            let _registered = registered;
+            // hyper hands the socket over once the 101 is flushed; a peer that stops reading
+            // before that would hold the session forever.
+            let ws = match tokio::time::timeout(upgrade_timeout, fut).await {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(error)) => {
                     tracing::debug!(%error, "websocket upgrade did not complete");
+                    session.cleanup().await;
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        "websocket upgrade not complete by http_server.request_timeout"
+                    );
                     session.cleanup().await;
                     return;
                 }
@@ -267,14 +286,16 @@ fn span_for(session: &Session, remote_addr: Option<SocketAddr>) -> tracing::Span
     }
 }
 
-/// Splits the upgraded connection. Over our own TCP listener it is a `TcpStream`: use its
-/// lock-free owned halves (bytes hyper read past the handshake go first); anything else goes
-/// through `tokio::io::split`.
+/// Splits the upgraded connection. Over our own TCP listener it is a registered `TcpStream`
+/// ([`ConnIo`]): use its lock-free owned halves (bytes hyper read past the handshake go
+/// first; the session task holds the registry entry itself); anything else goes through
+/// `tokio::io::split`.
 fn split_io(io: TokioIo<hyper::upgrade::Upgraded>) -> (BoxRead, BoxWrite) {
     let upgraded = io.into_inner();
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
+    match upgraded.downcast::<TokioIo<ConnIo>>() {
         Ok(parts) => {
-            let (rd, wr) = parts.io.into_inner().into_split();
+            let (stream, _conn) = parts.io.into_inner().into_parts();
+            let (rd, wr) = stream.into_split();
             let rd = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(parts.read_buf), rd);
             (Box::new(rd), Box::new(wr))
         }

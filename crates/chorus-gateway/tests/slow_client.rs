@@ -12,24 +12,6 @@ use chorus_core::PublishOpts;
 use common::*;
 use serde_json::Value;
 
-async fn subscribed(server: &TestServer, channel: &str) -> RawWs {
-    let mut ws = server.ws("/connection/websocket", &[]).await.2.unwrap();
-    ws.send_text(&format!(
-        "{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}"
-    ))
-    .await;
-    let mut got_sub = false;
-    while !got_sub {
-        let f = ws.read_data().await.expect("reply");
-        for line in String::from_utf8(f.payload).unwrap().split('\n') {
-            let v: Value = serde_json::from_str(line).unwrap();
-            assert!(v.get("error").is_none(), "{v}");
-            got_sub |= v["id"] == 2;
-        }
-    }
-    ws
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_is_closed_with_3008_and_others_get_everything() {
     let mut config = test_config();

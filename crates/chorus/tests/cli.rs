@@ -57,6 +57,7 @@ fn path_str(p: &Path) -> &str {
 
 const GOOD: &str = r#"{
   "http_server": {"port": 9100},
+  "http_api": {"key": "cli-api-key"},
   "client": {"token": {"hmac_secret_key": "cli-secret"}},
   "channel": {"namespaces": [{"name": "chat", "history_size": 10, "history_ttl": "60s", "force_recovery": true}]}
 }"#;
@@ -69,6 +70,56 @@ fn checkconfig_ok() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "config ok\n");
     assert_eq!(text(&out.stderr), "");
+}
+
+/// An HTTP API reachable from other machines without a key, or refusing everything, is legal
+/// but warned about; on loopback it is not.
+#[test]
+fn checkconfig_warns_when_the_http_api_is_exposed() {
+    let dir = TempDir::new();
+    let cases = [
+        (
+            r#"{"http_server": {"address": "0.0.0.0", "port": 9100}, "http_api": {"insecure": true}}"#,
+            "warning: http_api.insecure is true and http_server.address \"0.0.0.0\" is not \
+             loopback: anyone who can reach port 9100 can publish and disconnect users through \
+             the HTTP API without a key\n",
+        ),
+        (
+            r#"{"http_server": {"address": "10.1.2.3", "port": 9100}}"#,
+            "warning: http_api.key is empty and http_server.address \"10.1.2.3\" is not \
+             loopback: every HTTP API request is refused with 401 (set http_api.key to use the \
+             API)\n",
+        ),
+        (
+            r#"{"http_server": {"address": "chat.example.com"}, "http_api": {"insecure": true}}"#,
+            "warning: http_api.insecure is true and http_server.address \"chat.example.com\" is \
+             not loopback: anyone who can reach port 8000 can publish and disconnect users \
+             through the HTTP API without a key\n",
+        ),
+        (
+            r#"{"http_server": {"address": "127.0.0.1"}, "http_api": {"insecure": true}}"#,
+            "",
+        ),
+        (r#"{"http_server": {"address": "::1"}}"#, ""),
+    ];
+    for (n, (config, expected)) in cases.iter().enumerate() {
+        // A token key keeps the unrelated "no client.token key" warning out of the way.
+        let with_token = config.replacen(
+            '{',
+            r#"{"client": {"token": {"hmac_secret_key": "k"}}, "#,
+            1,
+        );
+        let f = dir.file(&format!("api{n}.json"), &with_token);
+        let out = chorus(&["checkconfig", "--config", path_str(&f)]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{config}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "config ok\n");
+        assert_eq!(text(&out.stderr), *expected, "{config}");
+    }
 }
 
 #[test]
@@ -113,7 +164,8 @@ fn checkconfig_warns_on_unknown_key_but_passes() {
     let dir = TempDir::new();
     let f = dir.file(
         "typo.toml",
-        "[client]\npingg_interval = \"10s\"\n\n[client.token]\nhmac_secret_key = \"k\"\n",
+        "[client]\npingg_interval = \"10s\"\n\n[client.token]\nhmac_secret_key = \"k\"\n\n\
+         [http_api]\nkey = \"a\"\n",
     );
     let out = chorus(&["checkconfig", "--config", path_str(&f)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

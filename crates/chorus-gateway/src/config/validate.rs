@@ -27,6 +27,15 @@ impl Config {
         if self.http_server.header_read_timeout.is_zero() {
             p.push("http_server.header_read_timeout must be greater than 0".into());
         }
+        if self.http_server.max_header_size < MIN_BUFFER_SIZE {
+            p.push(format!(
+                "http_server.max_header_size ({}) must be at least {MIN_BUFFER_SIZE} bytes",
+                self.http_server.max_header_size
+            ));
+        }
+        if self.http_server.request_timeout.is_zero() {
+            p.push("http_server.request_timeout must be greater than 0".into());
+        }
         if self.http_server.max_request_body_size == 0 {
             p.push("http_server.max_request_body_size must be greater than 0".into());
         }
@@ -222,6 +231,25 @@ impl Config {
                     .to_string(),
             );
         }
+        let address = self.http_server.address.trim();
+        if !is_loopback_address(address) {
+            let port = match self.http_server.port {
+                0 => "the port it binds".to_string(),
+                port => format!("port {port}"),
+            };
+            if self.http_api.insecure {
+                w.push(format!(
+                    "http_api.insecure is true and http_server.address {address:?} is not \
+                     loopback: anyone who can reach {port} can publish and disconnect users \
+                     through the HTTP API without a key"
+                ));
+            } else if self.http_api.key.is_empty() {
+                w.push(format!(
+                    "http_api.key is empty and http_server.address {address:?} is not loopback: \
+                     every HTTP API request is refused with 401 (set http_api.key to use the API)"
+                ));
+            }
+        }
         if self.demo.enabled && self.client.token.hmac_secret_key.is_empty() {
             w.push(
                 "demo.enabled is true but client.token.hmac_secret_key is empty: \
@@ -258,6 +286,22 @@ fn check_channel_options(key: &str, o: &ChannelOptions, p: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// Whether `http_server.address` only accepts connections from this machine: a 127.0.0.0/8
+/// or `::1` address (brackets allowed) or `localhost`. An empty address binds every interface,
+/// and any other host name may resolve to a reachable address, so neither is loopback.
+pub fn is_loopback_address(address: &str) -> bool {
+    let address = address.trim();
+    if address.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `^[-a-zA-Z0-9_]{2,}$`

@@ -4,24 +4,36 @@
 //! |---|---|
 //! | `websocket.handler_prefix` (`/connection/websocket`) | WebSocket upgrade to a client session |
 //! | `/connection/echo` (when `websocket.echo_endpoint`) | WebSocket echo (Autobahn) |
-//! | `POST {http_api.handler_prefix}/<method>`, `POST {prefix}` | [`crate::api::handle`] (405 other methods, 413 over `max_request_body_size`) |
+//! | `POST {http_api.handler_prefix}/<method>`, `POST {prefix}` | [`crate::api::handle`] (405 other methods, then 401, 413, 408 — see below) |
 //! | `/health` | 200 `{}` |
 //! | `/ready` | 200 `{}`, 503 `{}` while draining |
 //! | `/metrics` | Prometheus text |
 //! | `/`, `/index.html`, `/app.js`, `/style.css`, `GET /demo/token?name=` | demo page and token (when `demo.enabled`) |
 //!
 //! Anything else is 404. Every answer is counted in `chorus_http_requests_total{route,status}`.
+//!
+//! An API request is checked in this order, each refusal closing the connection
+//! (`Connection: close`) since the body is left unread: a method other than POST → 405; no
+//! valid key in the headers → 401, before a byte of the body is read; a `Content-Length` over
+//! `http_server.max_request_body_size` → 413; then the body is read, and must be complete
+//! within `http_server.request_timeout` of the request's first byte (→ 408) and stay within
+//! the size bound when chunked (→ 413).
+//!
+//! Each request moves its connection's registry entry ([`super::conns`]): *busy* once the
+//! request is complete (at once for routes without a body, after the body for the API),
+//! *upgraded* on a `101`, *idle* when the answer is produced.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use super::conns::Conn;
 use super::ServerState;
 use crate::ws::{self, Endpoint};
 use crate::{api, auth, demo, metrics};
@@ -31,9 +43,14 @@ pub const ECHO_PATH: &str = "/connection/echo";
 
 type Resp = Response<Full<Bytes>>;
 
-/// Routes one request.
-pub async fn route(req: Request<Incoming>, peer: SocketAddr, state: &ServerState) -> Resp {
-    let (name, resp) = dispatch(req, peer, state).await;
+/// Routes one request arriving on `conn`.
+pub async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    state: &ServerState,
+    conn: &Conn,
+) -> Resp {
+    let (name, resp) = dispatch(req, peer, state, conn).await;
     metrics::http_request(name, resp.status().as_u16());
     resp
 }
@@ -42,25 +59,34 @@ async fn dispatch(
     req: Request<Incoming>,
     peer: SocketAddr,
     state: &ServerState,
+    conn: &Conn,
 ) -> (&'static str, Resp) {
     let config = &state.config;
     let path = req.uri().path().to_owned();
+    if let Some(method) = api_method(&path, &config.http_api.handler_prefix) {
+        let method = method.to_owned();
+        return ("api", api_request(req, &method, state, conn).await);
+    }
+    // Every other route answers from the headers alone.
+    conn.set_busy();
     if path == config.websocket.handler_prefix {
         let node = &state.node;
         return (
             "websocket",
-            ws::upgrade(req, Some(peer), Endpoint::Client(node), &state.ws),
+            ws::upgrade(
+                req,
+                Some(peer),
+                Endpoint::Client(node),
+                &state.ws,
+                Some(conn),
+            ),
         );
     }
     if config.websocket.echo_endpoint && path == ECHO_PATH {
         return (
             "echo",
-            ws::upgrade(req, Some(peer), Endpoint::Echo, &state.ws),
+            ws::upgrade(req, Some(peer), Endpoint::Echo, &state.ws, Some(conn)),
         );
-    }
-    if let Some(method) = api_method(&path, &config.http_api.handler_prefix) {
-        let method = method.to_owned();
-        return ("api", api_request(req, &method, state).await);
     }
     match path.as_str() {
         "/health" => return ("health", json(StatusCode::OK, "{}")),
@@ -110,37 +136,71 @@ fn api_method<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     rest.strip_prefix('/')
 }
 
-async fn api_request(req: Request<Incoming>, method: &str, state: &ServerState) -> Resp {
+async fn api_request(
+    req: Request<Incoming>,
+    method: &str,
+    state: &ServerState,
+    conn: &Conn,
+) -> Resp {
     if req.method() != Method::POST {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    let limit = state.config.http_server.max_request_body_size;
+    if let Some(refused) = api::unauthorized(&state.config, method, req.headers()) {
+        return refused;
+    }
+    let http = &state.config.http_server;
+    let limit = http.max_request_body_size;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        api::record_http_refusal(method, StatusCode::PAYLOAD_TOO_LARGE);
+        return closing(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        ));
     }
+    let deadline = conn.request_deadline(http.request_timeout.get());
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
+    let read = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Err(_elapsed) => {
+            tracing::debug!("API request body not complete by http_server.request_timeout");
+            metrics::http_request_timeout(metrics::TimeoutPhase::Body);
+            api::record_http_refusal(method, StatusCode::REQUEST_TIMEOUT);
+            return closing(text(StatusCode::REQUEST_TIMEOUT, "request timeout\n"));
+        }
+        Ok(Err(error)) => {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                api::record_http_refusal(method, StatusCode::PAYLOAD_TOO_LARGE);
+                return closing(text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large\n",
+                ));
             }
             tracing::debug!(%error, "reading API request body failed");
-            return text(StatusCode::BAD_REQUEST, "cannot read request body\n");
+            api::record_http_refusal(method, StatusCode::BAD_REQUEST);
+            return closing(text(StatusCode::BAD_REQUEST, "cannot read request body\n"));
         }
     };
+    conn.set_busy();
     api::handle(&state.node, &state.config, method, &parts.headers, body).await
+}
+
+/// Marks an answer as the last one of its connection (its request body was left unread).
+fn closing(mut resp: Resp) -> Resp {
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// `GET /demo/token?name=N` → `{"token": HS256 JWT}` with `sub = name`, `info = {"name": name}`,

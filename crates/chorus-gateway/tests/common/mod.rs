@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use chorus_core::Node;
 use chorus_gateway::config::Config;
 use chorus_gateway::server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -235,7 +236,7 @@ impl RawWs {
 }
 
 /// Reads and discards until EOF (or reset) within `within`; true if the peer closed.
-pub async fn stream_closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+pub async fn stream_closed_within<R: AsyncRead + Unpin>(stream: &mut R, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let mut chunk = [0u8; 4096];
@@ -274,7 +275,7 @@ pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<
 }
 
 /// Reads an HTTP response head; returns it and the bytes read past it.
-pub async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(String, Vec<u8>)> {
+pub async fn read_head<R: AsyncRead + Unpin>(stream: &mut R) -> anyhow::Result<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     loop {
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -381,4 +382,91 @@ pub async fn http(
         .request(method, path, headers, body)
         .await
         .unwrap()
+}
+
+/// A client connected over the JSON protocol and subscribed to `channel`.
+pub async fn subscribed(server: &TestServer, channel: &str) -> RawWs {
+    subscribed_at(server.addr, channel).await
+}
+
+/// [`subscribed`] for any address.
+pub async fn subscribed_at(addr: SocketAddr, channel: &str) -> RawWs {
+    let (status, head, ws) = RawWs::connect(addr, "/connection/websocket", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 101, "{head}");
+    let mut ws = ws.unwrap();
+    ws.send_text(&format!(
+        "{{\"id\":1,\"connect\":{{}}}}\n{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}"
+    ))
+    .await;
+    let mut got_sub = false;
+    while !got_sub {
+        let f = ws.read_data().await.expect("reply");
+        for line in String::from_utf8(f.payload).unwrap().split('\n') {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(v.get("error").is_none(), "{v}");
+            got_sub |= v["id"] == 2;
+        }
+    }
+    ws
+}
+
+/// The `data` of the next publication pushed on `channel` (other messages are skipped).
+pub async fn next_publication(ws: &mut RawWs, channel: &str) -> Value {
+    loop {
+        let f = ws.read_data().await.expect("connection ended");
+        assert_eq!(f.opcode, OP_TEXT, "unexpected frame {f:?}");
+        for line in String::from_utf8(f.payload).unwrap().split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line).unwrap();
+            if v["push"]["channel"] == channel && !v["push"]["pub"].is_null() {
+                return v["push"]["pub"]["data"].clone();
+            }
+        }
+    }
+}
+
+/// The value of one series of the process-wide metrics registry (the one `/metrics` renders),
+/// read without opening a connection; 0 when the series does not exist yet. `series` is the
+/// exact exposition name with labels, e.g. `chorus_http_connections{state="idle"}`.
+pub fn metric(series: &str) -> f64 {
+    let text = chorus_gateway::metrics::install().render();
+    text.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            value.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Opens a TCP connection and writes `bytes` (a request, or part of one).
+pub async fn raw_send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// Reads one response (head and Content-Length body) from a raw stream: (status, head, body).
+pub async fn read_response<R: AsyncRead + Unpin>(
+    stream: &mut R,
+) -> anyhow::Result<(u16, String, Vec<u8>)> {
+    let (head, mut rest) = read_head(stream).await?;
+    let len: usize = header(&head, "content-length")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(0);
+    while rest.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await??;
+        if n == 0 {
+            bail!("EOF in the body");
+        }
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    rest.truncate(len);
+    Ok((parse_status(&head)?, head, rest))
 }

@@ -1,0 +1,48 @@
+//! `docs/config.md` against the code.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+/// Every config key has a row in `docs/config.md`, in the table of its section: a key added
+/// without its documentation fails here.
+#[test]
+fn every_key_is_documented() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let Ok(doc) = std::fs::read_to_string(doc) else {
+        return;
+    };
+    let mut missing = Vec::new();
+    for leaf in leaf_paths() {
+        let (section, key) = leaf.path.rsplit_once('.').unwrap_or(("", &leaf.path));
+        // Channel options are documented once for all namespaces; the `without_namespace`
+        // copy is the same table.
+        let section = section.replace("channel.without_namespace", "channel.namespaces");
+        let heading = section
+            .split('.')
+            .next_back()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(key);
+        // `allow_publish_for_subscriber` / `_for_client` / `_for_anonymous` rows.
+        let short = key
+            .rfind("_for_")
+            .map(|i| (&key[..i + 5], format!("`{}`", &key[i..])));
+        // Keys of a nested object may be written with their parent
+        // (`command_rate_limit.rate`).
+        let parent = section.rsplit('.').next().unwrap_or_default();
+        let nested = format!("`{parent}.{key}`");
+        let documented = doc.lines().filter(|l| l.starts_with("| `")).any(|l| {
+            l.contains(&format!("`{key}`"))
+                || l.contains(&nested)
+                || short
+                    .as_ref()
+                    .is_some_and(|(base, suffix)| l.contains(base) && l.contains(suffix.as_str()))
+        });
+        let in_section = doc.contains(&format!("`{section}`"))
+            || doc.contains(&format!("`{heading}`"))
+            || doc.contains(&nested);
+        if !documented || !in_section {
+            missing.push(leaf.path);
+        }
+    }
+    assert!(missing.is_empty(), "undocumented config keys: {missing:?}");
+}
