@@ -307,7 +307,8 @@ def test_row3_stalled_connections_are_shed_and_real_clients_get_in(start_chorus)
     assert shed >= ROW3_STALLED - budget, shed
     assert closed >= ROW3_STALLED - budget, closed
     assert refused == 0
-    assert fds < ROW3_NOFILE
+    # Shed sockets close before more are accepted: never near the open-files limit.
+    assert fds <= budget + 32, fds
     # Steady state: the budget, plus the listener, stdio, epoll and the like.
     assert fds_after <= budget + 32, fds_after
     assert srv.alive()

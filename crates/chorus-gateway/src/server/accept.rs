@@ -27,6 +27,8 @@ use crate::metrics::HTTP_ACCEPT_ERRORS;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest pause after repeated failed accepts.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest wait for shed connections to close before accepting anyway.
+const ROOM_WAIT: Duration = Duration::from_millis(100);
 /// At most one summary warning per this interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -58,7 +60,11 @@ pub async fn run<F, S>(
     loop {
         let accepted = tokio::select! {
             _ = shutdown.as_mut() => return,
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                // Past the budget, let shed connections close before taking another descriptor.
+                registry.room(ROOM_WAIT).await;
+                listener.accept().await
+            } => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {

@@ -13,8 +13,11 @@
 //! At the budget, [`Registry::admit`] closes the oldest pending connection, else the oldest
 //! idle one, to make room; busy and upgraded connections are never shed. With nothing to shed
 //! the new connection is refused (the accept loop answers it 503). A shed entry leaves the
-//! registry at once (the count drops immediately) and its [`Conn::shed_signal`] fires; the
-//! connection task then drops the socket.
+//! registry at once and its [`Conn::shed_signal`] fires; the connection task then drops the
+//! socket. Until it has, the shed connection still holds a descriptor: it counts as *closing*,
+//! and the accept loop waits for closings ([`Registry::room`]) before accepting past the
+//! budget — under a flood the process holds at most budget + 1 connections, instead of
+//! accepting faster than shed tasks run and reaching the open-files limit.
 //!
 //! Parts: this file (registry, handles, budget); [`io`] — the socket wrapper that notes when
 //! a request's first byte arrives (the start of `http_server.request_timeout`).
@@ -129,6 +132,8 @@ pub struct Registry {
     budget: usize,
     epoch: Instant,
     inner: Mutex<Inner>,
+    /// Woken when a shed connection has dropped its socket.
+    closed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +146,8 @@ struct Inner {
     idle: BTreeSet<u64>,
     busy: usize,
     upgraded: usize,
+    /// Shed connections whose task has not dropped the socket yet.
+    closing: usize,
 }
 
 #[derive(Debug)]
@@ -176,13 +183,16 @@ impl Inner {
         }
     }
 
-    /// Removes the oldest pending, else the oldest idle entry.
+    /// Removes the oldest pending, else the oldest idle entry (it counts as closing until its
+    /// socket is dropped).
     fn take_oldest_sheddable(&mut self) -> Option<(State, CancellationToken)> {
         let (id, state) = match self.pending.first() {
             Some(&id) => (id, State::Pending),
             None => (*self.idle.first()?, State::Idle),
         };
-        self.remove(id).map(|entry| (state, entry.shed))
+        let entry = self.remove(id)?;
+        self.closing += 1;
+        Some((state, entry.shed))
     }
 
     fn remove(&mut self, id: u64) -> Option<Entry> {
@@ -215,7 +225,30 @@ impl Registry {
             budget: budget.max(1),
             epoch: Instant::now(),
             inner: Mutex::new(Inner::default()),
+            closed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Resolves when accepting one more connection keeps the descriptors this server holds
+    /// (registered plus closing) within the budget — at once unless shed connections are still
+    /// closing. `max_wait` bounds the wait (a shed task that is slow to run must not stop the
+    /// server from accepting).
+    pub async fn room(&self, max_wait: Duration) {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            {
+                let inner = self.lock();
+                if inner.closing == 0 || inner.entries.len() + inner.closing <= self.budget {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The connection budget.
@@ -304,10 +337,21 @@ impl Registry {
         }
     }
 
-    fn release(&self, id: u64) {
-        let entry = self.lock().remove(id);
-        if let Some(entry) = entry {
-            gauge!(HTTP_CONNECTIONS, "state" => entry.state.as_str()).decrement(1.0);
+    fn release(&self, id: u64, was_shed: bool) {
+        let entry = {
+            let mut inner = self.lock();
+            let entry = inner.remove(id);
+            if entry.is_none() && was_shed {
+                inner.closing = inner.closing.saturating_sub(1);
+            }
+            entry
+        };
+        match entry {
+            Some(entry) => {
+                gauge!(HTTP_CONNECTIONS, "state" => entry.state.as_str()).decrement(1.0);
+            }
+            None if was_shed => self.closed.notify_waiters(),
+            None => {}
         }
     }
 
@@ -333,7 +377,7 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.registry.release(self.id);
+        self.registry.release(self.id, self.shed.is_cancelled());
     }
 }
 

@@ -159,3 +159,37 @@ async fn shed_signal_resolves() {
         .await
         .expect("shed signal");
 }
+
+/// A shed connection holds its descriptor until its task drops it: until then the accept loop
+/// waits (so a flood cannot take the process past budget + 1 descriptors).
+#[tokio::test]
+async fn room_waits_for_shed_connections_to_close() {
+    let registry = Registry::new(2);
+    let (first, _) = admitted(&registry);
+    let (_second, _) = admitted(&registry);
+    // Within the budget and nothing closing: room at once.
+    tokio::time::timeout(Duration::from_millis(50), registry.room(Duration::from_secs(5)))
+        .await
+        .expect("room at once");
+    let (_third, shed) = admitted(&registry);
+    assert_eq!(shed, Some(State::Pending));
+    assert!(first.is_shed());
+    // 2 registered + 1 closing > 2: wait until the shed connection is dropped.
+    let waiter = {
+        let registry = registry.clone();
+        tokio::spawn(async move { registry.room(Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .expect("room after the close")
+        .unwrap();
+    // The wait is bounded even if a shed task never runs.
+    let (stuck, _) = admitted(&registry);
+    let started = Instant::now();
+    registry.room(Duration::from_millis(100)).await;
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    drop(stuck);
+}
