@@ -46,3 +46,28 @@ fn every_key_is_documented() {
     }
     assert!(missing.is_empty(), "undocumented config keys: {missing:?}");
 }
+
+/// `docs/config.md` shows the embedded default and a production example; keep them true.
+#[test]
+fn docs_examples_match_the_code() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let Ok(doc) = std::fs::read_to_string(doc) else {
+        return;
+    };
+    let block = |lang: &str| {
+        let start = doc.find(&format!("```{lang}\n")).unwrap() + lang.len() + 4;
+        let len = doc[start..].find("```").unwrap();
+        doc[start..start + len].to_string()
+    };
+    let yaml = block("yaml").replace("<random 64 hex chars>", "0123");
+    let loaded = load_text("embedded.yaml", &yaml).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let mut expected = Config::embedded_default();
+    expected.client.token.hmac_secret_key = "0123".into();
+    assert_eq!(loaded.config, expected);
+
+    let loaded = load_text("production.json", &block("json")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    loaded.config.validate().unwrap();
+    assert!(!loaded.config.client.options.insecure);
+}

@@ -168,9 +168,12 @@ async fn room_waits_for_shed_connections_to_close() {
     let (first, _) = admitted(&registry);
     let (_second, _) = admitted(&registry);
     // Within the budget and nothing closing: room at once.
-    tokio::time::timeout(Duration::from_millis(50), registry.room(Duration::from_secs(5)))
-        .await
-        .expect("room at once");
+    tokio::time::timeout(
+        Duration::from_millis(50),
+        registry.room(Duration::from_secs(5)),
+    )
+    .await
+    .expect("room at once");
     let (_third, shed) = admitted(&registry);
     assert_eq!(shed, Some(State::Pending));
     assert!(first.is_shed());
