@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chorus_protocol::codes;
 use chorus_protocol::{ConnectRequest, ConnectResult, Reply, StreamPosition};
 
-use super::subscribe::{unrecover, SubscribeSpec};
+use super::subscribe::{unrecover, Prepared, SubscribeSpec};
 use super::{ttl_until, unix_now, Client, Fail};
 use crate::auth::{ConnectionClaims, ServerSubOptions, TokenError};
 use crate::channel;
@@ -115,32 +115,44 @@ impl Client {
             },
             ..Default::default()
         };
-        let mut reply = Reply {
-            id,
-            connect: Some(result),
-            ..Default::default()
-        };
-        if self.send_reply(&reply).is_err() {
-            // Recovered publications over `client.reply_max_size`: every recovered server-side
-            // subscription answers "not recovered" instead (see `cmd_subscribe`).
-            if let Some(result) = reply.connect.as_mut() {
-                for p in &prepared {
-                    if let Some(sub) = result.subs.get_mut(&*p.subscriber.channel) {
-                        unrecover(sub, p.offset);
-                    }
-                }
-            }
-            if self.send_reply(&reply).is_err() {
-                metrics::reply_too_large("connect", "error");
-                return Err(codes::ERROR_LIMIT_EXCEEDED.into());
-            }
-            metrics::reply_too_large("connect", "unrecovered");
-        }
+        self.send_connect_reply(id, result, &prepared)?;
         for p in prepared {
             self.subscribe_finish(p).await;
         }
         self.start_session_timers();
         self.schedule_expiry_check();
+        Ok(())
+    }
+
+    /// Queues the connect reply; recovered publications of server-side subscriptions over
+    /// `client.reply_max_size` answer "not recovered" (see `send_subscribe_reply`, also for why
+    /// this is synchronous).
+    fn send_connect_reply(
+        &self,
+        id: u32,
+        result: ConnectResult,
+        prepared: &[Prepared],
+    ) -> Result<(), Fail> {
+        let mut reply = Reply {
+            id,
+            connect: Some(result),
+            ..Default::default()
+        };
+        if self.send_reply(&reply).is_ok() {
+            return Ok(());
+        }
+        if let Some(result) = reply.connect.as_mut() {
+            for p in prepared {
+                if let Some(sub) = result.subs.get_mut(&*p.subscriber.channel) {
+                    unrecover(sub, p.offset);
+                }
+            }
+        }
+        if self.send_reply(&reply).is_err() {
+            metrics::reply_too_large("connect", "error");
+            return Err(codes::ERROR_LIMIT_EXCEEDED.into());
+        }
+        metrics::reply_too_large("connect", "unrecovered");
         Ok(())
     }
 

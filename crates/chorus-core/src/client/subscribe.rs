@@ -229,33 +229,47 @@ impl Client {
     pub(super) async fn cmd_subscribe(&self, id: u32, req: SubscribeRequest) -> Result<(), Fail> {
         let spec = self.authorize_subscribe(req).await?;
         let (result, prepared) = self.subscribe_prepare(spec).await?;
+        if let Err(code) = self.send_subscribe_reply(id, result, &prepared) {
+            self.abort_prepared(&prepared).await;
+            return Err(code.into());
+        }
+        self.subscribe_finish(prepared).await;
+        self.schedule_expiry_check();
+        Ok(())
+    }
+
+    /// Queues the subscribe reply. Recovered publications over `client.reply_max_size` answer
+    /// "not recovered" instead (the client reloads its state) — or 112 when the client asked
+    /// for that (subscribe flag 2). Synchronous on purpose: a `Reply` is large, and held across
+    /// an `.await` it would grow every connection's task by its size (measured: +0.8 KiB per
+    /// idle connection in S1).
+    fn send_subscribe_reply(
+        &self,
+        id: u32,
+        result: SubscribeResult,
+        prepared: &Prepared,
+    ) -> Result<(), codes::ErrorCode> {
         let mut reply = Reply {
             id,
             subscribe: Some(result),
             ..Default::default()
         };
-        if self.send_reply(&reply).is_err() {
-            // Recovered publications over `client.reply_max_size`: answer "not recovered"
-            // (the client reloads its state) rather than an answer it cannot be sent.
-            let downgraded = reply
-                .subscribe
-                .as_mut()
-                .is_some_and(|result| unrecover(result, prepared.offset));
-            if downgraded && prepared.reject_unrecovered {
-                // The client asked for 112 rather than `recovered: false` (subscribe flag 2).
-                self.abort_prepared(&prepared).await;
-                metrics::reply_too_large("subscribe", "unrecovered");
-                return Err(codes::ERROR_UNRECOVERABLE_POSITION.into());
-            }
-            if self.send_reply(&reply).is_err() {
-                self.abort_prepared(&prepared).await;
-                metrics::reply_too_large("subscribe", "error");
-                return Err(codes::ERROR_LIMIT_EXCEEDED.into());
-            }
-            metrics::reply_too_large("subscribe", "unrecovered");
+        if self.send_reply(&reply).is_ok() {
+            return Ok(());
         }
-        self.subscribe_finish(prepared).await;
-        self.schedule_expiry_check();
+        let downgraded = reply
+            .subscribe
+            .as_mut()
+            .is_some_and(|result| unrecover(result, prepared.offset));
+        if downgraded && prepared.reject_unrecovered {
+            metrics::reply_too_large("subscribe", "unrecovered");
+            return Err(codes::ERROR_UNRECOVERABLE_POSITION);
+        }
+        if self.send_reply(&reply).is_err() {
+            metrics::reply_too_large("subscribe", "error");
+            return Err(codes::ERROR_LIMIT_EXCEEDED);
+        }
+        metrics::reply_too_large("subscribe", "unrecovered");
         Ok(())
     }
 
