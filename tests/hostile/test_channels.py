@@ -18,7 +18,7 @@ import requests
 from centrifuge import StreamPosition
 from centrifuge.exceptions import ReplyError, SubscriptionUnsubscribedError
 
-from chorus_server import API_KEY, conn_token, uniq
+from chorus_server import API_KEY, CHAT_OPTIONS, conn_token, uniq
 from helpers import SubEvents, connect, run, subscribe, wait_for
 from hostile import JsonClient, close_all
 
@@ -26,19 +26,7 @@ from hostile import JsonClient, close_all
 NAMESPACES = {
     "channel": {
         "namespaces": [
-            {
-                "name": "chat",
-                "presence": True,
-                "join_leave": True,
-                "force_push_join_leave": True,
-                "history_size": 20,
-                "history_ttl": "300s",
-                "force_recovery": True,
-                "allow_subscribe_for_client": True,
-                "allow_publish_for_subscriber": True,
-                "allow_presence_for_subscriber": True,
-                "allow_history_for_subscriber": True,
-            },
+            {"name": "chat", **CHAT_OPTIONS, "history_size": 20},
             {
                 "name": "room",
                 "presence": True,

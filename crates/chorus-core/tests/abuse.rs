@@ -36,6 +36,27 @@ async fn subscribed(node: &chorus_core::Node, user: &str, channel: &str) -> Test
     c
 }
 
+/// Unsubscribes and subscribes again recovering from `offset`; returns the subscribe result.
+async fn resubscribe_recovering(
+    c: &mut TestClient,
+    channel: &str,
+    offset: u64,
+) -> chorus_protocol::SubscribeResult {
+    c.send(&format!(
+        r#"{{"id":90,"unsubscribe":{{"channel":"{channel}"}}}}"#
+    ))
+    .await;
+    c.send(&format!(
+        r#"{{"id":91,"subscribe":{{"channel":"{channel}","recover":true,"offset":{offset},"epoch":""}}}}"#
+    ))
+    .await;
+    let replies = c.drain().await;
+    replies
+        .iter()
+        .find_map(|r| r.subscribe.clone())
+        .expect("subscribe reply")
+}
+
 #[tokio::test]
 async fn protobuf_client_cannot_poison_a_json_channel() {
     let node = node();
@@ -153,17 +174,9 @@ async fn a_reply_the_client_asked_for_is_not_a_slow_client() {
     let reply = c.next().await.unwrap();
     assert_eq!(reply.id, 3);
     assert_eq!(reply.history.unwrap().publications.len(), 10);
-    // Recovery from the start: recovered, with the 10 kept publications... (history_size 10:
-    // offset 10 is the oldest kept) — all ~600 KB in one reply.
-    c.send(r#"{"id":4,"unsubscribe":{"channel":"chat:big"}}"#)
-        .await;
-    c.send(r#"{"id":5,"subscribe":{"channel":"chat:big","recover":true,"offset":10,"epoch":""}}"#)
-        .await;
-    let replies = c.drain().await;
-    let sub = replies
-        .iter()
-        .find_map(|r| r.subscribe.clone())
-        .expect("subscribe reply");
+    // Recovery of everything kept (history_size 10 keeps offsets 11..=20): ~600 KB in one
+    // reply, recovered.
+    let sub = resubscribe_recovering(&mut c, "chat:big", 10).await;
     assert!(sub.recovered);
     assert_eq!(sub.publications.len(), 10);
     assert_eq!(c.closed, None);
@@ -197,15 +210,7 @@ async fn replies_past_reply_max_size_answer_106_or_not_recovered() {
     let reply = c.next().await.unwrap();
     assert_eq!(reply.history.unwrap().publications.len(), 3);
     // A recovery over the bound answers recovered:false at the top (the client reloads).
-    c.send(r#"{"id":5,"unsubscribe":{"channel":"chat:huge"}}"#)
-        .await;
-    c.send(r#"{"id":6,"subscribe":{"channel":"chat:huge","recover":true,"offset":0,"epoch":""}}"#)
-        .await;
-    let replies = c.drain().await;
-    let sub = replies
-        .iter()
-        .find_map(|r| r.subscribe.clone())
-        .expect("subscribe reply");
+    let sub = resubscribe_recovering(&mut c, "chat:huge", 0).await;
     assert!(sub.was_recovering);
     assert!(!sub.recovered);
     assert!(sub.publications.is_empty());
