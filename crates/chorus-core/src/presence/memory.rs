@@ -1,5 +1,7 @@
 //! In-process presence: channel → client → info, with per-user connection counts so
-//! `presence_stats` is O(1).
+//! `presence_stats` is O(1), and user → (clients, channels) so `user_status` is O(users asked).
+//!
+//! Lock order: a channel's entry, then a user's entry (never the reverse).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use async_trait::async_trait;
 use chorus_protocol::{ClientInfo, PresenceStatsResult};
 use dashmap::DashMap;
 
-use super::{PresenceError, PresenceStore};
+use super::{PresenceError, PresenceStore, UserStatus};
 
 #[derive(Debug, Default)]
 struct ChannelPresence {
@@ -16,9 +18,17 @@ struct ChannelPresence {
     users: HashMap<String, u32>,
 }
 
+/// Where one user is present: client → channels it is in, channel → clients of the user in it.
+#[derive(Debug, Default)]
+struct UserPresence {
+    clients: HashMap<String, u32>,
+    channels: HashMap<String, u32>,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryPresence {
     channels: DashMap<String, ChannelPresence>,
+    users: DashMap<String, UserPresence>,
 }
 
 impl MemoryPresence {
@@ -29,6 +39,41 @@ impl MemoryPresence {
     /// Number of channels with at least one entry.
     pub fn num_channels(&self) -> usize {
         self.channels.len()
+    }
+
+    /// Number of users present somewhere.
+    pub fn num_users(&self) -> usize {
+        self.users.len()
+    }
+
+    fn user_joined(&self, user: &str, client: &str, channel: &str) {
+        let mut u = self.users.entry(user.to_string()).or_default();
+        *u.clients.entry(client.to_string()).or_insert(0) += 1;
+        *u.channels.entry(channel.to_string()).or_insert(0) += 1;
+    }
+
+    fn user_left(&self, user: &str, client: &str, channel: &str) {
+        let empty = {
+            let Some(mut u) = self.users.get_mut(user) else {
+                return;
+            };
+            decrement(&mut u.clients, client);
+            decrement(&mut u.channels, channel);
+            u.clients.is_empty()
+        };
+        if empty {
+            self.users.remove_if(user, |_, u| u.clients.is_empty());
+        }
+    }
+}
+
+/// Decrements a count, removing the key at zero.
+fn decrement(map: &mut HashMap<String, u32>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
     }
 }
 
@@ -41,19 +86,17 @@ impl PresenceStore for MemoryPresence {
     async fn add(&self, channel: &str, info: ClientInfo) -> Result<(), PresenceError> {
         let mut entry = self.channels.entry(channel.to_string()).or_default();
         let user = info.user.clone();
+        let client = info.client.clone();
         if let Some(old) = entry.clients.insert(info.client.clone(), info) {
-            // Replaced: the user count already includes this client unless the user changed.
+            // Replaced: the counts already include this client unless the user changed.
             if old.user == user {
                 return Ok(());
             }
-            if let Some(n) = entry.users.get_mut(&old.user) {
-                *n -= 1;
-                if *n == 0 {
-                    entry.users.remove(&old.user);
-                }
-            }
+            decrement(&mut entry.users, &old.user);
+            self.user_left(&old.user, &client, channel);
         }
-        *entry.users.entry(user).or_insert(0) += 1;
+        *entry.users.entry(user.clone()).or_insert(0) += 1;
+        self.user_joined(&user, &client, channel);
         Ok(())
     }
 
@@ -63,12 +106,8 @@ impl PresenceStore for MemoryPresence {
                 return Ok(());
             };
             if let Some(old) = entry.clients.remove(client) {
-                if let Some(n) = entry.users.get_mut(&old.user) {
-                    *n -= 1;
-                    if *n == 0 {
-                        entry.users.remove(&old.user);
-                    }
-                }
+                decrement(&mut entry.users, &old.user);
+                self.user_left(&old.user, client, channel);
             }
             entry.clients.is_empty()
         };
@@ -97,39 +136,35 @@ impl PresenceStore for MemoryPresence {
             })
             .unwrap_or_default())
     }
+
+    async fn user_status(&self, users: &[String]) -> Result<Vec<UserStatus>, PresenceError> {
+        Ok(users
+            .iter()
+            .map(|user| match self.users.get(user) {
+                Some(u) => {
+                    let mut channels: Vec<String> = u.channels.keys().cloned().collect();
+                    channels.sort();
+                    UserStatus {
+                        user: user.clone(),
+                        online: true,
+                        num_clients: sat_u32(u.clients.len()),
+                        channels,
+                    }
+                }
+                None => UserStatus::offline(user),
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(user: &str, client: &str) -> ClientInfo {
-        ClientInfo {
-            user: user.into(),
-            client: client.into(),
-            ..Default::default()
-        }
-    }
-
     #[tokio::test]
-    async fn counts_clients_and_distinct_users() -> Result<(), PresenceError> {
+    async fn conformance() {
         let p = MemoryPresence::new();
-        p.add("ch", info("u1", "c1")).await?;
-        p.add("ch", info("u1", "c2")).await?;
-        p.add("ch", info("u2", "c3")).await?;
-        p.add("ch", info("u2", "c3")).await?;
-        let s = p.stats("ch").await?;
-        assert_eq!((s.num_clients, s.num_users), (3, 2));
-        p.remove("ch", "c1").await?;
-        let s = p.stats("ch").await?;
-        assert_eq!((s.num_clients, s.num_users), (2, 2));
-        p.remove("ch", "c2").await?;
-        p.remove("ch", "missing").await?;
-        let s = p.stats("ch").await?;
-        assert_eq!((s.num_clients, s.num_users), (1, 1));
-        assert_eq!(p.get("ch").await?.keys().collect::<Vec<_>>(), vec!["c3"]);
-        p.remove("ch", "c3").await?;
-        assert_eq!(p.num_channels(), 0);
-        Ok(())
+        super::super::conformance::run_all(&*p).await;
+        assert_eq!((p.num_channels(), p.num_users()), (0, 0));
     }
 }
