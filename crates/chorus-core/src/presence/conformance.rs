@@ -24,6 +24,14 @@ pub fn info(user: &str, client: &str) -> ClientInfo {
     }
 }
 
+/// The value of a store call that must succeed.
+fn must<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e:?}"),
+    }
+}
+
 /// Retries `read` until it returns `want` (or the deadline passes), then asserts.
 async fn eventually<T, F, Fut>(what: &str, want: T, mut read: F)
 where
@@ -72,7 +80,7 @@ pub async fn run_all(store: &dyn PresenceStore) {
 /// client is not an error, and the channel is empty at the end.
 pub async fn add_get_stats_remove(store: &dyn PresenceStore, ch: &str) {
     for (u, c) in [("u1", "c1"), ("u1", "c2"), ("u2", "c3")] {
-        store.add(ch, info(u, c)).await.expect("add");
+        must(store.add(ch, info(u, c)).await, "add");
     }
     let want: BTreeMap<String, String> = [("c1", "u1"), ("c2", "u1"), ("c3", "u2")]
         .into_iter()
@@ -80,29 +88,29 @@ pub async fn add_get_stats_remove(store: &dyn PresenceStore, ch: &str) {
         .collect();
     eventually("members", want, || members(store, ch)).await;
     eventually("stats", (3, 2), || stats(store, ch)).await;
-    let got = store.get(ch).await.expect("get");
+    let got = must(store.get(ch).await, "get");
     assert_eq!(got.get("c3"), Some(&info("u2", "c3")), "info kept exactly");
-    store.remove(ch, "c1").await.expect("remove");
-    store.remove(ch, "nobody").await.expect("remove absent");
+    must(store.remove(ch, "c1").await, "remove");
+    must(store.remove(ch, "nobody").await, "remove absent");
     eventually("stats after remove", (2, 2), || stats(store, ch)).await;
-    store.remove(ch, "c2").await.expect("remove");
-    store.remove(ch, "c3").await.expect("remove");
+    must(store.remove(ch, "c2").await, "remove");
+    must(store.remove(ch, "c3").await, "remove");
     eventually("empty", BTreeMap::new(), || members(store, ch)).await;
     eventually("empty stats", (0, 0), || stats(store, ch)).await;
 }
 
 /// Adding the same client again replaces its entry (new info, one entry).
 pub async fn replace_keeps_one_entry(store: &dyn PresenceStore, ch: &str) {
-    store.add(ch, info("u1", "c1")).await.expect("add");
+    must(store.add(ch, info("u1", "c1")).await, "add");
     let mut newer = info("u1", "c1");
     newer.chan_info = Bytes::from_static(b"{\"role\":\"admin\"}");
-    store.add(ch, newer.clone()).await.expect("re-add");
+    must(store.add(ch, newer.clone()).await, "re-add");
     eventually("replaced", Some(newer.clone()), || async {
         store.get(ch).await.ok().and_then(|m| m.get("c1").cloned())
     })
     .await;
     eventually("one entry", (1, 1), || stats(store, ch)).await;
-    store.remove(ch, "c1").await.expect("remove");
+    must(store.remove(ch, "c1").await, "remove");
     eventually("empty", (0, 0), || stats(store, ch)).await;
 }
 
@@ -115,10 +123,10 @@ pub async fn user_status_in_request_order(store: &dyn PresenceStore, tag: &str) 
         format!("bob-{tag}"),
         format!("carol-{tag}"),
     );
-    store.add(&b, info(&alice, "ca1")).await.expect("add");
-    store.add(&a, info(&alice, "ca1")).await.expect("add");
-    store.add(&a, info(&alice, "ca2")).await.expect("add");
-    store.add(&a, info(&bob, "cb1")).await.expect("add");
+    must(store.add(&b, info(&alice, "ca1")).await, "add");
+    must(store.add(&a, info(&alice, "ca1")).await, "add");
+    must(store.add(&a, info(&alice, "ca2")).await, "add");
+    must(store.add(&a, info(&bob, "cb1")).await, "add");
     let mut sorted = vec![a.clone(), b.clone()];
     sorted.sort();
     let users = vec![carol.clone(), bob.clone(), alice.clone()];
@@ -139,7 +147,7 @@ pub async fn user_status_in_request_order(store: &dyn PresenceStore, tag: &str) 
     ];
     eventually("user status", Ok(want), || store.user_status(&users)).await;
     for (ch, c) in [(&a, "ca1"), (&a, "ca2"), (&a, "cb1"), (&b, "ca1")] {
-        store.remove(ch, c).await.expect("remove");
+        must(store.remove(ch, c).await, "remove");
     }
     let offline: Vec<UserStatus> = users.iter().map(|u| UserStatus::offline(u)).collect();
     eventually("all offline", Ok(offline), || store.user_status(&users)).await;
