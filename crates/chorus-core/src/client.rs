@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chorus_protocol::codes::{self, DisconnectCode, ErrorCode};
 use chorus_protocol::{
-    decode_commands, encode_reply, join_frame, ClientInfo, Command, Protocol, Reply,
+    decode_commands, encode_reply, join_frame, ClientInfo, Command, Method, Protocol, Reply,
 };
 
 use crate::disconnect::Disconnect;
@@ -279,8 +279,9 @@ impl Client {
 
     async fn dispatch(&self, cmd: Command) -> Result<(), Disconnect> {
         let id = cmd.id;
-        let method = commands::method_name(&cmd);
-        if method == "pong" {
+        let method = cmd.method();
+        let label = method.name();
+        if method == Method::Pong {
             self.on_pong();
             return Ok(());
         }
@@ -293,7 +294,7 @@ impl Client {
             rate::Verdict::Run => {}
             rate::Verdict::Refuse => {
                 metrics::rate_limited("refused");
-                metrics::command_error(method, codes::ERROR_TOO_MANY_REQUESTS.code);
+                metrics::command_error(label, codes::ERROR_TOO_MANY_REQUESTS.code);
                 if id != 0 {
                     self.send_error(id, codes::ERROR_TOO_MANY_REQUESTS.to_error());
                 }
@@ -304,32 +305,33 @@ impl Client {
                 return Err(codes::DISCONNECT_TOO_MANY_REQUESTS.into());
             }
         }
-        if id == 0 && method != "send" {
+        // Only `send` is fire-and-forget; every other command needs an id for its reply.
+        if id == 0 && method != Method::Send {
             metrics::bad_frame("no_id");
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         }
         let connected = self.is_connected();
-        if method != "connect" && !connected {
+        if method != Method::Connect && !connected {
             metrics::bad_frame("not_connected");
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         }
         let started = Instant::now();
-        let result = self.run_command(cmd, connected).await;
-        metrics::command(method, started.elapsed());
+        let result = self.run_command(method, cmd, connected).await;
+        metrics::command(label, started.elapsed());
         match result {
             Ok(Some(reply)) => {
                 if self.send_reply(&reply).is_err() {
-                    metrics::reply_too_large(method, "error");
-                    metrics::command_error(method, codes::ERROR_LIMIT_EXCEEDED.code);
+                    metrics::reply_too_large(label, "error");
+                    metrics::command_error(label, codes::ERROR_LIMIT_EXCEEDED.code);
                     self.send_error(id, codes::ERROR_LIMIT_EXCEEDED.to_error());
                 }
                 Ok(())
             }
             Ok(None) => Ok(()),
             Err(Fail::Error(error)) => {
-                metrics::command_error(method, error.code);
+                metrics::command_error(label, error.code);
                 self.send_error(id, error);
-                if method == "connect" {
+                if method == Method::Connect {
                     // After a failed connect the server stops reading and closes.
                     return Err(codes::DISCONNECT_CONNECTION_CLOSED.into());
                 }

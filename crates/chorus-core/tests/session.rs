@@ -343,6 +343,28 @@ async fn errors_and_codes() {
     assert_eq!(c.close_code().await, Some(3500));
 }
 
+/// A command with several request fields runs the first one in field order — the same one
+/// `Command::method` names for the metric label (`rpc` before `refresh` here, `publish` before
+/// `history`).
+#[tokio::test]
+async fn several_requests_in_one_command_run_the_first_in_field_order() {
+    let node = node();
+    let mut c = TestClient::connect(&node, "u").await;
+    c.send(r#"{"id":2,"refresh":{"token":"user:u"},"rpc":{"method":"m"}}"#)
+        .await;
+    let reply = c.next().await.unwrap();
+    assert_eq!(reply.error.unwrap().code, 104, "rpc ran, not refresh");
+    c.send(r#"{"id":3,"history":{"channel":"news:x"},"publish":{"channel":"news:x","data":{}}}"#)
+        .await;
+    let reply = c.next().await.unwrap();
+    assert_eq!(reply.id, 3);
+    assert_eq!(
+        reply.error.unwrap().code,
+        103,
+        "publish ran (permission), not history (108)"
+    );
+}
+
 #[tokio::test]
 async fn channel_limit_answers_106() {
     let mut o = options();
