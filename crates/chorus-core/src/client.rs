@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chorus_protocol::codes::{self, DisconnectCode, ErrorCode};
@@ -25,11 +25,13 @@ use chorus_protocol::{
     decode_commands, encode_reply, join_frame, ClientInfo, Command, Method, Protocol, Reply,
 };
 
+use crate::auth::TokenError;
 use crate::disconnect::Disconnect;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
 use crate::node::Node;
 use crate::outbound::{Outbound, Taken};
+use crate::sync;
 
 /// How the transport describes a new connection.
 #[derive(Debug, Clone)]
@@ -119,16 +121,28 @@ impl std::fmt::Debug for Client {
     }
 }
 
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// Which kind of token was refused: the protocol answers them differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    Connection,
+    Subscription,
 }
 
-/// Seconds from now until `expires_at` (unix seconds), for `ttl` fields; 0 if past.
-pub(crate) fn ttl_until(expires_at: i64) -> u32 {
-    u32::try_from(expires_at.saturating_sub(unix_now()).max(0)).unwrap_or(u32::MAX)
+impl TokenKind {
+    /// The one mapping of a token refusal to the protocol: expired → error 109 (the SDK gets a
+    /// new token and retries); invalid → disconnect 3500 for a connection token, error 103
+    /// for a subscription token.
+    pub(crate) fn refusal(self, error: &TokenError) -> Fail {
+        match (error, self) {
+            (TokenError::Expired, _) => codes::ERROR_TOKEN_EXPIRED.into(),
+            (TokenError::Invalid(_), TokenKind::Connection) => {
+                codes::DISCONNECT_INVALID_TOKEN.into()
+            }
+            (TokenError::Invalid(_), TokenKind::Subscription) => {
+                codes::ERROR_PERMISSION_DENIED.into()
+            }
+        }
+    }
 }
 
 impl Client {
@@ -163,7 +177,7 @@ impl Client {
     }
 
     pub(crate) fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// The authenticated user ("" before connect and for anonymous connections).
@@ -285,11 +299,7 @@ impl Client {
             self.on_pong();
             return Ok(());
         }
-        let verdict = self
-            .rate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(tokio::time::Instant::now());
+        let verdict = sync::lock(&self.rate).take(tokio::time::Instant::now());
         match verdict {
             rate::Verdict::Run => {}
             rate::Verdict::Refuse => {

@@ -13,12 +13,21 @@
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;
 //! * [`channel`] — channel names, namespaces, permissions;
 //! * [`options`], [`duration`] — typed options with documented defaults;
+//! * [`clock`] — unix time and the expiry rule (one copy for the workspace);
+//! * [`sync`] — the lock policy and its poison-tolerant locking helpers;
 //! * [`metrics`] — metric names and descriptions.
+//!
+//! Locking, in short (the whole policy and the lock order are in [`sync`]): std `Mutex` and
+//! `RwLock` for short critical sections that never span an `.await`, taken through
+//! [`sync::lock`] / [`sync::read`] / [`sync::write`] (a poisoned lock is recovered);
+//! `tokio::sync::Mutex` only where a section must span an `.await` — a connection's command
+//! lock and the per-channel broker-subscription lock of the hub.
 
 pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod client;
+pub mod clock;
 pub mod control;
 pub mod disconnect;
 pub mod duration;
@@ -29,6 +38,7 @@ pub mod options;
 pub mod outbound;
 pub mod payload;
 pub mod presence;
+pub mod sync;
 
 pub use client::{Client, ClientParams, WriteEvent};
 pub use disconnect::Disconnect;

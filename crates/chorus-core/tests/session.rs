@@ -415,11 +415,7 @@ async fn tokens() {
     let mut c = TestClient::new(&node, Protocol::Json);
     c.send(r#"{"id":1,"connect":{}}"#).await;
     assert_eq!(c.close_code().await, Some(3501));
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 100;
+    let exp = chorus_core::clock::unix_now() + 100;
     let mut c = TestClient::new(&node, Protocol::Json);
     c.send(&format!(
         r#"{{"id":1,"connect":{{"token":"user:u;exp={exp}"}}}}"#

@@ -13,6 +13,7 @@
 //! of the stream entry whose id is `<offset>-0`.
 
 use chorus_core::auth::SubscribeOverride;
+use chorus_core::clock::unix_now_ms;
 use chorus_core::control::{Control, ControlMessage};
 use chorus_core::node::api::{NodeInfo, ServerSubscribe};
 use chorus_proto::backplane as pb;
@@ -47,13 +48,6 @@ pub enum FrameError {
     Decode(#[from] prost::DecodeError),
     #[error("empty envelope")]
     Empty,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `c1:0::` + envelope.
@@ -159,7 +153,7 @@ pub fn encode_publication(node: &str, channel: &str, p: Publication) -> Vec<u8> 
             offset: 0,
             epoch: String::new(),
             tags: p.tags,
-            time_ms: now_ms(),
+            time_ms: unix_now_ms(),
             delta: false,
         }),
     )
@@ -197,7 +191,7 @@ pub fn encode_control(m: ControlMessage) -> Vec<u8> {
             num_channels: n.num_channels,
             uptime: n.uptime,
             num_subs: n.num_subs,
-            time_ms: now_ms(),
+            time_ms: unix_now_ms(),
         }),
         Control::SubscribeUser(s) => Command::Subscribe(pb::SubscribeUser {
             user: s.user,

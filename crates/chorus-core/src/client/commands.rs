@@ -8,7 +8,7 @@ use chorus_protocol::{
 };
 
 use super::{Client, Fail};
-use crate::broker::{BrokerError, HistoryQuery};
+use crate::broker::{check_history_since, BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
 use crate::metrics;
 use crate::options::ChannelOptions;
@@ -210,9 +210,7 @@ impl Client {
             Ok(n) if n <= max => n,
             _ => max,
         };
-        if req.reverse && req.since.as_ref().is_some_and(|s| s.offset == 0) {
-            return Err(codes::ERROR_BAD_REQUEST.into());
-        }
+        check_history_since(req.reverse, req.since.as_ref())?;
         let query = HistoryQuery {
             since: req.since,
             limit: Some(limit),

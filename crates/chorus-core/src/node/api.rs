@@ -245,9 +245,7 @@ impl Node {
         if !options.history_enabled() {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
         }
-        if reverse && since.as_ref().is_some_and(|s| s.offset == 0) {
-            return Err(codes::ERROR_BAD_REQUEST.into());
-        }
+        crate::broker::check_history_since(reverse, since.as_ref())?;
         let query = HistoryQuery {
             since,
             limit: usize::try_from(limit).ok(),

@@ -25,7 +25,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -214,11 +213,8 @@ fn demo_token(query: Option<&str>, state: &ServerState) -> Resp {
     let Some(name) = demo::validate_demo_name(&raw) else {
         return text(StatusCode::BAD_REQUEST, "invalid name\n");
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let claims = serde_json::json!({"sub": name, "info": {"name": name}, "exp": now + 3600});
+    let exp = chorus_core::clock::unix_now() + 3600;
+    let claims = serde_json::json!({"sub": name, "info": {"name": name}, "exp": exp});
     match auth::sign_hs256(secret, &claims) {
         Ok(token) => json(
             StatusCode::OK,
