@@ -42,5 +42,5 @@ pub mod sync;
 
 pub use client::{Client, ClientParams, WriteEvent};
 pub use disconnect::Disconnect;
-pub use node::api::{ApiError, NodeInfo, PublishOpts, ServerSubscribe};
+pub use node::api::{ApiError, PublishOpts};
 pub use node::{ClientLimitError, Node};

@@ -86,7 +86,11 @@ impl BrokerHandler for NodeInner {
 
 impl Node {
     /// Builds a node and connects the broker's deliveries to it. Call inside a tokio runtime.
+    ///
+    /// `id` names the node in the cluster (`info`, heartbeats, control routing); the
+    /// composition root mints it once and gives the same id to a broker that needs one.
     pub fn new(
+        id: impl Into<String>,
         options: NodeOptions,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn PresenceStore>,
@@ -95,7 +99,7 @@ impl Node {
         let inner = Arc::new_cyclic(|me| NodeInner {
             me: me.clone(),
             cluster: cluster::Cluster::default(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.into(),
             options,
             broker,
             presence,

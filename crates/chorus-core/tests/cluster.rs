@@ -10,21 +10,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chorus_core::broker::memory::MemoryBroker;
+use chorus_core::control::SubscribeUser;
 use chorus_core::presence::memory::MemoryPresence;
-use chorus_core::{Disconnect, Node, PublishOpts, ServerSubscribe};
+use chorus_core::{Disconnect, Node, PublishOpts};
 use common::{options, pubs, TestClient, TestTokens};
 
 fn two_nodes() -> (Node, Node) {
     let broker = MemoryBroker::new();
-    let make = || {
+    let make = |id: &str| {
         Node::new(
+            id,
             options(),
             broker.clone(),
             MemoryPresence::new(),
             Arc::new(TestTokens),
         )
     };
-    (make(), make())
+    (make("node-a"), make("node-b"))
 }
 
 async fn until<F: Fn() -> bool>(what: &str, f: F) {
@@ -116,7 +118,7 @@ async fn server_api_user_operations_reach_other_nodes() {
     see_each_other(&a, &b).await;
     let mut on_b = TestClient::connect(&b, "target").await;
     let mut other = TestClient::connect(&b, "bystander").await;
-    a.subscribe_user(ServerSubscribe {
+    a.subscribe_user(SubscribeUser {
         user: "target".into(),
         channel: "news:srv".into(),
         ..Default::default()

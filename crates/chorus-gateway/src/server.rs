@@ -71,17 +71,21 @@ pub struct ServerState {
 /// not an error: the node starts not ready (`/ready` 503) and the broker keeps reconnecting.
 pub fn build_node(config: &Config) -> anyhow::Result<Node> {
     let tokens = app::token_verifier(config).context("token verifier")?;
+    // The node's one id: the node and its broker name it the same way.
+    let id = uuid::Uuid::new_v4().to_string();
     match config.engine.kind.as_str() {
         "memory" => Ok(Node::new(
+            id,
             app::node_options(config),
             MemoryBroker::with_options(config.engine.memory.broker_options()),
             MemoryPresence::new(),
             tokens,
         )),
         "redis" => {
-            let broker = RedisBroker::start(redis_config(config), uuid::Uuid::new_v4().to_string())
-                .context("engine.redis")?;
+            let broker =
+                RedisBroker::start(redis_config(config), id.clone()).context("engine.redis")?;
             Ok(Node::new(
+                id,
                 app::node_options(config),
                 broker,
                 MemoryPresence::new(),

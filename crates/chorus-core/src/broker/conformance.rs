@@ -481,11 +481,11 @@ pub async fn delivery(b: &dyn Broker, rec: &Recorder, expect: Expect) {
     let msg = ControlMessage {
         from: "node-a".into(),
         target: String::new(),
-        control: Control::SurveyRequest {
+        control: Control::SurveyRequest(crate::control::SurveyRequest {
             id: 7,
-            op: "channels".into(),
+            op: crate::control::SurveyOp::Channels,
             data: Bytes::from_static(b"{}"),
-        },
+        }),
     };
     b.publish_control(msg.clone())
         .await

@@ -6,14 +6,15 @@ use chorus_protocol::codes;
 use super::subscribe::SubscribeSpec;
 use super::Client;
 use crate::auth::ServerSubOptions;
-use crate::node::api::{subscribe_push, ServerSubscribe};
+use crate::control::SubscribeUser;
+use crate::node::api::subscribe_push;
 use crate::options::ChannelOptions;
 
 /// Subscribes one connection server-side and sends it a `subscribe` push. Failures are logged:
 /// the API call itself succeeds for the user as a whole.
 pub(crate) async fn server_subscribe(
     client: &Client,
-    req: &ServerSubscribe,
+    req: &SubscribeUser,
     options: ChannelOptions,
     sub_opts: &ServerSubOptions,
 ) {

@@ -11,11 +11,11 @@ use chorus_protocol::{
 };
 
 use super::Node;
-use crate::auth::{ServerSubOptions, SubscribeOverride};
+use crate::auth::ServerSubOptions;
 use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel;
 use crate::client::subscribe_api::server_subscribe;
-use crate::control::Control;
+use crate::control::{Control, DisconnectUser, NodeInfo, SubscribeUser, UnsubscribeUser};
 use crate::disconnect::Disconnect;
 use crate::metrics;
 use crate::payload;
@@ -52,37 +52,6 @@ pub struct PublishOpts {
     pub skip_history: bool,
     pub tags: HashMap<String, String>,
     pub idempotency_key: String,
-}
-
-/// A server API subscribe of a user's connections to a channel.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerSubscribe {
-    pub user: String,
-    pub channel: String,
-    /// Only this connection ("" = all of the user's connections).
-    pub client: String,
-    pub session: String,
-    /// Channel info (raw JSON).
-    pub info: Bytes,
-    /// Data for the subscribe push.
-    pub data: Bytes,
-    pub expire_at: i64,
-    pub recover_since: Option<StreamPosition>,
-    pub override_options: SubscribeOverride,
-}
-
-/// One node's entry in the `info` result (serialized as the server API's `NodeResult`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct NodeInfo {
-    pub uid: String,
-    pub name: String,
-    pub version: String,
-    pub num_clients: u32,
-    pub num_users: u32,
-    pub num_subs: u32,
-    pub num_channels: u32,
-    /// Seconds since start.
-    pub uptime: u32,
 }
 
 fn sat(n: usize) -> u32 {
@@ -128,7 +97,7 @@ impl Node {
 
     /// Subscribes the user's connections (or one of them) on every node to a channel; each
     /// gets a `subscribe` push. Permission checks do not apply to the server API.
-    pub async fn subscribe_user(&self, req: ServerSubscribe) -> Result<(), ApiError> {
+    pub async fn subscribe_user(&self, req: SubscribeUser) -> Result<(), ApiError> {
         if req.user.is_empty() || req.channel.is_empty() {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
@@ -143,11 +112,11 @@ impl Node {
             }
         }
         self.subscribe_user_local(req.clone()).await?;
-        self.send_control("", Control::SubscribeUser(req)).await?;
+        self.send_control("", Control::Subscribe(req)).await?;
         Ok(())
     }
 
-    pub(crate) async fn subscribe_user_local(&self, req: ServerSubscribe) -> Result<(), ApiError> {
+    pub(crate) async fn subscribe_user_local(&self, req: SubscribeUser) -> Result<(), ApiError> {
         let options = self.channel_options(&req.channel)?;
         let sub_opts = ServerSubOptions {
             info: req.info.clone(),
@@ -176,12 +145,12 @@ impl Node {
         }
         self.channel_options(channel)?;
         self.unsubscribe_user_local(user, channel, client).await;
-        let control = Control::UnsubscribeUser {
+        let control = Control::Unsubscribe(UnsubscribeUser {
             user: user.to_string(),
             channel: channel.to_string(),
             client: client.to_string(),
             session: session.to_string(),
-        };
+        });
         self.send_control("", control).await?;
         Ok(())
     }
@@ -200,14 +169,13 @@ impl Node {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
         self.disconnect_user_local(user, client, whitelist, disconnect.clone());
-        let control = Control::DisconnectUser {
+        let control = Control::Disconnect(DisconnectUser {
             user: user.to_string(),
             client: client.to_string(),
             session: session.to_string(),
             whitelist: whitelist.to_vec(),
-            code: disconnect.code,
-            reason: disconnect.reason,
-        };
+            disconnect,
+        });
         self.send_control("", control).await?;
         Ok(())
     }

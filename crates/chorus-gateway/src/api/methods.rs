@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use chorus_core::auth::SubscribeOverride;
-use chorus_core::{ApiError, Disconnect, Node, PublishOpts, ServerSubscribe};
+use chorus_core::control::SubscribeUser;
+use chorus_core::{ApiError, Disconnect, Node, PublishOpts};
 use chorus_protocol::codes::{
     DisconnectCode, ErrorCode, DISCONNECT_FORCE_NO_RECONNECT, ERROR_BAD_REQUEST, ERROR_INTERNAL,
     ERROR_METHOD_NOT_FOUND, ERROR_NOT_AVAILABLE,
@@ -26,8 +27,8 @@ use super::requests::{
     SubscribeRequest, UnsubscribeRequest,
 };
 use super::results::{
-    BroadcastResult, ChannelInfo, ChannelsResult, InfoResult, PresenceResult, PublishResponse,
-    PublishResult,
+    BroadcastResult, ChannelInfo, ChannelsResult, InfoResult, NodeResult, PresenceResult,
+    PublishResponse, PublishResult,
 };
 use super::{record_error, ErrorBody, METRIC_DURATION, METRIC_REQUESTS};
 
@@ -232,7 +233,7 @@ async fn subscribe(node: &Node, req: SubscribeRequest) -> Outcome {
     }
     let info = payload(req.info.as_deref(), &req.b64info)?;
     let data = payload(req.data.as_deref(), &req.b64data)?;
-    let sub = ServerSubscribe {
+    let sub = SubscribeUser {
         user: req.user,
         channel: req.channel,
         client: req.client,
@@ -356,7 +357,9 @@ async fn channels(node: &Node, req: ChannelsRequest) -> Outcome {
 
 async fn info(node: &Node) -> Outcome {
     let nodes = node.info().await?;
-    to_raw(&InfoResult { nodes })
+    to_raw(&InfoResult {
+        nodes: nodes.iter().map(NodeResult::from).collect(),
+    })
 }
 
 /// Connection refresh is not in the core (no server-side expiry extension yet): 108.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use chorus_core::control::NodeInfo;
 use chorus_protocol::{ClientInfo, StreamPosition};
 
 use super::ErrorBody;
@@ -67,6 +68,34 @@ pub struct ChannelsResult {
 
 /// `info`: one entry per node (no `metrics`/`process` sections).
 #[derive(Serialize)]
-pub struct InfoResult {
-    pub nodes: Vec<chorus_core::NodeInfo>,
+pub struct InfoResult<'a> {
+    pub nodes: Vec<NodeResult<'a>>,
+}
+
+/// One node of `info`; every field is always present (`cent` requires `uid` and `name`).
+#[derive(Serialize)]
+pub struct NodeResult<'a> {
+    pub uid: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub num_clients: u32,
+    pub num_users: u32,
+    pub num_subs: u32,
+    pub num_channels: u32,
+    pub uptime: u32,
+}
+
+impl<'a> From<&'a NodeInfo> for NodeResult<'a> {
+    fn from(n: &'a NodeInfo) -> Self {
+        NodeResult {
+            uid: &n.uid,
+            name: &n.name,
+            version: &n.version,
+            num_clients: n.num_clients,
+            num_users: n.num_users,
+            num_subs: n.num_subs,
+            num_channels: n.num_channels,
+            uptime: n.uptime,
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub(super) fn node_with(tokens: Arc<dyn chorus_core::auth::TokenVerifier>) -> No
         ..NodeOptions::default()
     };
     Node::new(
+        "test-node-id",
         options,
         MemoryBroker::new(),
         chorus_core::presence::memory::MemoryPresence::new(),
