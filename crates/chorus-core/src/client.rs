@@ -9,8 +9,8 @@
 mod commands;
 mod connect;
 mod rate;
+mod server_ops;
 mod subscribe;
-pub(crate) mod subscribe_api;
 mod timers;
 
 use std::collections::HashMap;

@@ -35,6 +35,8 @@ pub enum Control {
     Unsubscribe(UnsubscribeUser),
     /// Server API `disconnect`.
     Disconnect(DisconnectUser),
+    /// Server API `refresh`.
+    Refresh(RefreshUser),
     /// A question to every node; each answers with a [`Control::SurveyResponse`] targeted at
     /// the asker.
     SurveyRequest(SurveyRequest),
@@ -96,6 +98,21 @@ pub struct DisconnectUser {
     pub whitelist: Vec<String>,
     /// The close frame sent.
     pub disconnect: Disconnect,
+}
+
+/// Refresh a user's connections: expire them, or change their expiry or info.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshUser {
+    pub user: String,
+    /// Only this connection ("" = all of the user's connections).
+    pub client: String,
+    pub session: String,
+    /// Close the connections now with 3005 "connection expired".
+    pub expired: bool,
+    /// New expiry, unix seconds (0 = unchanged; not in the future = expired now).
+    pub expire_at: i64,
+    /// New connection info; `None` = unchanged.
+    pub info: Option<Bytes>,
 }
 
 /// What a survey asks.

@@ -1,7 +1,9 @@
 //! chorus-core: the engine of one chorus node. No sockets, no Redis, no gRPC.
 //!
 //! Parts:
-//! * [`node`] — the [`Node`]: owns the hub and the ports, receives broker deliveries, server API;
+//! * [`node`] — the [`Node`]: owns the hub and the ports, receives broker deliveries;
+//! * [`api`] — the typed server API ([`Node::api`] → [`ServerApi`]) the HTTP and gRPC APIs map
+//!   onto: validated requests in, typed results or an [`ApiError`] out;
 //! * [`client`] — one connection's protocol state machine ([`Client`]);
 //! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
 //! * [`outbound`] — the per-connection outbound queue (pushes bounded in bytes, replies apart);
@@ -23,6 +25,7 @@
 //! `tokio::sync::Mutex` only where a section must span an `.await` — a connection's command
 //! lock and the per-channel broker-subscription lock of the hub.
 
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod channel;
@@ -40,7 +43,7 @@ pub mod payload;
 pub mod presence;
 pub mod sync;
 
+pub use api::{ApiError, ServerApi};
 pub use client::{Client, ClientParams, WriteEvent};
 pub use disconnect::Disconnect;
-pub use node::api::{ApiError, PublishOpts};
 pub use node::{ClientLimitError, Node};

@@ -1,9 +1,13 @@
 //! The node: one chorus engine instance. It owns the hub, the broker and presence ports and
 //! the token verifier, receives broker deliveries, and offers the server API
-//! ([`api`]). Cheap to clone.
+//! ([`Node::api`], see [`crate::api`]). Cheap to clone.
+//!
+//! Parts: this file (construction, ports, broker subscriptions, drain), [`cluster`]
+//! (heartbeats, control commands, surveys), `users.rs` (server API user operations applied
+//! to local connections).
 
-pub mod api;
 pub mod cluster;
+mod users;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

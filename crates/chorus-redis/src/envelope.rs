@@ -15,8 +15,8 @@
 use chorus_core::auth::SubscribeOverride;
 use chorus_core::clock::unix_now_ms;
 use chorus_core::control::{
-    Control, ControlMessage, DisconnectUser, NodeInfo, SubscribeUser, SurveyOp, SurveyRequest,
-    SurveyResponse, UnsubscribeUser,
+    Control, ControlMessage, DisconnectUser, NodeInfo, RefreshUser, SubscribeUser, SurveyOp,
+    SurveyRequest, SurveyResponse, UnsubscribeUser,
 };
 use chorus_core::Disconnect;
 use chorus_proto::backplane as pb;
@@ -228,6 +228,14 @@ pub fn encode_control(m: ControlMessage) -> Vec<u8> {
             code: u32::from(d.disconnect.code),
             reason: d.disconnect.reason,
         }),
+        Control::Refresh(r) => Command::Refresh(pb::RefreshUser {
+            user: r.user,
+            client: r.client,
+            session: r.session,
+            expired: r.expired,
+            expire_at: r.expire_at,
+            info: r.info,
+        }),
         Control::SurveyRequest(r) => Command::SurveyRequest(pb::SurveyRequest {
             id: r.id,
             op: r.op.name().to_string(),
@@ -295,6 +303,14 @@ fn control_from_pb(c: Option<pb::control::Command>) -> Option<Control> {
             whitelist: d.whitelist,
             disconnect: Disconnect::new(u16::try_from(d.code).unwrap_or(3000), d.reason),
         }),
+        Command::Refresh(r) => Control::Refresh(RefreshUser {
+            user: r.user,
+            client: r.client,
+            session: r.session,
+            expired: r.expired,
+            expire_at: r.expire_at,
+            info: r.info,
+        }),
         Command::SurveyRequest(r) => Control::SurveyRequest(SurveyRequest {
             id: r.id,
             op: SurveyOp::from_name(&r.op),
@@ -306,8 +322,8 @@ fn control_from_pb(c: Option<pb::control::Command>) -> Option<Control> {
             error: r.error,
         }),
         Command::Shutdown(_) => Control::Shutdown,
-        // Refresh and raw extensions are not produced by this version.
-        Command::Refresh(_) | Command::Raw(_) => return None,
+        // Raw extensions are not produced by this version.
+        Command::Raw(_) => return None,
     })
 }
 
@@ -392,6 +408,19 @@ mod tests {
                 session: String::new(),
                 whitelist: vec!["keep".into()],
                 disconnect: Disconnect::new(4500, "banned"),
+            }),
+            Control::Refresh(RefreshUser {
+                user: "u".into(),
+                client: String::new(),
+                session: String::new(),
+                expired: false,
+                expire_at: 1_900_000_000,
+                info: Some(Bytes::from_static(b"{\"n\":2}")),
+            }),
+            Control::Refresh(RefreshUser {
+                user: "u".into(),
+                expired: true,
+                ..RefreshUser::default()
             }),
             Control::SurveyRequest(SurveyRequest {
                 id: 9,

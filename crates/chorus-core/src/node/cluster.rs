@@ -15,11 +15,7 @@ use tokio::time::Instant;
 use super::Node;
 use crate::broker::HistoryQuery;
 use crate::channel;
-use crate::control::{
-    Control, ControlMessage, DisconnectUser, NodeInfo, SurveyOp, SurveyRequest, SurveyResponse,
-    UnsubscribeUser,
-};
-use crate::disconnect::Disconnect;
+use crate::control::{Control, ControlMessage, NodeInfo, SurveyOp, SurveyRequest, SurveyResponse};
 use crate::metrics;
 use crate::presence::PresenceError;
 
@@ -51,6 +47,10 @@ impl PresenceRead {
             }
         }
     }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Registry of live nodes and the surveys in flight.
@@ -95,6 +95,22 @@ impl Node {
                 control,
             })
             .await
+    }
+
+    /// This node's entry of `info`.
+    pub(crate) fn local_info(&self) -> NodeInfo {
+        let hub = self.hub();
+        let counts = hub.channel_counts();
+        NodeInfo {
+            uid: self.id().to_string(),
+            name: self.options().name.clone(),
+            version: self.options().version.clone(),
+            num_clients: saturating_u32(hub.num_clients()),
+            num_users: saturating_u32(hub.num_users()),
+            num_subs: counts.values().copied().fold(0u32, u32::saturating_add),
+            num_channels: saturating_u32(counts.len()),
+            uptime: u32::try_from(self.uptime().as_secs()).unwrap_or(u32::MAX),
+        }
     }
 
     /// Live nodes (this one first, fresh).
@@ -245,32 +261,16 @@ impl Node {
             }
             // User operations were already applied locally by the node that sent them.
             _ if own => {}
-            Control::Subscribe(req) => {
+            Control::Subscribe(op) => {
                 let node = self.clone();
-                self.spawn(async move {
-                    let _ = node.subscribe_user_local(req).await;
-                });
+                self.spawn(async move { node.subscribe_local(&op).await });
             }
-            Control::Unsubscribe(UnsubscribeUser {
-                user,
-                channel,
-                client,
-                ..
-            }) => {
+            Control::Unsubscribe(op) => {
                 let node = self.clone();
-                self.spawn(async move {
-                    node.unsubscribe_user_local(&user, &channel, &client).await;
-                });
+                self.spawn(async move { node.unsubscribe_local(&op).await });
             }
-            Control::Disconnect(DisconnectUser {
-                user,
-                client,
-                whitelist,
-                disconnect,
-                ..
-            }) => {
-                self.disconnect_user_local(&user, &client, &whitelist, disconnect);
-            }
+            Control::Disconnect(op) => self.disconnect_local(&op),
+            Control::Refresh(op) => self.refresh_local(&op),
             Control::SurveyRequest(SurveyRequest { id, op, data }) => {
                 let node = self.clone();
                 let to = message.from;
@@ -338,30 +338,6 @@ impl Node {
                 }
             }
         });
-    }
-
-    pub(crate) fn disconnect_user_local(
-        &self,
-        user: &str,
-        client: &str,
-        whitelist: &[String],
-        disconnect: Disconnect,
-    ) {
-        for c in self.hub().user_clients(user) {
-            if (!client.is_empty() && c.id() != client) || whitelist.iter().any(|w| w == c.id()) {
-                continue;
-            }
-            c.disconnect(disconnect.clone());
-        }
-    }
-
-    pub(crate) async fn unsubscribe_user_local(&self, user: &str, channel: &str, client: &str) {
-        for c in self.hub().user_clients(user) {
-            if !client.is_empty() && c.id() != client {
-                continue;
-            }
-            c.server_unsubscribe(channel).await;
-        }
     }
 
     /// Tells the other nodes this one is leaving (best effort).
