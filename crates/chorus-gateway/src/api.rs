@@ -30,6 +30,7 @@ use http::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use subtle::ConstantTimeEq as _;
 
 use chorus_core::api::{self, Method, UNKNOWN_METHOD_LABEL};
 use chorus_core::{metrics as core_metrics, ApiError, Node};
@@ -131,7 +132,10 @@ pub fn authorized(config: &Config, headers: &HeaderMap) -> bool {
     if expected.is_empty() {
         return false;
     }
-    presented_key(headers).is_some_and(|key| constant_time_eq(key.as_bytes(), expected))
+    // `subtle` compares without an early exit on the first differing byte, so the time taken
+    // does not reveal how much of a guessed key is right (a length mismatch may, as with Go's
+    // `subtle.ConstantTimeCompare`).
+    presented_key(headers).is_some_and(|key| key.as_bytes().ct_eq(expected).into())
 }
 
 /// The key presented by the request: `Authorization: apikey <key>` (scheme case-insensitive)
@@ -150,17 +154,6 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty())
-}
-
-/// Compares without an early exit on the first differing byte, so the time taken does not
-/// reveal how much of a guessed key is right (the length may leak, as with Go's
-/// `subtle.ConstantTimeCompare`).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// `{code, message}` of an error reply.

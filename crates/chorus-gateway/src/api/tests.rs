@@ -121,10 +121,19 @@ fn presented_key_sources() {
 
 #[test]
 fn key_comparison() {
-    assert!(constant_time_eq(b"secret", b"secret"));
-    assert!(!constant_time_eq(b"secret", b"secreT"));
-    assert!(!constant_time_eq(b"secret", b"secret1"));
-    assert!(!constant_time_eq(b"", b"x"));
+    let c = config();
+    let with = |key: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static(key));
+        h
+    };
+    assert!(authorized(&c, &with("secret")));
+    assert!(
+        !authorized(&c, &with("secreT")),
+        "same length, one byte off"
+    );
+    assert!(!authorized(&c, &with("secret1")), "a longer key");
+    assert!(!authorized(&c, &with("secre")), "a prefix");
 }
 
 #[test]
