@@ -37,8 +37,6 @@ use crate::sync;
 #[derive(Debug, Clone)]
 pub struct ClientParams {
     pub protocol: Protocol,
-    /// Transport name for logs and metrics, e.g. "websocket".
-    pub transport: &'static str,
     pub remote_addr: Option<SocketAddr>,
 }
 

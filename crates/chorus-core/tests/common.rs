@@ -139,7 +139,6 @@ impl TestClient {
         let client = node
             .try_new_client(ClientParams {
                 protocol,
-                transport: "test",
                 remote_addr: None,
             })
             .expect("client");

@@ -81,7 +81,6 @@ fn hs256_valid_connection_token_with_all_claims() {
     assert_eq!(c.expires_at(), Some(exp + 60));
     assert_eq!(&c.info[..], br#"{"name" :"Alice","tags":[1,2]}"#);
     assert_eq!(c.channels, ["news", "chat:index"]);
-    assert_eq!(&c.meta[..], br#"{"role":"admin"}"#);
     let sub = &c.subs["chat:a"];
     assert_eq!(&sub.info[..], br#"{"x":1}"#);
     assert_eq!(&sub.data[..], &[0u8, 1, 2]);

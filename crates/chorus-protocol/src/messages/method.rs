@@ -63,11 +63,6 @@ impl Method {
             Method::Unknown => "unknown",
         }
     }
-
-    /// Whether a command of this kind carries a request (everything but pong and unknown).
-    pub fn is_request(self) -> bool {
-        !matches!(self, Method::Pong | Method::Unknown)
-    }
 }
 
 impl Command {

@@ -114,7 +114,6 @@ async fn connected(node: &chorus_core::Node, user: &str) -> Arc<Client> {
     let client = node
         .try_new_client(ClientParams {
             protocol: Protocol::Json,
-            transport: "websocket",
             remote_addr: None,
         })
         .unwrap();
