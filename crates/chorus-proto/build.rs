@@ -1,5 +1,5 @@
-//! Generates the Protobuf and gRPC code of `proto/*.proto` with a vendored `protoc`, so no
-//! system `protoc` is needed.
+//! Generates the Protobuf code of `proto/*.proto` — and, with the `grpc` feature, the tonic
+//! service code — with a vendored `protoc`, so no system `protoc` is needed.
 
 use std::path::PathBuf;
 
@@ -13,9 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
+        .build_server(grpc)
+        .build_client(grpc)
         .bytes(".")
         .compile_protos(&files, &[root])?;
     Ok(())

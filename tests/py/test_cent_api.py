@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 from cent import (
@@ -17,6 +19,7 @@ from cent import (
     PresenceRequest,
     PresenceStatsRequest,
     PublishRequest,
+    RefreshRequest,
     StreamPosition,
     SubscribeRequest,
     UnsubscribeRequest,
@@ -209,6 +212,43 @@ def test_server_subscribe_unsubscribe_disconnect(chorus, cent_client):
             await other.disconnect()
 
     run(body())
+
+
+def test_refresh(chorus, cent_client):
+    """Server-side refresh: `expired` closes one connection with 3005 (the SDK reconnects, as
+    for any 3000-3499 code); a future `expire_at` leaves the connection open."""
+
+    async def body():
+        user = uniq("erin")
+        c, ev = await connect(chorus.ws_url, conn_token(user))
+        other, other_ev = await connect(chorus.ws_url, conn_token(user))
+        try:
+            later = int(time.time()) + 3600
+            result = await to_thread(
+                cent_client.refresh, RefreshRequest(user=user, expire_at=later)
+            )
+            assert result.model_dump(exclude_none=True) == {}
+            first = ev.connected[0].client
+            await to_thread(
+                cent_client.refresh, RefreshRequest(user=user, client=first, expired=True)
+            )
+            await wait_for(
+                lambda: any(x.code == 3005 for x in ev.connecting), message="3005 on refresh"
+            )
+            transition = next(x for x in ev.connecting if x.code == 3005)
+            assert transition.reason == "connection expired"
+            await wait_for(lambda: len(ev.connected) == 2, message="reconnect after 3005")
+            assert ev.connected[1].client != first
+            assert [x.code for x in other_ev.connecting if x.code == 3005] == []
+            assert other_ev.disconnected == []
+        finally:
+            await c.disconnect()
+            await other.disconnect()
+
+    run(body())
+    with pytest.raises(CentApiResponseError) as e:
+        cent_client.refresh(RefreshRequest(user=""))
+    assert e.value.code == 107
 
 
 def test_history_remove(cent_client):

@@ -51,8 +51,6 @@ pub struct ConnectionClaims {
     pub channels: Vec<String>,
     /// `subs`: server-side subscriptions with options.
     pub subs: HashMap<String, ServerSubOptions>,
-    /// `meta`: attached to the connection, never sent to clients.
-    pub meta: Bytes,
 }
 
 /// `expire_at` overrides `exp`; `expire_at: 0` means "never expires".

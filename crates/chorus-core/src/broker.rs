@@ -68,6 +68,19 @@ pub struct HistoryQuery {
     pub meta_ttl: Duration,
 }
 
+/// The one check of a history read's arguments (client `history` and server API `history`):
+/// `reverse` from `since.offset` 0 asks for what comes before the first publication — a bad
+/// request (107), as in Centrifugo.
+pub fn check_history_since(
+    reverse: bool,
+    since: Option<&StreamPosition>,
+) -> Result<(), chorus_protocol::codes::ErrorCode> {
+    if reverse && since.is_some_and(|s| s.offset == 0) {
+        return Err(chorus_protocol::codes::ERROR_BAD_REQUEST);
+    }
+    Ok(())
+}
+
 /// The result of a history read: publications and the stream's current top position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryPage {

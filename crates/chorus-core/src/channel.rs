@@ -29,22 +29,6 @@ pub fn resolve<'a>(
     }
 }
 
-/// The namespace part of a channel, for metric labels (bounded by the configured namespaces).
-pub fn namespace_label<'a>(config: &'a ChannelConfig, channel: &str) -> &'a str {
-    let name = channel
-        .strip_prefix(config.private_prefix.as_str())
-        .unwrap_or(channel);
-    match name.split_once(config.namespace_boundary.as_str()) {
-        Some((ns, _)) => config
-            .namespaces
-            .iter()
-            .find(|n| n.name == ns)
-            .map(|n| n.name.as_str())
-            .unwrap_or("unknown"),
-        None => "",
-    }
-}
-
 /// Whether the channel is private (`$` prefix): subscribing needs a subscription token.
 pub fn is_private(config: &ChannelConfig, channel: &str) -> bool {
     !config.private_prefix.is_empty() && channel.starts_with(config.private_prefix.as_str())

@@ -9,34 +9,34 @@
 mod commands;
 mod connect;
 mod rate;
+mod server_ops;
 mod subscribe;
-pub(crate) mod subscribe_api;
 mod timers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chorus_protocol::codes::{self, DisconnectCode, ErrorCode};
 use chorus_protocol::{
-    decode_commands, encode_reply, join_frame, ClientInfo, Command, Protocol, Reply,
+    decode_commands, encode_reply, join_frame, ClientInfo, Command, Method, Protocol, Reply,
 };
 
+use crate::auth::TokenError;
 use crate::disconnect::Disconnect;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
 use crate::node::Node;
 use crate::outbound::{Outbound, Taken};
+use crate::sync;
 
 /// How the transport describes a new connection.
 #[derive(Debug, Clone)]
 pub struct ClientParams {
     pub protocol: Protocol,
-    /// Transport name for logs and metrics, e.g. "websocket".
-    pub transport: &'static str,
     pub remote_addr: Option<SocketAddr>,
 }
 
@@ -119,16 +119,28 @@ impl std::fmt::Debug for Client {
     }
 }
 
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// Which kind of token was refused: the protocol answers them differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    Connection,
+    Subscription,
 }
 
-/// Seconds from now until `expires_at` (unix seconds), for `ttl` fields; 0 if past.
-pub(crate) fn ttl_until(expires_at: i64) -> u32 {
-    u32::try_from(expires_at.saturating_sub(unix_now()).max(0)).unwrap_or(u32::MAX)
+impl TokenKind {
+    /// The one mapping of a token refusal to the protocol: expired → error 109 (the SDK gets a
+    /// new token and retries); invalid → disconnect 3500 for a connection token, error 103
+    /// for a subscription token.
+    pub(crate) fn refusal(self, error: &TokenError) -> Fail {
+        match (error, self) {
+            (TokenError::Expired, _) => codes::ERROR_TOKEN_EXPIRED.into(),
+            (TokenError::Invalid(_), TokenKind::Connection) => {
+                codes::DISCONNECT_INVALID_TOKEN.into()
+            }
+            (TokenError::Invalid(_), TokenKind::Subscription) => {
+                codes::ERROR_PERMISSION_DENIED.into()
+            }
+        }
+    }
 }
 
 impl Client {
@@ -163,7 +175,7 @@ impl Client {
     }
 
     pub(crate) fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// The authenticated user ("" before connect and for anonymous connections).
@@ -279,21 +291,18 @@ impl Client {
 
     async fn dispatch(&self, cmd: Command) -> Result<(), Disconnect> {
         let id = cmd.id;
-        let method = commands::method_name(&cmd);
-        if method == "pong" {
+        let method = cmd.method();
+        let label = method.name();
+        if method == Method::Pong {
             self.on_pong();
             return Ok(());
         }
-        let verdict = self
-            .rate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(tokio::time::Instant::now());
+        let verdict = sync::lock(&self.rate).take(tokio::time::Instant::now());
         match verdict {
             rate::Verdict::Run => {}
             rate::Verdict::Refuse => {
                 metrics::rate_limited("refused");
-                metrics::command_error(method, codes::ERROR_TOO_MANY_REQUESTS.code);
+                metrics::command_error(label, codes::ERROR_TOO_MANY_REQUESTS.code);
                 if id != 0 {
                     self.send_error(id, codes::ERROR_TOO_MANY_REQUESTS.to_error());
                 }
@@ -304,32 +313,33 @@ impl Client {
                 return Err(codes::DISCONNECT_TOO_MANY_REQUESTS.into());
             }
         }
-        if id == 0 && method != "send" {
+        // Only `send` is fire-and-forget; every other command needs an id for its reply.
+        if id == 0 && method != Method::Send {
             metrics::bad_frame("no_id");
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         }
         let connected = self.is_connected();
-        if method != "connect" && !connected {
+        if method != Method::Connect && !connected {
             metrics::bad_frame("not_connected");
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         }
         let started = Instant::now();
-        let result = self.run_command(cmd, connected).await;
-        metrics::command(method, started.elapsed());
+        let result = self.run_command(method, cmd, connected).await;
+        metrics::command(label, started.elapsed());
         match result {
             Ok(Some(reply)) => {
                 if self.send_reply(&reply).is_err() {
-                    metrics::reply_too_large(method, "error");
-                    metrics::command_error(method, codes::ERROR_LIMIT_EXCEEDED.code);
+                    metrics::reply_too_large(label, "error");
+                    metrics::command_error(label, codes::ERROR_LIMIT_EXCEEDED.code);
                     self.send_error(id, codes::ERROR_LIMIT_EXCEEDED.to_error());
                 }
                 Ok(())
             }
             Ok(None) => Ok(()),
             Err(Fail::Error(error)) => {
-                metrics::command_error(method, error.code);
+                metrics::command_error(label, error.code);
                 self.send_error(id, error);
-                if method == "connect" {
+                if method == Method::Connect {
                     // After a failed connect the server stops reading and closes.
                     return Err(codes::DISCONNECT_CONNECTION_CLOSED.into());
                 }

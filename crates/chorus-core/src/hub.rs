@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::metrics;
+use crate::sync;
 use encoded::Encoded;
 use join_leave::{Event, Gate, Offered};
 use subscriber::{Delivery, Subscriber};
@@ -34,13 +35,13 @@ pub(crate) struct ChannelEntry {
 
 impl ChannelEntry {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Subs> {
-        self.subs.read().unwrap_or_else(|e| e.into_inner())
+        sync::read(&self.subs)
     }
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Subs> {
-        self.subs.write().unwrap_or_else(|e| e.into_inner())
+        sync::write(&self.subs)
     }
     fn gate(&self) -> std::sync::MutexGuard<'_, Option<Gate>> {
-        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.gate)
     }
 }
 

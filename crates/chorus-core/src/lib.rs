@@ -1,7 +1,9 @@
 //! chorus-core: the engine of one chorus node. No sockets, no Redis, no gRPC.
 //!
 //! Parts:
-//! * [`node`] — the [`Node`]: owns the hub and the ports, receives broker deliveries, server API;
+//! * [`node`] — the [`Node`]: owns the hub and the ports, receives broker deliveries;
+//! * [`api`] — the typed server API ([`Node::api`] → [`ServerApi`]) the HTTP and gRPC APIs map
+//!   onto: validated requests in, typed results or an [`ApiError`] out;
 //! * [`client`] — one connection's protocol state machine ([`Client`]);
 //! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
 //! * [`outbound`] — the per-connection outbound queue (pushes bounded in bytes, replies apart);
@@ -13,12 +15,22 @@
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;
 //! * [`channel`] — channel names, namespaces, permissions;
 //! * [`options`], [`duration`] — typed options with documented defaults;
+//! * [`clock`] — unix time and the expiry rule (one copy for the workspace);
+//! * [`sync`] — the lock policy and its poison-tolerant locking helpers;
 //! * [`metrics`] — metric names and descriptions.
+//!
+//! Locking, in short (the whole policy and the lock order are in [`sync`]): std `Mutex` and
+//! `RwLock` for short critical sections that never span an `.await`, taken through
+//! [`sync::lock`] / [`sync::read`] / [`sync::write`] (a poisoned lock is recovered);
+//! `tokio::sync::Mutex` only where a section must span an `.await` — a connection's command
+//! lock and the per-channel broker-subscription lock of the hub.
 
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod client;
+pub mod clock;
 pub mod control;
 pub mod disconnect;
 pub mod duration;
@@ -29,8 +41,9 @@ pub mod options;
 pub mod outbound;
 pub mod payload;
 pub mod presence;
+pub mod sync;
 
+pub use api::{ApiError, ServerApi};
 pub use client::{Client, ClientParams, WriteEvent};
 pub use disconnect::Disconnect;
-pub use node::api::{ApiError, NodeInfo, PublishOpts, ServerSubscribe};
 pub use node::{ClientLimitError, Node};

@@ -26,6 +26,14 @@ pub const PAYLOAD_REFUSED: &str = "chorus_payload_refused_total";
 pub const RATE_LIMITED: &str = "chorus_client_rate_limited_total";
 pub const REPLY_TOO_LARGE: &str = "chorus_client_reply_too_large_total";
 pub const JOIN_LEAVE_COALESCED: &str = "chorus_join_leave_coalesced_total";
+/// Server API commands (HTTP or gRPC), label `method`: batch entries count individually, and
+/// the batch itself once.
+pub const API_REQUESTS: &str = "chorus_api_requests_total";
+/// Server API errors, labels `method` and `code`: the API error code (`"107"`, …), or
+/// `"http_<status>"` for requests an HTTP adapter refused before they reached the API.
+pub const API_ERRORS: &str = "chorus_api_errors_total";
+/// Time to run a server API command, label `method`.
+pub const API_DURATION: &str = "chorus_api_command_duration_seconds";
 pub const MEMORY_STREAMS: &str = "chorus_memory_streams";
 pub const MEMORY_HISTORY_BYTES: &str = "chorus_memory_history_bytes";
 pub const MEMORY_EVICTIONS: &str = "chorus_memory_stream_evictions_total";
@@ -99,6 +107,20 @@ pub fn describe() {
         JOIN_LEAVE_COALESCED,
         "Join/leave events over channel.join_leave_max_rate, by outcome: delayed (sent in a \
          later second) or cancelled (a join and leave of one client cancelled out)."
+    );
+    describe_counter!(
+        API_REQUESTS,
+        "Server API commands, by method (batch entries individually, the batch once)."
+    );
+    describe_counter!(
+        API_ERRORS,
+        "Server API errors, by method and code (API code, or http_<status> for requests \
+         refused before they reached the API)."
+    );
+    describe_histogram!(
+        API_DURATION,
+        Unit::Seconds,
+        "Time to run a server API command, by method."
     );
     describe_memory();
 }
@@ -256,6 +278,19 @@ pub(crate) fn rate_limited(outcome: &'static str) {
 
 pub(crate) fn reply_too_large(method: &'static str, outcome: &'static str) {
     counter!(REPLY_TOO_LARGE, "method" => method, "outcome" => outcome).increment(1);
+}
+
+/// One server API command of `method` ran (for `duration`).
+pub fn api_request(method: &'static str, duration: Option<Duration>) {
+    counter!(API_REQUESTS, "method" => method).increment(1);
+    if let Some(d) = duration {
+        histogram!(API_DURATION, "method" => method).record(d.as_secs_f64());
+    }
+}
+
+/// A server API command of `method` failed with `code` (an API code, or `http_<status>`).
+pub fn api_error(method: &'static str, code: String) {
+    counter!(API_ERRORS, "method" => method, "code" => code).increment(1);
 }
 
 pub(crate) fn join_leave_coalesced(outcome: &'static str, n: u64) {

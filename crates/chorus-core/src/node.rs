@@ -1,9 +1,13 @@
 //! The node: one chorus engine instance. It owns the hub, the broker and presence ports and
 //! the token verifier, receives broker deliveries, and offers the server API
-//! ([`api`]). Cheap to clone.
+//! ([`Node::api`], see [`crate::api`]). Cheap to clone.
+//!
+//! Parts: this file (construction, ports, broker subscriptions, drain), [`cluster`]
+//! (heartbeats, control commands, surveys), `users.rs` (server API user operations applied
+//! to local connections).
 
-pub mod api;
 pub mod cluster;
+mod users;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,7 +90,11 @@ impl BrokerHandler for NodeInner {
 
 impl Node {
     /// Builds a node and connects the broker's deliveries to it. Call inside a tokio runtime.
+    ///
+    /// `id` names the node in the cluster (`info`, heartbeats, control routing); the
+    /// composition root mints it once and gives the same id to a broker that needs one.
     pub fn new(
+        id: impl Into<String>,
         options: NodeOptions,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn PresenceStore>,
@@ -95,7 +103,7 @@ impl Node {
         let inner = Arc::new_cyclic(|me| NodeInner {
             me: me.clone(),
             cluster: cluster::Cluster::default(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.into(),
             options,
             broker,
             presence,

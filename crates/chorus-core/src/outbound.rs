@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 
 use crate::disconnect::Disconnect;
 use crate::metrics;
+use crate::sync;
 
 /// What the writer gets from the queue.
 #[derive(Debug)]
@@ -80,7 +81,7 @@ impl Outbound {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queue inconsistent (every critical
         // section is a few field updates), so a poisoned lock is safe to reuse.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// Enqueues one encoded message. Returns false if the connection is closing (the message

@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chorus_core::api::{self, PresenceRequest};
 use chorus_core::options::CommandRateLimit;
-use chorus_core::PublishOpts;
 use chorus_protocol::{encode_command, Command, Protocol, PublishRequest, Reply};
 use common::{node, node_with, options, pubs, TestClient};
 
@@ -135,11 +135,11 @@ async fn json_nesting_is_bounded_everywhere() {
     assert_eq!(pubs(&replies).len(), 1, "only the 64-deep publication");
     // The server API is held to the same bound.
     let api = node
-        .publish(
+        .api()
+        .publish(api::PublishRequest::new(
             "chat:deep",
             Bytes::from(deep.clone()),
-            PublishOpts::default(),
-        )
+        ))
         .await;
     assert_eq!(api.map_err(|e| e.code), Err(107));
     // Connect data: a failed connect answers 107 and closes.
@@ -163,7 +163,11 @@ async fn a_reply_the_client_asked_for_is_not_a_slow_client() {
     let mut c = subscribed(&node, "h", "chat:big").await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(60_000));
     for _ in 0..20 {
-        node.publish("chat:big", Bytes::from(big.clone()), PublishOpts::default())
+        node.api()
+            .publish(api::PublishRequest::new(
+                "chat:big",
+                Bytes::from(big.clone()),
+            ))
             .await
             .unwrap();
         // Drain as a reading client would, so live pushes never pile up.
@@ -191,13 +195,13 @@ async fn replies_past_reply_max_size_answer_106_or_not_recovered() {
     let mut c = subscribed(&node, "h", "chat:huge").await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(60_000));
     for _ in 0..10 {
-        node.publish(
-            "chat:huge",
-            Bytes::from(big.clone()),
-            PublishOpts::default(),
-        )
-        .await
-        .unwrap();
+        node.api()
+            .publish(api::PublishRequest::new(
+                "chat:huge",
+                Bytes::from(big.clone()),
+            ))
+            .await
+            .unwrap();
         c.drain().await;
     }
     // ~600 KB of history > 256 KiB: error 106, no disconnect.
@@ -216,13 +220,13 @@ async fn replies_past_reply_max_size_answer_106_or_not_recovered() {
     assert!(sub.publications.is_empty());
     assert_eq!(sub.offset, 10);
     // Still subscribed and live.
-    node.publish(
-        "chat:huge",
-        Bytes::from_static(b"{\"n\":11}"),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    node.api()
+        .publish(api::PublishRequest::new(
+            "chat:huge",
+            Bytes::from_static(b"{\"n\":11}"),
+        ))
+        .await
+        .unwrap();
     assert_eq!(pubs(&c.drain().await), vec![(11, "{\"n\":11}".to_string())]);
     assert_eq!(c.closed, None);
 }
@@ -252,7 +256,13 @@ async fn presence_of_a_crowded_channel_answers_106() {
     assert_eq!((stats.num_clients, stats.num_users), (4, 4));
     assert_eq!(asker.closed, None);
     assert_eq!(
-        node.presence("chat:crowd").await.map_err(|e| e.code).err(),
+        node.api()
+            .presence(PresenceRequest {
+                channel: "chat:crowd".into()
+            })
+            .await
+            .map_err(|e| e.code)
+            .err(),
         Some(106)
     );
 }
@@ -327,6 +337,12 @@ async fn join_leave_flood_is_bounded_per_channel() {
     );
     assert!(events >= 20, "{events} join/leave pushes");
     // Presence is exact regardless of the gate.
-    let p = node.presence("chat:room").await.unwrap();
-    assert_eq!(p.len(), 1);
+    let p = node
+        .api()
+        .presence(PresenceRequest {
+            channel: "chat:room".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(p.presence.len(), 1);
 }

@@ -9,22 +9,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chorus_core::api::{
+    ChannelInfo, ChannelsRequest, DisconnectRequest, DisconnectSpec, InfoRequest, PresenceRequest,
+    PresenceStatsRequest, PublishRequest, RefreshRequest, SubscribeRequest, UnsubscribeRequest,
+};
 use chorus_core::broker::memory::MemoryBroker;
+use chorus_core::control::NodeInfo;
 use chorus_core::presence::memory::MemoryPresence;
-use chorus_core::{Disconnect, Node, PublishOpts, ServerSubscribe};
+use chorus_core::Node;
 use common::{options, pubs, TestClient, TestTokens};
 
 fn two_nodes() -> (Node, Node) {
     let broker = MemoryBroker::new();
-    let make = || {
+    let make = |id: &str| {
         Node::new(
+            id,
             options(),
             broker.clone(),
             MemoryPresence::new(),
             Arc::new(TestTokens),
         )
     };
-    (make(), make())
+    (make("node-a"), make("node-b"))
 }
 
 async fn until<F: Fn() -> bool>(what: &str, f: F) {
@@ -38,9 +44,14 @@ async fn until<F: Fn() -> bool>(what: &str, f: F) {
     }
 }
 
+/// The live nodes `node` knows (server API `info`).
+async fn nodes(node: &Node) -> Vec<NodeInfo> {
+    node.api().info(InfoRequest {}).await.unwrap().nodes
+}
+
 async fn see_each_other(a: &Node, b: &Node) {
     for _ in 0..500 {
-        if a.info().await.unwrap().len() == 2 && b.info().await.unwrap().len() == 2 {
+        if nodes(a).await.len() == 2 && nodes(b).await.len() == 2 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -60,13 +71,13 @@ async fn publication_on_one_node_reaches_subscribers_on_both_in_order() {
     cb.drain().await;
     for i in 1..=5 {
         let node = if i % 2 == 0 { &a } else { &b };
-        node.publish(
-            "chat:x",
-            Bytes::from(format!("{{\"i\":{i}}}")),
-            PublishOpts::default(),
-        )
-        .await
-        .unwrap();
+        node.api()
+            .publish(PublishRequest::new(
+                "chat:x",
+                Bytes::from(format!("{{\"i\":{i}}}")),
+            ))
+            .await
+            .unwrap();
     }
     let expected: Vec<u64> = (1..=5).collect();
     for c in [&mut ca, &mut cb] {
@@ -89,17 +100,34 @@ async fn presence_channels_and_info_cover_every_node() {
         a.hub().has_subscribers("chat:p") && b.hub().channel_counts().get("chat:p") == Some(&2)
     })
     .await;
-    let presence = a.presence("chat:p").await.unwrap();
+    let presence = a
+        .api()
+        .presence(PresenceRequest {
+            channel: "chat:p".into(),
+        })
+        .await
+        .unwrap()
+        .presence;
     let mut users: Vec<&str> = presence.values().map(|i| i.user.as_str()).collect();
     users.sort();
     assert_eq!(users, vec!["ua", "ub", "ub"]);
-    let stats = b.presence_stats("chat:p").await.unwrap();
+    let stats = b
+        .api()
+        .presence_stats(PresenceStatsRequest {
+            channel: "chat:p".into(),
+        })
+        .await
+        .unwrap();
     assert_eq!((stats.num_clients, stats.num_users), (3, 2));
-    assert_eq!(a.channels().await.unwrap().get("chat:p"), Some(&3));
+    let channels = a.api().channels(ChannelsRequest::default()).await.unwrap();
+    assert_eq!(
+        channels.channels.get("chat:p"),
+        Some(&ChannelInfo { num_clients: 3 })
+    );
     // Other nodes' counts come from their heartbeats (every 3 s).
     let mut total = 0;
     for _ in 0..500 {
-        let info = b.info().await.unwrap();
+        let info = nodes(&b).await;
         assert_eq!(info.len(), 2);
         total = info.iter().map(|n| n.num_clients).sum::<u32>();
         if total == 3 {
@@ -116,36 +144,69 @@ async fn server_api_user_operations_reach_other_nodes() {
     see_each_other(&a, &b).await;
     let mut on_b = TestClient::connect(&b, "target").await;
     let mut other = TestClient::connect(&b, "bystander").await;
-    a.subscribe_user(ServerSubscribe {
-        user: "target".into(),
-        channel: "news:srv".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    a.api()
+        .subscribe(SubscribeRequest {
+            user: "target".into(),
+            channel: "news:srv".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let push = on_b.next().await.unwrap().push.unwrap();
     assert_eq!(push.channel, "news:srv");
     assert!(push.subscribe.is_some());
-    a.publish(
-        "news:srv",
-        Bytes::from_static(b"{\"k\":1}"),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    a.api()
+        .publish(PublishRequest::new(
+            "news:srv",
+            Bytes::from_static(b"{\"k\":1}"),
+        ))
+        .await
+        .unwrap();
     assert_eq!(
         pubs(&on_b.drain().await),
         vec![(0, "{\"k\":1}".to_string())]
     );
-    a.unsubscribe_user("target", "news:srv", "", "")
+    a.api()
+        .unsubscribe(UnsubscribeRequest {
+            user: "target".into(),
+            channel: "news:srv".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let push = on_b.next().await.unwrap().push.unwrap();
     assert_eq!(push.unsubscribe.map(|u| u.code), Some(2000));
-    a.disconnect_user("target", "", "", &[], Disconnect::new(4501, "banned"))
+    a.api()
+        .disconnect(DisconnectRequest {
+            user: "target".into(),
+            disconnect: Some(DisconnectSpec {
+                code: 4501,
+                reason: "banned".into(),
+            }),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(on_b.close_code().await, Some(4501));
+    assert!(other.drain().await.is_empty());
+    assert!(other.closed.is_none());
+}
+
+#[tokio::test]
+async fn refresh_reaches_connections_on_other_nodes() {
+    let (a, b) = two_nodes();
+    see_each_other(&a, &b).await;
+    let mut on_b = TestClient::connect(&b, "target").await;
+    let mut other = TestClient::connect(&b, "bystander").await;
+    a.api()
+        .refresh(RefreshRequest {
+            user: "target".into(),
+            expired: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(on_b.close_code().await, Some(3005));
     assert!(other.drain().await.is_empty());
     assert!(other.closed.is_none());
 }
@@ -156,5 +217,5 @@ async fn a_stopped_node_leaves_the_registry() {
     see_each_other(&a, &b).await;
     b.shutdown(Duration::ZERO, Duration::from_secs(1)).await;
     // The shutdown notice removes it at once (a crashed node would age out after 10 s).
-    assert_eq!(a.info().await.unwrap().len(), 1);
+    assert_eq!(nodes(&a).await.len(), 1);
 }

@@ -105,6 +105,7 @@ pub fn options() -> NodeOptions {
 
 pub fn node_with(options: NodeOptions) -> Node {
     Node::new(
+        "test-node",
         options,
         MemoryBroker::new(),
         MemoryPresence::new(),
@@ -118,7 +119,7 @@ pub fn node_over(
     broker: Arc<MemoryBroker>,
     presence: Arc<MemoryPresence>,
 ) -> Node {
-    Node::new(options, broker, presence, Arc::new(TestTokens))
+    Node::new("test-node", options, broker, presence, Arc::new(TestTokens))
 }
 
 pub fn node() -> Node {
@@ -138,7 +139,6 @@ impl TestClient {
         let client = node
             .try_new_client(ClientParams {
                 protocol,
-                transport: "test",
                 remote_addr: None,
             })
             .expect("client");

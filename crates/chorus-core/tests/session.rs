@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use chorus_core::PublishOpts;
+use chorus_core::api::PublishRequest;
 use chorus_protocol::Protocol;
 use common::{node, options, pubs, TestClient};
 
@@ -42,13 +42,13 @@ async fn optimistic_subscribe_in_the_connect_frame_and_live_publications() {
     // own join push
     let join = c.next().await.unwrap();
     assert_eq!(join.push.unwrap().join.unwrap().info.unwrap().user, "1");
-    node.publish(
-        "chat:a",
-        Bytes::from_static(b"{\"n\":1}"),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    node.api()
+        .publish(PublishRequest::new(
+            "chat:a",
+            Bytes::from_static(b"{\"n\":1}"),
+        ))
+        .await
+        .unwrap();
     let p = c.next().await.unwrap().push.unwrap();
     assert_eq!(p.channel, "chat:a");
     let publication = p.publication.unwrap();
@@ -162,25 +162,25 @@ async fn recovery_replays_exactly_the_missed_publications() {
     let sub = a.next().await.unwrap().subscribe.unwrap();
     let epoch = sub.epoch.clone();
     for i in 1..=2 {
-        node.publish(
-            "chat:rec",
-            Bytes::from(format!("{{\"i\":{i}}}")),
-            PublishOpts::default(),
-        )
-        .await
-        .unwrap();
+        node.api()
+            .publish(PublishRequest::new(
+                "chat:rec",
+                Bytes::from(format!("{{\"i\":{i}}}")),
+            ))
+            .await
+            .unwrap();
     }
     let seen = pubs(&a.drain().await);
     assert_eq!(seen.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2]);
     a.client.cleanup().await;
     for i in 3..=6 {
-        node.publish(
-            "chat:rec",
-            Bytes::from(format!("{{\"i\":{i}}}")),
-            PublishOpts::default(),
-        )
-        .await
-        .unwrap();
+        node.api()
+            .publish(PublishRequest::new(
+                "chat:rec",
+                Bytes::from(format!("{{\"i\":{i}}}")),
+            ))
+            .await
+            .unwrap();
     }
     let mut b = TestClient::connect(&node, "u").await;
     b.send(&format!(
@@ -196,13 +196,10 @@ async fn recovery_replays_exactly_the_missed_publications() {
         vec![3, 4, 5, 6]
     );
     // live continues at 7, no duplicates
-    node.publish(
-        "chat:rec",
-        Bytes::from_static(b"{}"),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    node.api()
+        .publish(PublishRequest::new("chat:rec", Bytes::from_static(b"{}")))
+        .await
+        .unwrap();
     let live = pubs(&b.drain().await);
     assert_eq!(live.iter().map(|p| p.0).collect::<Vec<_>>(), vec![7]);
 }
@@ -211,7 +208,8 @@ async fn recovery_replays_exactly_the_missed_publications() {
 async fn recovery_fails_explicitly_on_epoch_mismatch_or_trimmed_history() {
     let node = node();
     for _ in 0..15 {
-        node.publish("chat:t", Bytes::from_static(b"{}"), PublishOpts::default())
+        node.api()
+            .publish(PublishRequest::new("chat:t", Bytes::from_static(b"{}")))
             .await
             .unwrap();
     }
@@ -250,13 +248,13 @@ async fn recovery_under_concurrent_publishing_has_no_gap_and_no_duplicate() {
         let node = node.clone();
         tokio::spawn(async move {
             for i in 1..=400u32 {
-                node.publish(
-                    "chat:race",
-                    Bytes::from(format!("{{\"i\":{i}}}")),
-                    PublishOpts::default(),
-                )
-                .await
-                .unwrap();
+                node.api()
+                    .publish(PublishRequest::new(
+                        "chat:race",
+                        Bytes::from(format!("{{\"i\":{i}}}")),
+                    ))
+                    .await
+                    .unwrap();
                 if i % 20 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -343,6 +341,28 @@ async fn errors_and_codes() {
     assert_eq!(c.close_code().await, Some(3500));
 }
 
+/// A command with several request fields runs the first one in field order — the same one
+/// `Command::method` names for the metric label (`rpc` before `refresh` here, `publish` before
+/// `history`).
+#[tokio::test]
+async fn several_requests_in_one_command_run_the_first_in_field_order() {
+    let node = node();
+    let mut c = TestClient::connect(&node, "u").await;
+    c.send(r#"{"id":2,"refresh":{"token":"user:u"},"rpc":{"method":"m"}}"#)
+        .await;
+    let reply = c.next().await.unwrap();
+    assert_eq!(reply.error.unwrap().code, 104, "rpc ran, not refresh");
+    c.send(r#"{"id":3,"history":{"channel":"news:x"},"publish":{"channel":"news:x","data":{}}}"#)
+        .await;
+    let reply = c.next().await.unwrap();
+    assert_eq!(reply.id, 3);
+    assert_eq!(
+        reply.error.unwrap().code,
+        103,
+        "publish ran (permission), not history (108)"
+    );
+}
+
 #[tokio::test]
 async fn channel_limit_answers_106() {
     let mut o = options();
@@ -393,11 +413,7 @@ async fn tokens() {
     let mut c = TestClient::new(&node, Protocol::Json);
     c.send(r#"{"id":1,"connect":{}}"#).await;
     assert_eq!(c.close_code().await, Some(3501));
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 100;
+    let exp = chorus_core::clock::unix_now() + 100;
     let mut c = TestClient::new(&node, Protocol::Json);
     c.send(&format!(
         r#"{{"id":1,"connect":{{"token":"user:u;exp={exp}"}}}}"#
@@ -419,13 +435,13 @@ async fn server_side_subscriptions_from_token() {
     keys.sort();
     assert_eq!(keys, vec!["chat:b", "news:a"]);
     assert!(r.subs["chat:b"].recoverable);
-    node.publish(
-        "news:a",
-        Bytes::from_static(b"{\"x\":1}"),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    node.api()
+        .publish(PublishRequest::new(
+            "news:a",
+            Bytes::from_static(b"{\"x\":1}"),
+        ))
+        .await
+        .unwrap();
     let got = pubs(&c.drain().await);
     assert_eq!(got, vec![(0, "{\"x\":1}".to_string())]);
 }
@@ -465,13 +481,13 @@ async fn protobuf_client_round_trip() {
     c.client.handle_frame(&frame).await;
     assert!(c.next().await.unwrap().connect.is_some());
     assert!(c.next().await.unwrap().subscribe.is_some());
-    node.publish(
-        "bin:pb",
-        Bytes::from_static(&[0xff, 0x00, 0x01]),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    node.api()
+        .publish(PublishRequest::new(
+            "bin:pb",
+            Bytes::from_static(&[0xff, 0x00, 0x01]),
+        ))
+        .await
+        .unwrap();
     let p = c.next().await.unwrap().push.unwrap().publication.unwrap();
     assert_eq!(&p.data[..], &[0xff, 0x00, 0x01]);
 }
@@ -485,21 +501,21 @@ async fn non_json_data_never_reaches_a_json_client() {
     json.drain().await;
     // Refused at the door (107) in a namespace without allow_binary_data...
     let refused = node
-        .publish(
+        .api()
+        .publish(PublishRequest::new(
             "news:bin",
             Bytes::from_static(&[0xff, 0xfe]),
-            PublishOpts::default(),
-        )
+        ))
         .await;
     assert_eq!(refused.map_err(|e| e.code), Err(107));
     // ...so the JSON subscriber stays and gets the next (JSON) publication.
-    node.publish(
-        "news:bin",
-        Bytes::from_static(b"{\"ok\":1}"),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap();
+    node.api()
+        .publish(PublishRequest::new(
+            "news:bin",
+            Bytes::from_static(b"{\"ok\":1}"),
+        ))
+        .await
+        .unwrap();
     assert_eq!(
         pubs(&json.drain().await),
         vec![(0, "{\"ok\":1}".to_string())]

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chorus_core::api::PublishRequest;
 use chorus_core::broker::conformance::wait_for;
 use chorus_core::broker::memory::{MemoryBroker, MemoryBrokerOptions, MemoryBrokerStats};
 use chorus_core::presence::memory::MemoryPresence;
-use chorus_core::{Node, PublishOpts};
+use chorus_core::Node;
 use chorus_protocol::SubscribeResult;
 use common::{node_over, options, pubs, TestClient};
 
@@ -25,15 +26,16 @@ fn tiny(max_streams: usize) -> Arc<MemoryBroker> {
 }
 
 async fn publish(node: &Node, channel: &str, n: u64) -> u64 {
-    node.publish(
-        channel,
-        Bytes::from(format!("{{\"n\":{n}}}")),
-        PublishOpts::default(),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .offset
+    node.api()
+        .publish(PublishRequest::new(
+            channel,
+            Bytes::from(format!("{{\"n\":{n}}}")),
+        ))
+        .await
+        .unwrap()
+        .position
+        .unwrap()
+        .offset
 }
 
 async fn subscribe(c: &mut TestClient, json: &str) -> SubscribeResult {

@@ -55,11 +55,7 @@ async fn expired_connection_is_closed_3005_after_the_grace_delay() {
     let node = node();
     // The token expires 1 s after connect; with no refresh the connection is closed once
     // `client.expired_close_delay` (25 s) has passed on top.
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
+    let exp = chorus_core::clock::unix_now() + 1;
     let mut c = TestClient::new(&node, Protocol::Json);
     c.send(&format!(
         r#"{{"id":1,"connect":{{"token":"user:u;exp={exp}"}}}}"#

@@ -25,5 +25,6 @@ async fn main() -> anyhow::Result<()> {
     chorus_gateway::server::run(config, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await
+    .await?;
+    Ok(())
 }

@@ -1,12 +1,14 @@
 //! The HTTP server API, wire-compatible with Centrifugo's (`POST /api/<method>`, JSON), so the
-//! PyPI `cent` client and existing integrations work unchanged.
+//! PyPI `cent` client and existing integrations work unchanged. It is a thin mapper over the
+//! typed server API of the core ([`chorus_core::api`]): JSON in, a typed request, the call,
+//! JSON out. Validation and the `chorus_api_*` metrics of commands are the core's; this layer
+//! adds only the HTTP-level answers and their metrics.
 //!
 //! Parts:
 //! * this file — the entry point [`handle`]: API-key check, method routing, HTTP-level answers
 //!   (401 / 400 / 404) and the response envelope `{"result":…}` / `{"error":…}`;
-//! * [`requests`] — serde types of the request bodies, and parsing a body into a command;
-//! * [`methods`] — per-method validation and the calls into [`chorus_core::Node`];
-//! * [`results`] — the result objects, serialized exactly as Centrifugo's API does;
+//! * [`requests`] — serde types of the request bodies, mapped onto the core's requests;
+//! * [`results`] — the core's results rendered exactly as Centrifugo's API renders them;
 //! * [`legacy`] — the single endpoint `POST /api` with `{"method","params"}` commands.
 //!
 //! HTTP statuses: 401 (empty body, `Connection: close`) for a missing or wrong key — checked
@@ -17,97 +19,27 @@
 //! `server::routes`). The reference is `docs/server-api.md`.
 
 pub mod legacy;
-pub mod methods;
 pub mod requests;
 pub mod results;
 
 #[cfg(test)]
 mod tests;
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use subtle::ConstantTimeEq as _;
 
-use chorus_core::{ApiError, Node};
+use chorus_core::api::{self, Method, UNKNOWN_METHOD_LABEL};
+use chorus_core::{metrics as core_metrics, ApiError, Node};
 
 use crate::config::Config;
-use requests::Request;
 
-/// Counter of API commands, label `method` (batch entries count individually, and the batch
-/// itself once).
-pub const METRIC_REQUESTS: &str = "chorus_api_requests_total";
-/// Counter of API errors, labels `method` and `code`: the API error code (`"107"`, …) or
-/// `"http_<status>"` for requests refused at the HTTP level (401, 400, 404, 408, 413).
-pub const METRIC_ERRORS: &str = "chorus_api_errors_total";
-/// Histogram of command handling time in seconds, label `method`.
-pub const METRIC_DURATION: &str = "chorus_api_command_duration_seconds";
-
-/// Methods of the API, with their wire (path) names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    Publish,
-    Broadcast,
-    Subscribe,
-    Unsubscribe,
-    Disconnect,
-    Presence,
-    PresenceStats,
-    History,
-    HistoryRemove,
-    Channels,
-    Info,
-    Batch,
-    Refresh,
-    Rpc,
-}
-
-impl Method {
-    /// Every method, in the order a batch entry's keys are tried (Centrifugo's order).
-    pub const ALL: [Method; 14] = [
-        Method::Publish,
-        Method::Broadcast,
-        Method::Subscribe,
-        Method::Unsubscribe,
-        Method::Disconnect,
-        Method::History,
-        Method::HistoryRemove,
-        Method::Presence,
-        Method::PresenceStats,
-        Method::Info,
-        Method::Rpc,
-        Method::Refresh,
-        Method::Channels,
-        Method::Batch,
-    ];
-
-    /// The path segment and batch key of the method (also its metric label).
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Publish => "publish",
-            Method::Broadcast => "broadcast",
-            Method::Subscribe => "subscribe",
-            Method::Unsubscribe => "unsubscribe",
-            Method::Disconnect => "disconnect",
-            Method::Presence => "presence",
-            Method::PresenceStats => "presence_stats",
-            Method::History => "history",
-            Method::HistoryRemove => "history_remove",
-            Method::Channels => "channels",
-            Method::Info => "info",
-            Method::Batch => "batch",
-            Method::Refresh => "refresh",
-            Method::Rpc => "rpc",
-        }
-    }
-
-    /// Exact (case-sensitive) lookup of a path segment.
-    pub fn from_name(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name)
-    }
+/// The metric label of a path segment: the method's name, or `unknown`.
+fn label(method: &str) -> &'static str {
+    Method::from_name(method).map_or(UNKNOWN_METHOD_LABEL, Method::name)
 }
 
 /// Handles one API request. `method` is the path segment after `http_api.handler_prefix`, or
@@ -119,43 +51,38 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Full<Bytes>> {
-    let known = if method.is_empty() {
-        None
-    } else {
-        Method::from_name(method)
-    };
-    let label = known.map_or("unknown", Method::name);
     if let Some(refused) = unauthorized(config, method, headers) {
         return refused;
     }
     if method.is_empty() {
         return legacy::handle(node, &body).await;
     }
-    let Some(method) = known else {
-        record_error(label, "http_404".to_owned());
+    let Some(method) = Method::from_name(method) else {
+        record_error(UNKNOWN_METHOD_LABEL, "http_404".to_owned());
         return plain(StatusCode::NOT_FOUND, "unknown API method\n".to_owned());
     };
-    match requests::parse(method, &body) {
+    let request = match requests::parse(method, &body) {
+        Ok(request) => request,
         Err(e) => {
-            metrics::counter!(METRIC_REQUESTS, "method" => label).increment(1);
-            record_error(label, "http_400".to_owned());
-            plain(
+            core_metrics::api_request(method.name(), None);
+            record_error(method.name(), "http_400".to_owned());
+            return plain(
                 StatusCode::BAD_REQUEST,
                 format!("{}\n", describe_json_error(&e)),
-            )
+            );
         }
-        Ok(Request::One(command)) => match methods::run(node, command).await {
+    };
+    match node.api().call(request).await {
+        // `batch` answers top-level `replies`, not wrapped in `result`.
+        Ok(api::Response::Batch(batch)) => json(results::batch_json(&batch)),
+        Ok(response) => match results::render(&response) {
             Ok(result) => json(format!("{{\"result\":{}}}", result.get())),
-            Err(e) => json(error_json(&e)),
+            Err(e) => {
+                record_error(method.name(), e.code.to_string());
+                json(error_json(&e))
+            }
         },
-        Ok(Request::Batch { commands, parallel }) => {
-            metrics::counter!(METRIC_REQUESTS, "method" => label).increment(1);
-            let started = Instant::now();
-            let body = methods::batch(node, commands, parallel).await;
-            metrics::histogram!(METRIC_DURATION, "method" => label)
-                .record(started.elapsed().as_secs_f64());
-            json(body)
-        }
+        Err(e) => json(error_json(&e)),
     }
 }
 
@@ -171,8 +98,7 @@ pub fn unauthorized(
     if authorized(config, headers) {
         return None;
     }
-    let label = Method::from_name(method).map_or("unknown", Method::name);
-    record_error(label, "http_401".to_owned());
+    record_error(label(method), "http_401".to_owned());
     let mut response = empty(StatusCode::UNAUTHORIZED);
     response
         .headers_mut()
@@ -183,8 +109,7 @@ pub fn unauthorized(
 /// Counts an API request refused at the HTTP level before it reached [`handle`] (413, 408,
 /// 400 for an unreadable body), under `chorus_api_errors_total{code="http_<status>"}`.
 pub fn record_http_refusal(method: &str, status: StatusCode) {
-    let label = Method::from_name(method).map_or("unknown", Method::name);
-    record_error(label, format!("http_{}", status.as_u16()));
+    record_error(label(method), format!("http_{}", status.as_u16()));
 }
 
 /// Plain-text explanation of a body that could not be decoded.
@@ -207,7 +132,10 @@ pub fn authorized(config: &Config, headers: &HeaderMap) -> bool {
     if expected.is_empty() {
         return false;
     }
-    presented_key(headers).is_some_and(|key| constant_time_eq(key.as_bytes(), expected))
+    // `subtle` compares without an early exit on the first differing byte, so the time taken
+    // does not reveal how much of a guessed key is right (a length mismatch may, as with Go's
+    // `subtle.ConstantTimeCompare`).
+    presented_key(headers).is_some_and(|key| key.as_bytes().ct_eq(expected).into())
 }
 
 /// The key presented by the request: `Authorization: apikey <key>` (scheme case-insensitive)
@@ -226,17 +154,6 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty())
-}
-
-/// Compares without an early exit on the first differing byte, so the time taken does not
-/// reveal how much of a guessed key is right (the length may leak, as with Go's
-/// `subtle.ConstantTimeCompare`).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// `{code, message}` of an error reply.
@@ -268,7 +185,7 @@ pub fn error_json(e: &ApiError) -> String {
 }
 
 fn record_error(method: &'static str, code: String) {
-    metrics::counter!(METRIC_ERRORS, "method" => method, "code" => code).increment(1);
+    core_metrics::api_error(method, code);
 }
 
 fn response(

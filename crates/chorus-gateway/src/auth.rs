@@ -7,7 +7,7 @@
 //! leeway when present; `aud`/`iss` only when configured. Claim parsing lives in [`claims`].
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -203,7 +203,8 @@ pub fn connection_token_claims(
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), user.into());
     if !ttl.is_zero() {
-        claims.insert("exp".into(), (unix_now() + ttl.as_secs()).into());
+        let exp = chorus_core::clock::unix_now().saturating_add_unsigned(ttl.as_secs());
+        claims.insert("exp".into(), exp.into());
     }
     if let Some(info) = info {
         claims.insert("info".into(), info.clone());
@@ -212,12 +213,6 @@ pub fn connection_token_claims(
         claims.insert("channels".into(), channels.into());
     }
     serde_json::Value::Object(claims)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

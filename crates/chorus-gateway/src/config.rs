@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use chorus_core::duration::ConfigDuration;
 use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespace};
 
+mod choice;
 mod load;
 mod validate;
 
+pub use choice::{Choice, EngineType, LogFormat};
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
 pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
 
@@ -205,9 +207,6 @@ impl Default for HttpApiConfig {
     }
 }
 
-/// Engine kinds this build knows.
-pub const KNOWN_ENGINES: &[&str] = &["memory", "redis"];
-
 /// `engine.*`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -215,7 +214,7 @@ pub struct EngineConfig {
     /// `engine.type`: `"memory"` (single node; default) or `"redis"` (several nodes share
     /// publications and history through Redis; presence stays per node for now).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EngineType,
     /// `engine.memory.*`: node-wide bounds of the memory engine (used when `type` is
     /// `"memory"`).
     pub memory: MemoryEngineConfig,
@@ -226,7 +225,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            kind: "memory".into(),
+            kind: EngineType::Memory,
             memory: MemoryEngineConfig::default(),
             redis: RedisEngineConfig::default(),
         }
@@ -372,14 +371,14 @@ pub struct LogConfig {
     /// `RUST_LOG`, when set, wins.
     pub level: String,
     /// `"text"` (default) or `"json"` (one object per line).
-    pub format: String,
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
-            format: "text".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -402,7 +401,7 @@ impl Config {
         let mut config = Config::default();
         config.http_server.address = "127.0.0.1".into();
         config.http_server.port = 8000;
-        config.engine.kind = "memory".into();
+        config.engine.kind = EngineType::Memory;
         config.client.options.insecure = true;
         config.client.token.hmac_secret_key = random_hex_secret();
         config.client.allowed_origins = vec![

@@ -16,9 +16,6 @@
 /// Path of the demo token endpoint the page calls.
 pub const TOKEN_PATH: &str = "/demo/token";
 
-/// Channel the page joins by default (rooms are channels of the `chat` namespace).
-pub const DEFAULT_CHANNEL: &str = "chat:lobby";
-
 /// Longest accepted demo name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
 

@@ -7,7 +7,8 @@
 //! * [`app`] — builds a [`chorus_core::Node`] (broker, presence, verifier) from the config;
 //! * [`server`] — the hyper 1 HTTP server: routing, health/readiness, metrics, graceful drain;
 //! * [`ws`] — the WebSocket transport on fastwebsockets: upgrade, reader, batching writer, echo;
-//! * [`api`] — the HTTP server API (`POST /api/<method>`), Centrifugo-compatible;
+//! * [`api`] — the HTTP server API (`POST /api/<method>`), Centrifugo-compatible: a JSON mapping
+//!   of the core's typed server API (`chorus_core::api`);
 //! * [`demo`] — the embedded demo page;
 //! * [`metrics`] — the Prometheus recorder and the gateway's metric names.
 

@@ -35,11 +35,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chorus_core::broker::memory::MemoryBroker;
 use chorus_core::presence::memory::MemoryPresence;
 use chorus_core::Node;
-use chorus_redis::{RedisBroker, RedisConfig};
+use chorus_redis::{RedisBroker, RedisConfig, RedisError};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -49,11 +48,45 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::auth::AuthError;
+use crate::config::{Config, EngineType};
 use crate::ws::{WsContext, WsSettings};
 use crate::{app, metrics};
 use conns::io::ConnIo;
 use conns::{Budget, BudgetSource, Conn, Registry};
+
+/// Why a node could not be built from its config (see [`build_node`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A `client.token` / `client.subscription_token` key does not parse.
+    #[error("token verifier: {0}")]
+    Tokens(#[from] AuthError),
+    /// `engine.redis.*` is unusable (no address, zero partitions, a bad URL).
+    #[error("engine.redis: {0}")]
+    Redis(#[from] RedisError),
+}
+
+/// Why a server could not start (see [`run`], [`serve`], [`bind`]). Each message carries its
+/// cause (the I/O error is not chained as a `source`, so `{:#}` prints it once).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("resolving http_server.address {host:?}: {error}")]
+    Resolve { host: String, error: std::io::Error },
+    #[error("http_server.address {host:?} resolves to nothing")]
+    NoAddress { host: String },
+    #[error("binding {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("client.allowed_origins: {0}")]
+    AllowedOrigins(#[from] glob::PatternError),
+    /// The listening line (`chorus listening on …`) could not be made or written.
+    #[error("announcing the listening address: {0}")]
+    Stdout(std::io::Error),
+}
 
 /// Shared by every request of a server.
 #[derive(Debug)]
@@ -69,26 +102,28 @@ pub struct ServerState {
 /// Builds the node from the config: engine `memory`, or `redis` (publications and history in
 /// Redis, presence per node for now). Must run inside a tokio runtime. An unreachable Redis is
 /// not an error: the node starts not ready (`/ready` 503) and the broker keeps reconnecting.
-pub fn build_node(config: &Config) -> anyhow::Result<Node> {
-    let tokens = app::token_verifier(config).context("token verifier")?;
-    match config.engine.kind.as_str() {
-        "memory" => Ok(Node::new(
+pub fn build_node(config: &Config) -> Result<Node, BuildError> {
+    let tokens = app::token_verifier(config)?;
+    // The node's one id: the node and its broker name it the same way.
+    let id = uuid::Uuid::new_v4().to_string();
+    match config.engine.kind {
+        EngineType::Memory => Ok(Node::new(
+            id,
             app::node_options(config),
             MemoryBroker::with_options(config.engine.memory.broker_options()),
             MemoryPresence::new(),
             tokens,
         )),
-        "redis" => {
-            let broker = RedisBroker::start(redis_config(config), uuid::Uuid::new_v4().to_string())
-                .context("engine.redis")?;
+        EngineType::Redis => {
+            let broker = RedisBroker::start(redis_config(config), id.clone())?;
             Ok(Node::new(
+                id,
                 app::node_options(config),
                 broker,
                 MemoryPresence::new(),
                 tokens,
             ))
         }
-        other => anyhow::bail!("engine.type {other:?} is not supported by this build"),
     }
 }
 
@@ -110,7 +145,7 @@ pub fn redis_config(config: &Config) -> RedisConfig {
 
 /// Binds `http_server.address:port` with `SO_REUSEADDR` and backlog `tcp_backlog`. An empty
 /// address means all IPv4 interfaces.
-pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
     let http = &config.http_server;
     let host = if http.address.trim().is_empty() {
         "0.0.0.0"
@@ -119,19 +154,25 @@ pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
     };
     let addr: SocketAddr = tokio::net::lookup_host((host, http.port))
         .await
-        .with_context(|| format!("resolving http_server.address {host:?}"))?
+        .map_err(|error| ServeError::Resolve {
+            host: host.to_owned(),
+            error,
+        })?
         .next()
-        .with_context(|| format!("http_server.address {host:?} resolves to nothing"))?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+        .ok_or_else(|| ServeError::NoAddress {
+            host: host.to_owned(),
+        })?;
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(http.tcp_backlog.max(1))
     };
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(addr)
-        .with_context(|| format!("binding {addr}"))?;
-    Ok(socket.listen(http.tcp_backlog.max(1))?)
+    bind().map_err(|error| ServeError::Bind { addr, error })
 }
 
 /// Runs a node from its config until `shutdown` resolves and the drain is done.
@@ -141,16 +182,17 @@ pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     metrics::install();
     let node = build_node(&config)?;
     let listener = bind(&config).await?;
-    let local = listener.local_addr()?;
+    let local = listener.local_addr().map_err(ServeError::Stdout)?;
     tracing::info!(addr = %local, node = %node.id(), "chorus listening");
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "chorus listening on http://{local}")?;
-        out.flush()?;
+        writeln!(out, "chorus listening on http://{local}")
+            .and_then(|()| out.flush())
+            .map_err(ServeError::Stdout)?;
     }
     serve(listener, Arc::new(config), node, shutdown).await
 }
@@ -161,13 +203,12 @@ pub async fn serve(
     config: Arc<Config>,
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let mut settings = WsSettings::new(
         config.websocket.message_size_limit,
         config.websocket.write_timeout.get(),
         &config.client.allowed_origins,
-    )
-    .context("client.allowed_origins")?;
+    )?;
     settings.upgrade_timeout = config.http_server.request_timeout.get();
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();

@@ -204,7 +204,6 @@ pub fn upgrade<B>(
             }
             let params = ClientParams {
                 protocol,
-                transport: "websocket",
                 remote_addr,
             };
             match node.try_new_client(params) {

@@ -10,8 +10,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chorus_core::api::PublishRequest;
 use chorus_core::duration::ConfigDuration;
-use chorus_core::PublishOpts;
 use common::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -162,11 +162,11 @@ async fn only_sessions_in_the_budget_means_503_for_newcomers() {
     // The sessions are untouched.
     server
         .node
-        .publish(
+        .api()
+        .publish(PublishRequest::new(
             "room",
             Bytes::from_static(b"{\"n\":7}"),
-            PublishOpts::default(),
-        )
+        ))
         .await
         .unwrap();
     for ws in &mut sessions {

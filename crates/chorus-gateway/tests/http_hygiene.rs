@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use chorus_core::api::PublishRequest;
 use chorus_core::duration::ConfigDuration;
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -269,7 +270,8 @@ async fn a_client_that_stops_reading_the_answer_is_closed() {
         let data = bytes::Bytes::from(format!("{{\"n\":{n},\"pad\":\"{pad}\"}}"));
         server
             .node
-            .publish("chat:big", data, chorus_core::PublishOpts::default())
+            .api()
+            .publish(PublishRequest::new("chat:big", data))
             .await
             .unwrap();
     }

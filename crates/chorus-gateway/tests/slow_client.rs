@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chorus_core::PublishOpts;
+use chorus_core::api::PublishRequest;
 use common::*;
 use serde_json::Value;
 
@@ -50,7 +50,8 @@ async fn slow_subscriber_is_closed_with_3008_and_others_get_everything() {
         let data = Bytes::from(format!("{{\"n\":{n},\"pad\":\"{pad}\"}}"));
         server
             .node
-            .publish(channel, data, PublishOpts::default())
+            .api()
+            .publish(PublishRequest::new(channel, data))
             .await
             .unwrap();
         while n >= progress.load(std::sync::atomic::Ordering::Acquire) + AHEAD {

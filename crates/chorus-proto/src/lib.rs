@@ -5,7 +5,8 @@
 //!   the server itself uses the hand-written types of `chorus-protocol`, these are the
 //!   reference they are tested against;
 //! * [`api`] — the Centrifugo-compatible gRPC server API (`proto/api.proto`, package
-//!   `centrifugal.centrifugo.api`), messages plus tonic server and client;
+//!   `centrifugal.centrifugo.api`): messages, plus the tonic server and client with the `grpc`
+//!   feature (only crates that serve or call gRPC enable it);
 //! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`).
 //!
 //! Generated with `tonic-prost-build` and a vendored `protoc` (`protoc-bin-vendored`).
@@ -13,18 +14,18 @@
 /// Client protocol messages (package `chorus.protocol`).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod client {
-    tonic::include_proto!("chorus.protocol");
+    include!(concat!(env!("OUT_DIR"), "/chorus.protocol.rs"));
 }
 
 /// Server API messages and the `CentrifugoApi` gRPC service (package
 /// `centrifugal.centrifugo.api`).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod api {
-    tonic::include_proto!("centrifugal.centrifugo.api");
+    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifugo.api.rs"));
 }
 
 /// Cross-node backplane envelope (package `chorus.backplane`).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod backplane {
-    tonic::include_proto!("chorus.backplane");
+    include!(concat!(env!("OUT_DIR"), "/chorus.backplane.rs"));
 }

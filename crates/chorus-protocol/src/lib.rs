@@ -2,7 +2,7 @@
 //!
 //! Pure, no I/O. Parts:
 //! * [`messages`] — one type per protocol message, Protobuf and JSON at once (split into
-//!   `command`, `reply` and `push`; helpers `Command::is_pong`, `Command::method_name`,
+//!   `command`, `method`, `reply` and `push`; [`Method`] with `Command::method`, `Command::is_pong`,
 //!   `Reply::is_ping`, `Reply::from_push`, `Reply::from_error`);
 //! * [`codec`] — decoding commands of a frame, encoding replies/pushes, packing frames;
 //! * [`codes`] — error, disconnect and unsubscribe code tables;

@@ -7,7 +7,7 @@
 //! fields, `Error.code` and `message`, `Publication.data`), 64-bit integers as JSON numbers, and
 //! every `bytes` field embedded as raw JSON (see [`crate::raw`]).
 //!
-//! Parts: [`command`] (client → server), [`reply`] (server → client results), [`push`]
+//! Parts: [`command`] (client → server), [`method`] (the kind of a command), [`reply`] (server → client results), [`push`]
 //! (asynchronous events and shared messages); everything is re-exported here.
 //!
 //! Field numbers marked reserved in the protocol are simply absent here. Newer extensions that
@@ -17,10 +17,12 @@
 //! these types against the full schema in `proto/client.proto`.
 
 pub mod command;
+pub mod method;
 pub mod push;
 pub mod reply;
 
 pub use command::*;
+pub use method::*;
 pub use push::*;
 pub use reply::*;
 

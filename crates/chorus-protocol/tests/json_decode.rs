@@ -21,17 +21,17 @@ fn illustrative_exchange_commands() {
     let connect = cmds[0].connect.as_ref().unwrap();
     assert_eq!(connect.token, "<jwt>");
     assert_eq!(connect.name, "js");
-    assert_eq!(cmds[0].method_name(), Some("connect"));
+    assert_eq!(cmds[0].method(), Method::Connect);
     assert_eq!(cmds[1].id, 2);
     let sub = cmds[1].subscribe.as_ref().unwrap();
     assert_eq!(sub.channel, "chat:1");
     assert_eq!(sub.flag, 1);
-    assert_eq!(cmds[1].method_name(), Some("subscribe"));
+    assert_eq!(cmds[1].method(), Method::Subscribe);
 
     let pong = decode("{}").unwrap();
     assert_eq!(pong, vec![Command::default()]);
     assert!(pong[0].is_pong());
-    assert_eq!(pong[0].method_name(), None);
+    assert_eq!(pong[0].method(), Method::Pong);
 
     let presence = decode(r#"{"id":3,"presence":{"channel":"chat:1"}}"#).unwrap();
     assert_eq!(presence[0].presence.as_ref().unwrap().channel, "chat:1");
@@ -120,7 +120,7 @@ fn every_request_decodes() {
     ]
     .join("\n");
     let cmds = decode(&frame).unwrap();
-    let names: Vec<_> = cmds.iter().map(|c| c.method_name().unwrap()).collect();
+    let names: Vec<_> = cmds.iter().map(|c| c.method().name()).collect();
     assert_eq!(
         names,
         [

@@ -13,8 +13,12 @@
 //! of the stream entry whose id is `<offset>-0`.
 
 use chorus_core::auth::SubscribeOverride;
-use chorus_core::control::{Control, ControlMessage};
-use chorus_core::node::api::{NodeInfo, ServerSubscribe};
+use chorus_core::clock::unix_now_ms;
+use chorus_core::control::{
+    Control, ControlMessage, DisconnectUser, NodeInfo, RefreshUser, SubscribeUser, SurveyOp,
+    SurveyRequest, SurveyResponse, UnsubscribeUser,
+};
+use chorus_core::Disconnect;
 use chorus_proto::backplane as pb;
 use chorus_protocol::{ClientInfo, Publication, StreamPosition};
 use prost::Message;
@@ -47,13 +51,6 @@ pub enum FrameError {
     Decode(#[from] prost::DecodeError),
     #[error("empty envelope")]
     Empty,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `c1:0::` + envelope.
@@ -159,7 +156,7 @@ pub fn encode_publication(node: &str, channel: &str, p: Publication) -> Vec<u8> 
             offset: 0,
             epoch: String::new(),
             tags: p.tags,
-            time_ms: now_ms(),
+            time_ms: unix_now_ms(),
             delta: false,
         }),
     )
@@ -197,9 +194,9 @@ pub fn encode_control(m: ControlMessage) -> Vec<u8> {
             num_channels: n.num_channels,
             uptime: n.uptime,
             num_subs: n.num_subs,
-            time_ms: now_ms(),
+            time_ms: unix_now_ms(),
         }),
-        Control::SubscribeUser(s) => Command::Subscribe(pb::SubscribeUser {
+        Control::Subscribe(s) => Command::Subscribe(pb::SubscribeUser {
             user: s.user,
             channel: s.channel,
             client: s.client,
@@ -217,38 +214,38 @@ pub fn encode_control(m: ControlMessage) -> Vec<u8> {
             force_positioning: s.override_options.force_positioning,
             force_push_join_leave: s.override_options.force_push_join_leave,
         }),
-        Control::UnsubscribeUser {
-            user,
-            channel,
-            client,
-            session,
-        } => Command::Unsubscribe(pb::UnsubscribeUser {
-            user,
-            channel,
-            client,
-            session,
+        Control::Unsubscribe(u) => Command::Unsubscribe(pb::UnsubscribeUser {
+            user: u.user,
+            channel: u.channel,
+            client: u.client,
+            session: u.session,
         }),
-        Control::DisconnectUser {
-            user,
-            client,
-            session,
-            whitelist,
-            code,
-            reason,
-        } => Command::Disconnect(pb::DisconnectUser {
-            user,
-            client,
-            session,
-            whitelist,
-            code: u32::from(code),
-            reason,
+        Control::Disconnect(d) => Command::Disconnect(pb::DisconnectUser {
+            user: d.user,
+            client: d.client,
+            session: d.session,
+            whitelist: d.whitelist,
+            code: u32::from(d.disconnect.code),
+            reason: d.disconnect.reason,
         }),
-        Control::SurveyRequest { id, op, data } => {
-            Command::SurveyRequest(pb::SurveyRequest { id, op, data })
-        }
-        Control::SurveyResponse { id, data, error } => {
-            Command::SurveyResponse(pb::SurveyResponse { id, data, error })
-        }
+        Control::Refresh(r) => Command::Refresh(pb::RefreshUser {
+            user: r.user,
+            client: r.client,
+            session: r.session,
+            expired: r.expired,
+            expire_at: r.expire_at,
+            info: r.info,
+        }),
+        Control::SurveyRequest(r) => Command::SurveyRequest(pb::SurveyRequest {
+            id: r.id,
+            op: r.op.name().to_string(),
+            data: r.data,
+        }),
+        Control::SurveyResponse(r) => Command::SurveyResponse(pb::SurveyResponse {
+            id: r.id,
+            data: r.data,
+            error: r.error,
+        }),
         Control::Shutdown => Command::Shutdown(pb::Shutdown {}),
     };
     encode(
@@ -273,7 +270,7 @@ fn control_from_pb(c: Option<pb::control::Command>) -> Option<Control> {
             num_channels: n.num_channels,
             uptime: n.uptime,
         }),
-        Command::Subscribe(s) => Control::SubscribeUser(ServerSubscribe {
+        Command::Subscribe(s) => Control::Subscribe(SubscribeUser {
             user: s.user,
             channel: s.channel,
             client: s.client,
@@ -293,33 +290,40 @@ fn control_from_pb(c: Option<pb::control::Command>) -> Option<Control> {
                 force_recovery: s.force_recovery,
             },
         }),
-        Command::Unsubscribe(u) => Control::UnsubscribeUser {
+        Command::Unsubscribe(u) => Control::Unsubscribe(UnsubscribeUser {
             user: u.user,
             channel: u.channel,
             client: u.client,
             session: u.session,
-        },
-        Command::Disconnect(d) => Control::DisconnectUser {
+        }),
+        Command::Disconnect(d) => Control::Disconnect(DisconnectUser {
             user: d.user,
             client: d.client,
             session: d.session,
             whitelist: d.whitelist,
-            code: u16::try_from(d.code).unwrap_or(3000),
-            reason: d.reason,
-        },
-        Command::SurveyRequest(r) => Control::SurveyRequest {
+            disconnect: Disconnect::new(u16::try_from(d.code).unwrap_or(3000), d.reason),
+        }),
+        Command::Refresh(r) => Control::Refresh(RefreshUser {
+            user: r.user,
+            client: r.client,
+            session: r.session,
+            expired: r.expired,
+            expire_at: r.expire_at,
+            info: r.info,
+        }),
+        Command::SurveyRequest(r) => Control::SurveyRequest(SurveyRequest {
             id: r.id,
-            op: r.op,
+            op: SurveyOp::from_name(&r.op),
             data: r.data,
-        },
-        Command::SurveyResponse(r) => Control::SurveyResponse {
+        }),
+        Command::SurveyResponse(r) => Control::SurveyResponse(SurveyResponse {
             id: r.id,
             data: r.data,
             error: r.error,
-        },
+        }),
         Command::Shutdown(_) => Control::Shutdown,
-        // Refresh and raw extensions are not produced by this version.
-        Command::Refresh(_) | Command::Raw(_) => return None,
+        // Raw extensions are not produced by this version.
+        Command::Raw(_) => return None,
     })
 }
 
@@ -355,5 +359,118 @@ mod tests {
         assert!(decode_frame(b"garbage").is_err());
         assert!(decode_frame(b"c1:1:x:\xff\xff\xff").is_err());
         assert!(decode_frame(b"c1:0::").is_err());
+    }
+
+    /// Every control command survives the backplane unchanged (the port's types are what
+    /// the other node gets).
+    #[test]
+    fn control_round_trip() {
+        let controls = [
+            Control::NodeInfo(NodeInfo {
+                uid: "n1".into(),
+                name: "node one".into(),
+                version: "1.2.3".into(),
+                num_clients: 4,
+                num_users: 3,
+                num_subs: 9,
+                num_channels: 2,
+                uptime: 77,
+            }),
+            Control::Subscribe(SubscribeUser {
+                user: "u".into(),
+                channel: "chat:a".into(),
+                client: "c".into(),
+                session: "s".into(),
+                info: Bytes::from_static(b"{\"i\":1}"),
+                data: Bytes::from_static(b"[1]"),
+                expire_at: 1_900_000_000,
+                recover_since: Some(StreamPosition {
+                    offset: 5,
+                    epoch: "e".into(),
+                }),
+                override_options: SubscribeOverride {
+                    presence: Some(false),
+                    join_leave: None,
+                    force_push_join_leave: Some(true),
+                    force_positioning: None,
+                    force_recovery: Some(true),
+                },
+            }),
+            Control::Unsubscribe(UnsubscribeUser {
+                user: "u".into(),
+                channel: "chat:a".into(),
+                client: String::new(),
+                session: "s".into(),
+            }),
+            Control::Disconnect(DisconnectUser {
+                user: "u".into(),
+                client: "c".into(),
+                session: String::new(),
+                whitelist: vec!["keep".into()],
+                disconnect: Disconnect::new(4500, "banned"),
+            }),
+            Control::Refresh(RefreshUser {
+                user: "u".into(),
+                client: String::new(),
+                session: String::new(),
+                expired: false,
+                expire_at: 1_900_000_000,
+                info: Some(Bytes::from_static(b"{\"n\":2}")),
+            }),
+            Control::Refresh(RefreshUser {
+                user: "u".into(),
+                expired: true,
+                ..RefreshUser::default()
+            }),
+            Control::SurveyRequest(SurveyRequest {
+                id: 9,
+                op: SurveyOp::Presence,
+                data: Bytes::from_static(b"chat:a"),
+            }),
+            Control::SurveyResponse(SurveyResponse {
+                id: 9,
+                data: Bytes::new(),
+                error: "unknown survey".into(),
+            }),
+            Control::Shutdown,
+        ];
+        for control in controls {
+            let message = ControlMessage {
+                from: "n1".into(),
+                target: "n2".into(),
+                control,
+            };
+            let frame = frame(&encode_control(message.clone()));
+            match decode_frame(&frame).unwrap() {
+                Delivery::Control(back) => assert_eq!(back, message),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_survey_ops_decode_as_unknown() {
+        let env = encode(
+            "n1",
+            pb::envelope::Kind::Control(pb::Control {
+                target: String::new(),
+                command: Some(pb::control::Command::SurveyRequest(pb::SurveyRequest {
+                    id: 1,
+                    op: "future_op".into(),
+                    data: Bytes::new(),
+                })),
+            }),
+        );
+        match decode_frame(&frame(&env)).unwrap() {
+            Delivery::Control(m) => assert_eq!(
+                m.control,
+                Control::SurveyRequest(SurveyRequest {
+                    id: 1,
+                    op: SurveyOp::Unknown,
+                    data: Bytes::new(),
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -30,6 +30,7 @@ use chorus_core::broker::{
     new_epoch, Broker, BrokerError, BrokerHandler, HistoryPage, HistoryQuery, PublishOptions,
 };
 use chorus_core::control::ControlMessage;
+use chorus_core::sync;
 use chorus_protocol::{ClientInfo, Publication, StreamPosition};
 use redis::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -203,7 +204,7 @@ impl RedisBroker {
     pub fn wanted_channels(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.sub.wanted.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| sync::lock(&s.sub.wanted).len())
             .sum()
     }
 
@@ -298,26 +299,16 @@ fn ms(d: Duration) -> u64 {
 #[async_trait]
 impl Broker for RedisBroker {
     fn set_handler(&self, handler: Weak<dyn BrokerHandler>) {
-        *self.handler.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+        *sync::write(&self.handler) = Some(handler);
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
         let shard = self.shard(channel);
-        let added = shard
-            .sub
-            .wanted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel.to_string());
+        let added = sync::lock(&shard.sub.wanted).insert(channel.to_string());
         let res = self.sync_sub(shard).await;
         if res.is_err() && added {
             crate::metrics::error("subscribe");
-            shard
-                .sub
-                .wanted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(channel);
+            sync::lock(&shard.sub.wanted).remove(channel);
         }
         res
     }
@@ -325,7 +316,7 @@ impl Broker for RedisBroker {
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
         let shard = self.shard(channel);
         let removed = {
-            let mut wanted = shard.sub.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let mut wanted = sync::lock(&shard.sub.wanted);
             let removed = wanted.remove(channel);
             // Give the table back after churn (a set sized for 300k channels holds ~10 MB).
             if wanted.capacity() > 1024 && wanted.len() < wanted.capacity() / 4 {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use chorus_core::broker::{BrokerError, BrokerHandler};
+use chorus_core::sync;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::RedisConfig;
-use crate::envelope::{decode_frame, now_ms, Delivery};
+use crate::envelope::{decode_frame, Delivery};
 use crate::metrics as m;
 use crate::shard::{Conn, Naming, Target};
 
@@ -57,10 +58,7 @@ impl SubShared {
     }
 
     pub fn wants(&self, channel: &str) -> bool {
-        self.wanted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(channel)
+        sync::lock(&self.wanted).contains(channel)
     }
 }
 
@@ -85,20 +83,12 @@ enum Exit {
 
 impl SubTask {
     fn handler(&self) -> Option<Arc<dyn BrokerHandler>> {
-        self.handler
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|w| w.upgrade())
+        sync::read(&self.handler).as_ref().and_then(|w| w.upgrade())
     }
 
     /// Redis channels this connection must be subscribed to.
     fn desired(&self) -> HashSet<String> {
-        let mut out: HashSet<String> = self
-            .shared
-            .wanted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut out: HashSet<String> = sync::lock(&self.shared.wanted)
             .iter()
             .map(|c| self.naming.pubsub_channel(c))
             .collect();
@@ -319,7 +309,7 @@ impl SubTask {
                 epoch,
                 time_ms,
             } if !from_control && self.shared.wants(&channel) => {
-                let lag = (now_ms() - time_ms).max(0) as f64 / 1000.0;
+                let lag = (chorus_core::clock::unix_now_ms() - time_ms).max(0) as f64 / 1000.0;
                 metrics::histogram!(m::PUBSUB_LAG).record(lag);
                 handler.on_publication(&channel, publication, &epoch);
             }

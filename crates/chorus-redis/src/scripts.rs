@@ -24,9 +24,6 @@ use redis::{Script, Value};
 
 use crate::envelope::{self, Delivery};
 
-/// Seconds an idempotency result is remembered.
-pub const RESULT_TTL_SECS: u64 = 300;
-
 pub static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"

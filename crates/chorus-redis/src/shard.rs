@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chorus_core::sync;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
@@ -244,19 +245,16 @@ impl Publisher {
 
     /// The current connection, if up.
     pub fn get(&self) -> Option<Conn> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        sync::lock(&self.slot).clone()
     }
 
     pub fn is_up(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        sync::lock(&self.slot).is_some()
     }
 
     /// Drops the connection after an I/O error or timeout; the task reconnects.
     pub fn broken(&self) {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        sync::lock(&self.slot).take();
         self.wake.notify_one();
     }
 
@@ -278,7 +276,7 @@ impl Publisher {
             }
             match target.connect(&config, None).await {
                 Ok(conn) => {
-                    *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+                    *sync::lock(&self.slot) = Some(conn);
                     tracing::info!("redis publish connection up");
                 }
                 Err(e) => {

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use chorus_gateway::auth;
-use chorus_gateway::config::{Config, Loaded, LogConfig};
+use chorus_gateway::config::{Config, Loaded, LogConfig, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -146,7 +146,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(chorus_gateway::server::run(config, shutdown_signal()))
+    runtime.block_on(chorus_gateway::server::run(config, shutdown_signal()))?;
+    Ok(())
 }
 
 fn checkconfig(args: &ConfigArgs) -> anyhow::Result<()> {
@@ -212,10 +213,9 @@ fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let result = if log.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let result = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
     };
     result.map_err(|e| anyhow!("cannot initialise logging: {e}"))
 }

@@ -127,7 +127,7 @@ fn checkconfig_bad_exits_1_with_every_problem() {
     let dir = TempDir::new();
     let f = dir.file(
         "bad.yaml",
-        "client:\n  ping_interval: 5s\n  pong_timeout: 8s\nengine:\n  type: cassandra\n\
+        "client:\n  ping_interval: 5s\n  pong_timeout: 8s\nengine:\n  memory:\n    max_streams: 0\n\
          channel:\n  namespaces:\n    - name: x\n",
     );
     let out = chorus(&["checkconfig", "--config", path_str(&f)]);
@@ -140,10 +140,26 @@ fn checkconfig_bad_exits_1_with_every_problem() {
         "{err}"
     );
     assert!(
-        err.contains("engine.type \"cassandra\" is not supported"),
+        err.contains("engine.memory.max_streams must be at least 1"),
         "{err}"
     );
     assert!(err.contains("channel.namespaces[0].name \"x\""), "{err}");
+}
+
+/// An unknown `engine.type` is a value the config cannot hold: it fails reading the file,
+/// with the file position, the key and the accepted names.
+#[test]
+fn checkconfig_unknown_engine_names_key_and_choices() {
+    let dir = TempDir::new();
+    let f = dir.file("engine.yaml", "engine:\n  type: cassandra\n");
+    let out = chorus(&["checkconfig", "--config", path_str(&f)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:", f.display())), "{err}");
+    assert!(
+        err.contains("engine.type \"cassandra\" is not supported; supported: memory, redis"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -245,11 +261,8 @@ fn gentoken_output_verifies_with_the_secret() {
     assert_eq!(claims.user, "alice");
     assert_eq!(&claims.info[..], br#"{"name":"Alice"}"#);
     assert_eq!(claims.channels, ["news", "chat:lobby"]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let exp = u64::try_from(claims.exp.unwrap()).unwrap();
+    let now = chorus_core::clock::unix_now();
+    let exp = claims.exp.unwrap();
     assert!((now + 100..=now + 120).contains(&exp), "{exp} vs {now}");
     assert!(matches!(
         verifier("other").verify_connection(token),

@@ -16,6 +16,7 @@ use chorus_protocol::{ClientInfo, Publication, StreamPosition};
 
 use super::{Broker, BrokerError, BrokerHandler, HistoryOptions, HistoryQuery, PublishOptions};
 use crate::control::{Control, ControlMessage};
+use crate::sync;
 
 mod lifetime;
 pub use lifetime::{eviction, ttl_reclaim};
@@ -49,10 +50,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn events(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        sync::lock(&self.events).clone()
     }
 
     /// Events concerning `channel` (publications, joins, leaves).
@@ -74,10 +72,7 @@ impl Recorder {
     }
 
     fn push(&self, e: Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(e);
+        sync::lock(&self.events).push(e);
     }
 }
 
@@ -486,11 +481,11 @@ pub async fn delivery(b: &dyn Broker, rec: &Recorder, expect: Expect) {
     let msg = ControlMessage {
         from: "node-a".into(),
         target: String::new(),
-        control: Control::SurveyRequest {
+        control: Control::SurveyRequest(crate::control::SurveyRequest {
             id: 7,
-            op: "channels".into(),
+            op: crate::control::SurveyOp::Channels,
             data: Bytes::from_static(b"{}"),
-        },
+        }),
     };
     b.publish_control(msg.clone())
         .await

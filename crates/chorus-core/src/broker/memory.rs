@@ -60,6 +60,7 @@ use tokio::time::Instant;
 
 use super::{Broker, BrokerError, BrokerHandler, HistoryPage, HistoryQuery, PublishOptions};
 use crate::metrics::MemoryMetrics;
+use crate::sync;
 use stream::Stream;
 
 /// How long an idempotency key remembers its result.
@@ -167,10 +168,6 @@ fn deliver(
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A duration in milliseconds of the broker clock.
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -228,9 +225,7 @@ impl MemoryBroker {
     }
 
     fn handlers(&self) -> Vec<Arc<dyn BrokerHandler>> {
-        self.handlers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        sync::read(&self.handlers)
             .iter()
             .filter_map(|w| w.upgrade())
             .collect()
@@ -272,7 +267,7 @@ impl MemoryBroker {
     ) -> Option<R> {
         loop {
             let entry = self.entry(channel, create)?;
-            let mut slot = lock(&entry.slot);
+            let mut slot = sync::lock(&entry.slot);
             if slot.detached {
                 continue;
             }
@@ -326,7 +321,7 @@ impl MemoryBroker {
         meta_ttl: Duration,
     ) -> &'a mut Stream {
         self.refresh(entry, slot, now);
-        let mut index = lock(&self.index);
+        let mut index = sync::lock(&self.index);
         if slot.stream.is_some() {
             index.promote(&*entry.name);
         } else {
@@ -342,7 +337,7 @@ impl MemoryBroker {
     fn close_stream(&self, entry: &Arc<Entry>, slot: &mut Slot) -> Option<Stream> {
         let stream = slot.stream.take()?;
         self.account(stream.bytes(), 0);
-        let mut index = lock(&self.index);
+        let mut index = sync::lock(&self.index);
         if index
             .peek(&*entry.name)
             .is_some_and(|e| Arc::ptr_eq(e, entry))
@@ -378,7 +373,7 @@ impl super::conformance::Evict for MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     fn set_handler(&self, handler: Weak<dyn BrokerHandler>) {
-        let mut handlers = self.handlers.write().unwrap_or_else(|e| e.into_inner());
+        let mut handlers = sync::write(&self.handlers);
         handlers.retain(|w| w.strong_count() > 0);
         handlers.push(handler);
     }

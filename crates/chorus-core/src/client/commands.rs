@@ -3,80 +3,81 @@
 
 use chorus_protocol::codes;
 use chorus_protocol::{
-    Command, HistoryRequest, HistoryResult, PresenceRequest, PresenceResult, PresenceStatsRequest,
-    Protocol, Publication, PublishRequest, Reply,
+    Command, HistoryRequest, HistoryResult, Method, PresenceRequest, PresenceResult,
+    PresenceStatsRequest, Protocol, Publication, PublishRequest, Reply,
 };
 
 use super::{Client, Fail};
-use crate::broker::{BrokerError, HistoryQuery};
+use crate::broker::{check_history_since, BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
 use crate::metrics;
 use crate::options::ChannelOptions;
 use crate::payload::{self, Source};
 
-/// The command's method, for dispatch, logs and metric labels: the protocol's name of the
-/// request that is set, "pong" for the empty command, "unknown" for an empty command with an id.
-pub(crate) fn method_name(cmd: &Command) -> &'static str {
-    match cmd.method_name() {
-        Some(name) => name,
-        None if cmd.id == 0 => "pong",
-        None => "unknown",
-    }
-}
-
 impl Client {
-    /// Runs one command. `Ok(Some)` is a reply to queue; `Ok(None)` means the handler queued
-    /// its own reply (connect and subscribe must order pushes after it).
+    /// Runs one command of kind `method` (`cmd.method()`, decided once by the caller). `Ok(Some)`
+    /// is a reply to queue; `Ok(None)` means the handler queued its own reply (connect and
+    /// subscribe must order pushes after it).
     pub(super) async fn run_command(
         &self,
+        method: Method,
         cmd: Command,
         connected: bool,
     ) -> Result<Option<Reply>, Fail> {
         let id = cmd.id;
-        if let Some(req) = cmd.connect {
-            if connected {
-                return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        // `method` names a field that is set: the defaults below are never used.
+        match method {
+            Method::Connect => {
+                if connected {
+                    return Err(codes::DISCONNECT_BAD_REQUEST.into());
+                }
+                let req = cmd.connect.unwrap_or_default();
+                self.cmd_connect(id, req).await.map(|()| None)
             }
-            return self.cmd_connect(id, req).await.map(|()| None);
-        }
-        if let Some(req) = cmd.subscribe {
-            return self.cmd_subscribe(id, req).await.map(|()| None);
-        }
-        if let Some(req) = cmd.unsubscribe {
-            return self.cmd_unsubscribe(id, req).await.map(Some);
-        }
-        if let Some(req) = cmd.publish {
-            return self.cmd_publish(id, req).await.map(Some);
-        }
-        if let Some(req) = cmd.presence {
-            return self.cmd_presence(id, req).await.map(Some);
-        }
-        if let Some(req) = cmd.presence_stats {
-            return self.cmd_presence_stats(id, req).await.map(Some);
-        }
-        if let Some(req) = cmd.history {
-            return self.cmd_history(id, req).await.map(Some);
-        }
-        if let Some(req) = cmd.refresh {
-            return self.cmd_refresh(id, req).await.map(Some);
-        }
-        if let Some(req) = cmd.sub_refresh {
-            return self.cmd_sub_refresh(id, req).await.map(Some);
-        }
-        if cmd.rpc.is_some() {
+            Method::Subscribe => {
+                let req = cmd.subscribe.unwrap_or_default();
+                self.cmd_subscribe(id, req).await.map(|()| None)
+            }
+            Method::Unsubscribe => {
+                let req = cmd.unsubscribe.unwrap_or_default();
+                self.cmd_unsubscribe(id, req).await.map(Some)
+            }
+            Method::Publish => {
+                let req = cmd.publish.unwrap_or_default();
+                self.cmd_publish(id, req).await.map(Some)
+            }
+            Method::Presence => {
+                let req = cmd.presence.unwrap_or_default();
+                self.cmd_presence(id, req).await.map(Some)
+            }
+            Method::PresenceStats => {
+                let req = cmd.presence_stats.unwrap_or_default();
+                self.cmd_presence_stats(id, req).await.map(Some)
+            }
+            Method::History => {
+                let req = cmd.history.unwrap_or_default();
+                self.cmd_history(id, req).await.map(Some)
+            }
+            Method::Refresh => {
+                let req = cmd.refresh.unwrap_or_default();
+                self.cmd_refresh(id, req).await.map(Some)
+            }
+            Method::SubRefresh => {
+                let req = cmd.sub_refresh.unwrap_or_default();
+                self.cmd_sub_refresh(id, req).await.map(Some)
+            }
             // No RPC handlers are registered on this server.
-            return Err(codes::ERROR_METHOD_NOT_FOUND.into());
-        }
-        if cmd.ping.is_some() {
+            Method::Rpc => Err(codes::ERROR_METHOD_NOT_FOUND.into()),
             // Protocol v2 pings are server-initiated; the command form is not available.
-            return Err(codes::ERROR_NOT_AVAILABLE.into());
-        }
-        if cmd.send.is_some() {
+            Method::Ping => Err(codes::ERROR_NOT_AVAILABLE.into()),
             // No asynchronous message handler: the protocol answers with 3508.
-            return Err(codes::DISCONNECT_NOT_AVAILABLE.into());
+            Method::Send => Err(codes::DISCONNECT_NOT_AVAILABLE.into()),
+            // Pongs never get here (`dispatch` handles them); an empty command with an id does.
+            Method::Pong | Method::Unknown => {
+                metrics::bad_frame("unknown_command");
+                Err(codes::DISCONNECT_BAD_REQUEST.into())
+            }
         }
-        metrics::bad_frame("unknown_command");
-        Err(codes::DISCONNECT_BAD_REQUEST.into())
     }
 
     /// Resolves a channel and who is asking about it.
@@ -209,9 +210,7 @@ impl Client {
             Ok(n) if n <= max => n,
             _ => max,
         };
-        if req.reverse && req.since.as_ref().is_some_and(|s| s.offset == 0) {
-            return Err(codes::ERROR_BAD_REQUEST.into());
-        }
+        check_history_since(req.reverse, req.since.as_ref())?;
         let query = HistoryQuery {
             since: req.since,
             limit: Some(limit),

@@ -7,9 +7,10 @@ use chorus_protocol::codes;
 use chorus_protocol::{ConnectRequest, ConnectResult, Reply, StreamPosition};
 
 use super::subscribe::{unrecover, Prepared, SubscribeSpec};
-use super::{ttl_until, unix_now, Client, Fail};
+use super::{Client, Fail, TokenKind};
 use crate::auth::{ConnectionClaims, ServerSubOptions, TokenError};
 use crate::channel;
+use crate::clock::{self, ttl_until};
 use crate::metrics;
 use crate::payload;
 
@@ -20,14 +21,12 @@ impl Client {
         payload::check_command_data(&req.data, opts.json_max_depth)
             .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
         let claims = if !req.token.is_empty() {
-            match node.tokens().verify_connection(&req.token) {
-                Ok(c) => c,
-                Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
-                Err(TokenError::Invalid(reason)) => {
+            node.tokens().verify_connection(&req.token).map_err(|e| {
+                if let TokenError::Invalid(reason) = &e {
                     tracing::debug!(client = %self.id, %reason, "invalid connection token");
-                    return Err(codes::DISCONNECT_INVALID_TOKEN.into());
                 }
-            }
+                TokenKind::Connection.refusal(&e)
+            })?
         } else if opts.insecure {
             ConnectionClaims::default()
         } else {
@@ -35,7 +34,7 @@ impl Client {
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         };
         let expires_at = claims.expires_at();
-        if expires_at.is_some_and(|t| t <= unix_now()) {
+        if clock::is_expired(expires_at) {
             return Err(codes::ERROR_TOKEN_EXPIRED.into());
         }
         let user: Arc<str> = Arc::from(claims.user.as_str());
@@ -103,13 +102,7 @@ impl Client {
             ping: u32::try_from(ping).unwrap_or(u32::MAX),
             pong: ping > 0 && !opts.pong_timeout.is_zero(),
             time: if opts.connect_include_server_time {
-                i64::try_from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis())
-                        .unwrap_or(0),
-                )
-                .unwrap_or(0)
+                clock::unix_now_ms()
             } else {
                 0
             },
@@ -161,16 +154,16 @@ impl Client {
         id: u32,
         req: chorus_protocol::RefreshRequest,
     ) -> Result<Reply, Fail> {
-        let claims = match self.node.tokens().verify_connection(&req.token) {
-            Ok(c) => c,
-            Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
-            Err(TokenError::Invalid(_)) => return Err(codes::DISCONNECT_INVALID_TOKEN.into()),
-        };
+        let claims = self
+            .node
+            .tokens()
+            .verify_connection(&req.token)
+            .map_err(|e| TokenKind::Connection.refusal(&e))?;
         if *claims.user != *self.user() {
             return Err(codes::DISCONNECT_INVALID_TOKEN.into());
         }
         let expires_at = claims.expires_at();
-        if expires_at.is_some_and(|t| t <= unix_now()) {
+        if clock::is_expired(expires_at) {
             return Err(codes::ERROR_TOKEN_EXPIRED.into());
         }
         {

@@ -16,10 +16,11 @@ use chorus_protocol::{
     SubscribeResult,
 };
 
-use super::{ttl_until, unix_now, Client, ClientSub, Fail};
-use crate::auth::{ServerSubOptions, SubscribeOverride, TokenError};
+use super::{Client, ClientSub, Fail, TokenKind};
+use crate::auth::{ServerSubOptions, SubscribeOverride};
 use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
+use crate::clock::{self, ttl_until};
 use crate::hub::encoded::Encoded;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
@@ -152,11 +153,10 @@ impl Client {
         let mut data = Bytes::new();
         let mut expires_at = None;
         if !req.token.is_empty() {
-            let claims = match node.tokens().verify_subscription(&req.token) {
-                Ok(c) => c,
-                Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
-                Err(TokenError::Invalid(_)) => return Err(codes::ERROR_PERMISSION_DENIED.into()),
-            };
+            let claims = node
+                .tokens()
+                .verify_subscription(&req.token)
+                .map_err(|e| TokenKind::Subscription.refusal(&e))?;
             if claims.channel != req.channel
                 || *claims.user != *user
                 || (!claims.client.is_empty() && *claims.client != *self.id)
@@ -164,7 +164,7 @@ impl Client {
                 return Err(codes::DISCONNECT_INVALID_TOKEN.into());
             }
             expires_at = claims.expires_at();
-            if expires_at.is_some_and(|t| t <= unix_now()) {
+            if clock::is_expired(expires_at) {
                 return Err(codes::ERROR_TOKEN_EXPIRED.into());
             }
             apply_override(&mut options, &claims.override_options);
@@ -530,16 +530,16 @@ impl Client {
         if !self.lock_state().subs.contains_key(req.channel.as_str()) {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
-        let claims = match self.node.tokens().verify_subscription(&req.token) {
-            Ok(c) => c,
-            Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
-            Err(TokenError::Invalid(_)) => return Err(codes::ERROR_PERMISSION_DENIED.into()),
-        };
+        let claims = self
+            .node
+            .tokens()
+            .verify_subscription(&req.token)
+            .map_err(|e| TokenKind::Subscription.refusal(&e))?;
         if claims.channel != req.channel || *claims.user != *self.user() {
             return Err(codes::DISCONNECT_INVALID_TOKEN.into());
         }
         let expires_at = claims.expires_at();
-        if expires_at.is_some_and(|t| t <= unix_now()) {
+        if clock::is_expired(expires_at) {
             return Err(codes::ERROR_TOKEN_EXPIRED.into());
         }
         if let Some(s) = self.lock_state().subs.get_mut(req.channel.as_str()) {

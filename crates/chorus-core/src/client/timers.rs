@@ -10,8 +10,10 @@ use chorus_protocol::ping_message;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{unix_now, Client};
+use super::Client;
+use crate::clock::{self, unix_now};
 use crate::options::ClientOptions;
+use crate::sync;
 
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
@@ -60,7 +62,7 @@ fn instant_at(unix: i64, grace: Duration) -> Instant {
 
 impl Client {
     fn lock_timers(&self) -> std::sync::MutexGuard<'_, Timers> {
-        self.timers.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.timers)
     }
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
@@ -139,12 +141,11 @@ impl Client {
             self.disconnect(codes::DISCONNECT_EXPIRED.into());
             return;
         }
-        let now = unix_now();
         let st = self.lock_state();
         let expired: Vec<Arc<str>> = st
             .subs
             .iter()
-            .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
+            .filter(|(_, s)| clock::is_expired(s.expires_at))
             .map(|(c, _)| c.clone())
             .collect();
         drop(st);

@@ -16,6 +16,7 @@ use chorus_protocol::Protocol;
 use super::encoded::Encoded;
 use crate::metrics;
 use crate::outbound::Outbound;
+use crate::sync;
 
 #[derive(Debug)]
 enum Phase {
@@ -88,7 +89,7 @@ impl Subscriber {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     pub(crate) fn is_lost(&self) -> bool {

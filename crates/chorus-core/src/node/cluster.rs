@@ -12,12 +12,10 @@ use chorus_protocol::{ClientInfo, PresenceResult, PresenceStatsResult};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::api::NodeInfo;
 use super::Node;
 use crate::broker::HistoryQuery;
 use crate::channel;
-use crate::control::{Control, ControlMessage};
-use crate::disconnect::Disconnect;
+use crate::control::{Control, ControlMessage, NodeInfo, SurveyOp, SurveyRequest, SurveyResponse};
 use crate::metrics;
 use crate::presence::PresenceError;
 
@@ -27,9 +25,6 @@ pub const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
 pub const NODE_INFO_TTL: Duration = Duration::from_secs(10);
 /// How long a survey waits for the other nodes' answers.
 pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
-
-const SURVEY_CHANNELS: &str = "channels";
-const SURVEY_PRESENCE: &str = "presence";
 
 /// Why a bounded presence read gave no list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +47,10 @@ impl PresenceRead {
             }
         }
     }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Registry of live nodes and the surveys in flight.
@@ -98,6 +97,22 @@ impl Node {
             .await
     }
 
+    /// This node's entry of `info`.
+    pub(crate) fn local_info(&self) -> NodeInfo {
+        let hub = self.hub();
+        let counts = hub.channel_counts();
+        NodeInfo {
+            uid: self.id().to_string(),
+            name: self.options().name.clone(),
+            version: self.options().version.clone(),
+            num_clients: saturating_u32(hub.num_clients()),
+            num_users: saturating_u32(hub.num_users()),
+            num_subs: counts.values().copied().fold(0u32, u32::saturating_add),
+            num_channels: saturating_u32(counts.len()),
+            uptime: u32::try_from(self.uptime().as_secs()).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Live nodes (this one first, fresh).
     pub(crate) fn cluster_nodes(&self) -> Vec<NodeInfo> {
         let mut out = vec![self.local_info()];
@@ -111,7 +126,7 @@ impl Node {
     }
 
     /// Asks every other live node and collects their answers (at most [`SURVEY_TIMEOUT`]).
-    async fn survey(&self, op: &str, data: Bytes) -> Vec<Bytes> {
+    async fn survey(&self, op: SurveyOp, data: Bytes) -> Vec<Bytes> {
         let others: std::collections::HashSet<String> = self
             .cluster_nodes()
             .into_iter()
@@ -127,11 +142,7 @@ impl Node {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.cluster().surveys.insert(id, tx);
-        let request = Control::SurveyRequest {
-            id,
-            op: op.to_string(),
-            data,
-        };
+        let request = Control::SurveyRequest(SurveyRequest { id, op, data });
         let mut answers = Vec::new();
         if self.send_control("", request).await.is_ok() {
             let deadline = Instant::now() + SURVEY_TIMEOUT;
@@ -154,7 +165,7 @@ impl Node {
     /// Channel → subscribed clients on every live node.
     pub(crate) async fn cluster_channels(&self) -> HashMap<String, u32> {
         let mut counts = self.hub().channel_counts();
-        for data in self.survey(SURVEY_CHANNELS, Bytes::new()).await {
+        for data in self.survey(SurveyOp::Channels, Bytes::new()).await {
             let theirs: HashMap<String, u32> = serde_json::from_slice(&data).unwrap_or_default();
             for (ch, n) in theirs {
                 *counts.entry(ch).or_insert(0) += n;
@@ -172,7 +183,7 @@ impl Node {
     ) -> Result<HashMap<String, ClientInfo>, PresenceError> {
         let mut all = self.presence_store().get(channel).await?;
         let request = Bytes::copy_from_slice(channel.as_bytes());
-        for data in self.survey(SURVEY_PRESENCE, request).await {
+        for data in self.survey(SurveyOp::Presence, request).await {
             if let Ok(theirs) = PresenceResult::decode(data.as_ref()) {
                 all.extend(theirs.presence);
             }
@@ -250,50 +261,28 @@ impl Node {
             }
             // User operations were already applied locally by the node that sent them.
             _ if own => {}
-            Control::SubscribeUser(req) => {
+            Control::Subscribe(op) => {
                 let node = self.clone();
-                self.spawn(async move {
-                    let _ = node.subscribe_user_local(req).await;
-                });
+                self.spawn(async move { node.subscribe_local(&op).await });
             }
-            Control::UnsubscribeUser {
-                user,
-                channel,
-                client,
-                ..
-            } => {
+            Control::Unsubscribe(op) => {
                 let node = self.clone();
-                self.spawn(async move {
-                    node.unsubscribe_user_local(&user, &channel, &client).await;
-                });
+                self.spawn(async move { node.unsubscribe_local(&op).await });
             }
-            Control::DisconnectUser {
-                user,
-                client,
-                whitelist,
-                code,
-                reason,
-                ..
-            } => {
-                self.disconnect_user_local(
-                    &user,
-                    &client,
-                    &whitelist,
-                    Disconnect::new(code, reason),
-                );
-            }
-            Control::SurveyRequest { id, op, data } => {
+            Control::Disconnect(op) => self.disconnect_local(&op),
+            Control::Refresh(op) => self.refresh_local(&op),
+            Control::SurveyRequest(SurveyRequest { id, op, data }) => {
                 let node = self.clone();
                 let to = message.from;
                 self.spawn(async move {
-                    let (data, error) = node.answer_survey(&op, &data).await;
-                    let reply = Control::SurveyResponse { id, data, error };
+                    let (data, error) = node.answer_survey(op, &data).await;
+                    let reply = Control::SurveyResponse(SurveyResponse { id, data, error });
                     if let Err(e) = node.send_control(&to, reply).await {
                         tracing::debug!(error = %e, "survey reply failed");
                     }
                 });
             }
-            Control::SurveyResponse { id, data, .. } => {
+            Control::SurveyResponse(SurveyResponse { id, data, .. }) => {
                 if let Some(tx) = self.cluster().surveys.get(&id) {
                     let _ = tx.send((message.from, data));
                 }
@@ -301,13 +290,13 @@ impl Node {
         }
     }
 
-    async fn answer_survey(&self, op: &str, data: &[u8]) -> (Bytes, String) {
+    async fn answer_survey(&self, op: SurveyOp, data: &[u8]) -> (Bytes, String) {
         match op {
-            SURVEY_CHANNELS => (
+            SurveyOp::Channels => (
                 Bytes::from(serde_json::to_vec(&self.hub().channel_counts()).unwrap_or_default()),
                 String::new(),
             ),
-            SURVEY_PRESENCE => {
+            SurveyOp::Presence => {
                 let channel = String::from_utf8_lossy(data);
                 match self.presence_store().get(&channel).await {
                     Ok(presence) => (
@@ -317,7 +306,7 @@ impl Node {
                     Err(e) => (Bytes::new(), e.to_string()),
                 }
             }
-            _ => (Bytes::new(), "unknown survey".to_string()),
+            SurveyOp::Unknown => (Bytes::new(), "unknown survey".to_string()),
         }
     }
 
@@ -349,30 +338,6 @@ impl Node {
                 }
             }
         });
-    }
-
-    pub(crate) fn disconnect_user_local(
-        &self,
-        user: &str,
-        client: &str,
-        whitelist: &[String],
-        disconnect: Disconnect,
-    ) {
-        for c in self.hub().user_clients(user) {
-            if (!client.is_empty() && c.id() != client) || whitelist.iter().any(|w| w == c.id()) {
-                continue;
-            }
-            c.disconnect(disconnect.clone());
-        }
-    }
-
-    pub(crate) async fn unsubscribe_user_local(&self, user: &str, channel: &str, client: &str) {
-        for c in self.hub().user_clients(user) {
-            if !client.is_empty() && c.id() != client {
-                continue;
-            }
-            c.server_unsubscribe(channel).await;
-        }
     }
 
     /// Tells the other nodes this one is leaving (best effort).

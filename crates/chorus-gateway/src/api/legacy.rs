@@ -14,10 +14,11 @@ use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use chorus_core::api::{Method, UNKNOWN_METHOD_LABEL};
 use chorus_core::{ApiError, Node};
 use chorus_protocol::codes::{ERROR_BAD_REQUEST, ERROR_METHOD_NOT_FOUND};
 
-use super::{describe_json_error, json, methods, plain, record_error, requests, ErrorBody, Method};
+use super::{describe_json_error, json, plain, record_error, requests, results, ErrorBody};
 
 #[derive(Debug, Deserialize)]
 struct LegacyCommand {
@@ -78,7 +79,10 @@ fn legacy_method(method: Option<&serde_json::Value>) -> Option<Method> {
 
 async fn run_legacy(node: &Node, command: &LegacyCommand) -> Result<Box<RawValue>, ApiError> {
     let Some(method) = legacy_method(command.method.as_ref()) else {
-        record_error("unknown", ERROR_METHOD_NOT_FOUND.code.to_string());
+        record_error(
+            UNKNOWN_METHOD_LABEL,
+            ERROR_METHOD_NOT_FOUND.code.to_string(),
+        );
         return Err(ApiError::from(ERROR_METHOD_NOT_FOUND));
     };
     let params = command.params.as_deref().map_or("{}", RawValue::get);
@@ -88,7 +92,11 @@ async fn run_legacy(node: &Node, command: &LegacyCommand) -> Result<Box<RawValue
         requests::parse_command(method, params.as_bytes())
     };
     match parsed {
-        Ok(parsed) => methods::run(node, parsed).await,
+        Ok(request) => {
+            let response = node.api().call(request).await?;
+            results::render(&response)
+                .inspect_err(|e| record_error(method.name(), e.code.to_string()))
+        }
         Err(_) => {
             record_error(method.name(), ERROR_BAD_REQUEST.code.to_string());
             Err(ApiError::from(ERROR_BAD_REQUEST))
@@ -99,7 +107,7 @@ async fn run_legacy(node: &Node, command: &LegacyCommand) -> Result<Box<RawValue
 /// Handles `POST <prefix>` (authorization already checked).
 pub async fn handle(node: &Node, body: &[u8]) -> Response<Full<Bytes>> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        record_error("unknown", "http_400".to_owned());
+        record_error(UNKNOWN_METHOD_LABEL, "http_400".to_owned());
         return plain(StatusCode::BAD_REQUEST, "empty request body\n".to_owned());
     }
     // Decode every command first: a broken envelope anywhere refuses the whole request
@@ -109,7 +117,7 @@ pub async fn handle(node: &Node, body: &[u8]) -> Response<Full<Bytes>> {
         match command {
             Ok(command) => commands.push(command),
             Err(e) => {
-                record_error("unknown", "http_400".to_owned());
+                record_error(UNKNOWN_METHOD_LABEL, "http_400".to_owned());
                 return plain(
                     StatusCode::BAD_REQUEST,
                     format!("{}\n", describe_json_error(&e)),

@@ -1,17 +1,22 @@
-//! Request bodies of the server API methods (serde), and parsing of a method's body into a
-//! [`Command`].
+//! JSON request bodies of the server API methods (serde), and their mapping onto the typed
+//! requests of [`chorus_core::api`] — decoding only: every rule about the values (required
+//! fields, base64, ranges) is the core's.
 //!
 //! Field names are the proto names of Centrifugo's `api.proto`. Unknown fields are ignored (so
 //! `delta`, `version`, PRO fields and newer additions sent by `cent` are accepted); a field with
 //! the wrong JSON type fails the whole body (HTTP 400), while `null` reads as "not set", as in
-//! Centrifugo's Go decoder. `data`/`info`/`params` keep the exact JSON text ([`RawValue`]).
+//! Centrifugo's Go decoder. `data`/`info`/`params` keep the exact JSON text ([`RawValue`]) and
+//! reach the core as those bytes.
 
 use std::collections::{BTreeMap, HashMap};
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::Method;
+use chorus_core::api::{self, Method, Request};
+use chorus_core::auth::SubscribeOverride;
+use chorus_protocol::StreamPosition;
 
 /// `null` and missing both read as the type's default.
 fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -215,55 +220,6 @@ struct BatchRequest {
     parallel: bool,
 }
 
-/// One decoded API command (every method except `batch`).
-#[derive(Debug)]
-pub enum Command {
-    Publish(PublishRequest),
-    Broadcast(BroadcastRequest),
-    Subscribe(SubscribeRequest),
-    Unsubscribe(UnsubscribeRequest),
-    Disconnect(DisconnectRequest),
-    Presence(ChannelRequest),
-    PresenceStats(ChannelRequest),
-    History(HistoryRequest),
-    HistoryRemove(ChannelRequest),
-    Channels(ChannelsRequest),
-    Info(InfoRequest),
-    Refresh(RefreshRequest),
-    Rpc(RpcRequest),
-}
-
-impl Command {
-    pub fn method(&self) -> Method {
-        match self {
-            Command::Publish(_) => Method::Publish,
-            Command::Broadcast(_) => Method::Broadcast,
-            Command::Subscribe(_) => Method::Subscribe,
-            Command::Unsubscribe(_) => Method::Unsubscribe,
-            Command::Disconnect(_) => Method::Disconnect,
-            Command::Presence(_) => Method::Presence,
-            Command::PresenceStats(_) => Method::PresenceStats,
-            Command::History(_) => Method::History,
-            Command::HistoryRemove(_) => Method::HistoryRemove,
-            Command::Channels(_) => Method::Channels,
-            Command::Info(_) => Method::Info,
-            Command::Refresh(_) => Method::Refresh,
-            Command::Rpc(_) => Method::Rpc,
-        }
-    }
-}
-
-/// A parsed request body.
-#[derive(Debug)]
-pub enum Request {
-    One(Command),
-    /// `None` marks a batch entry naming no known method (answered with error 104).
-    Batch {
-        commands: Vec<Option<Command>>,
-        parallel: bool,
-    },
-}
-
 /// An empty (or all-whitespace) body reads as `{}`, so `POST /api/info` needs no body.
 fn or_empty_object(body: &[u8]) -> &[u8] {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -273,7 +229,8 @@ fn or_empty_object(body: &[u8]) -> &[u8] {
     }
 }
 
-/// Decodes the body of `method`. Errors are syntax errors or wrong field types (HTTP 400).
+/// Decodes the body of `method` into a request. Errors are syntax errors or wrong field types
+/// (HTTP 400); a batch entry naming no known method becomes `None` (the core answers 104).
 pub fn parse(method: Method, body: &[u8]) -> Result<Request, serde_json::Error> {
     let body = or_empty_object(body);
     if method == Method::Batch {
@@ -282,19 +239,19 @@ pub fn parse(method: Method, body: &[u8]) -> Result<Request, serde_json::Error> 
         for entry in &batch.commands {
             commands.push(parse_batch_entry(entry)?);
         }
-        return Ok(Request::Batch {
+        return Ok(Request::Batch(api::BatchRequest {
             commands,
             parallel: batch.parallel,
-        });
+        }));
     }
-    parse_command(method, body).map(Request::One)
+    parse_command(method, body)
 }
 
 /// Like Centrifugo, the first key (in method-table order) that names a known method and is not
 /// `null` is the command; nested `batch` is not a command.
 fn parse_batch_entry(
     entry: &BTreeMap<String, Box<RawValue>>,
-) -> Result<Option<Command>, serde_json::Error> {
+) -> Result<Option<Request>, serde_json::Error> {
     for method in Method::ALL {
         if method == Method::Batch {
             continue;
@@ -310,21 +267,165 @@ fn parse_batch_entry(
 
 /// Decodes one non-batch command body (`method` must not be [`Method::Batch`]; a batch body
 /// would be read as `info`-like empty parameters).
-pub fn parse_command(method: Method, body: &[u8]) -> Result<Command, serde_json::Error> {
+pub fn parse_command(method: Method, body: &[u8]) -> Result<Request, serde_json::Error> {
+    fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
     let body = or_empty_object(body);
     Ok(match method {
-        Method::Publish => Command::Publish(serde_json::from_slice(body)?),
-        Method::Broadcast => Command::Broadcast(serde_json::from_slice(body)?),
-        Method::Subscribe => Command::Subscribe(serde_json::from_slice(body)?),
-        Method::Unsubscribe => Command::Unsubscribe(serde_json::from_slice(body)?),
-        Method::Disconnect => Command::Disconnect(serde_json::from_slice(body)?),
-        Method::Presence => Command::Presence(serde_json::from_slice(body)?),
-        Method::PresenceStats => Command::PresenceStats(serde_json::from_slice(body)?),
-        Method::History => Command::History(serde_json::from_slice(body)?),
-        Method::HistoryRemove => Command::HistoryRemove(serde_json::from_slice(body)?),
-        Method::Channels => Command::Channels(serde_json::from_slice(body)?),
-        Method::Info | Method::Batch => Command::Info(serde_json::from_slice(body)?),
-        Method::Refresh => Command::Refresh(serde_json::from_slice(body)?),
-        Method::Rpc => Command::Rpc(serde_json::from_slice(body)?),
+        Method::Publish => Request::Publish(decode::<PublishRequest>(body)?.into()),
+        Method::Broadcast => Request::Broadcast(decode::<BroadcastRequest>(body)?.into()),
+        Method::Subscribe => Request::Subscribe(decode::<SubscribeRequest>(body)?.into()),
+        Method::Unsubscribe => Request::Unsubscribe(decode::<UnsubscribeRequest>(body)?.into()),
+        Method::Disconnect => Request::Disconnect(decode::<DisconnectRequest>(body)?.into()),
+        Method::Presence => Request::Presence(api::PresenceRequest {
+            channel: decode::<ChannelRequest>(body)?.channel,
+        }),
+        Method::PresenceStats => Request::PresenceStats(api::PresenceStatsRequest {
+            channel: decode::<ChannelRequest>(body)?.channel,
+        }),
+        Method::History => Request::History(decode::<HistoryRequest>(body)?.into()),
+        Method::HistoryRemove => Request::HistoryRemove(api::HistoryRemoveRequest {
+            channel: decode::<ChannelRequest>(body)?.channel,
+        }),
+        Method::Channels => Request::Channels(api::ChannelsRequest {
+            pattern: decode::<ChannelsRequest>(body)?.pattern,
+        }),
+        Method::Info | Method::Batch => {
+            decode::<InfoRequest>(body)?;
+            Request::Info(api::InfoRequest {})
+        }
+        Method::Refresh => Request::Refresh(decode::<RefreshRequest>(body)?.into()),
+        Method::Rpc => Request::Rpc(decode::<RpcRequest>(body)?.into()),
     })
+}
+
+// ---- JSON → typed requests -------------------------------------------------------------------
+
+/// The exact JSON text of a raw field as bytes; missing (or `null`) is empty.
+fn raw_bytes(raw: Option<Box<RawValue>>) -> Bytes {
+    raw.map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()))
+        .unwrap_or_default()
+}
+
+fn position(p: Option<StreamPositionRequest>) -> Option<StreamPosition> {
+    p.map(|p| StreamPosition {
+        offset: p.offset,
+        epoch: p.epoch,
+    })
+}
+
+impl From<PublishRequest> for api::PublishRequest {
+    fn from(r: PublishRequest) -> Self {
+        api::PublishRequest {
+            channel: r.channel,
+            data: raw_bytes(r.data),
+            b64data: r.b64data,
+            skip_history: r.skip_history,
+            tags: r.tags,
+            idempotency_key: r.idempotency_key,
+        }
+    }
+}
+
+impl From<BroadcastRequest> for api::BroadcastRequest {
+    fn from(r: BroadcastRequest) -> Self {
+        api::BroadcastRequest {
+            channels: r.channels,
+            data: raw_bytes(r.data),
+            b64data: r.b64data,
+            skip_history: r.skip_history,
+            tags: r.tags,
+            idempotency_key: r.idempotency_key,
+        }
+    }
+}
+
+impl From<SubscribeOverrideRequest> for SubscribeOverride {
+    fn from(o: SubscribeOverrideRequest) -> Self {
+        SubscribeOverride {
+            presence: o.presence.map(|v| v.value),
+            join_leave: o.join_leave.map(|v| v.value),
+            force_push_join_leave: o.force_push_join_leave.map(|v| v.value),
+            force_positioning: o.force_positioning.map(|v| v.value),
+            force_recovery: o.force_recovery.map(|v| v.value),
+        }
+    }
+}
+
+impl From<SubscribeRequest> for api::SubscribeRequest {
+    fn from(r: SubscribeRequest) -> Self {
+        api::SubscribeRequest {
+            user: r.user,
+            channel: r.channel,
+            client: r.client,
+            session: r.session,
+            info: raw_bytes(r.info),
+            b64info: r.b64info,
+            data: raw_bytes(r.data),
+            b64data: r.b64data,
+            expire_at: r.expire_at,
+            recover_since: position(r.recover_since),
+            override_options: r.override_options.unwrap_or_default().into(),
+        }
+    }
+}
+
+impl From<UnsubscribeRequest> for api::UnsubscribeRequest {
+    fn from(r: UnsubscribeRequest) -> Self {
+        api::UnsubscribeRequest {
+            user: r.user,
+            channel: r.channel,
+            client: r.client,
+            session: r.session,
+        }
+    }
+}
+
+impl From<DisconnectRequest> for api::DisconnectRequest {
+    fn from(r: DisconnectRequest) -> Self {
+        api::DisconnectRequest {
+            user: r.user,
+            client: r.client,
+            session: r.session,
+            whitelist: r.whitelist,
+            disconnect: r.disconnect.map(|d| api::DisconnectSpec {
+                code: d.code,
+                reason: d.reason,
+            }),
+        }
+    }
+}
+
+impl From<HistoryRequest> for api::HistoryRequest {
+    fn from(r: HistoryRequest) -> Self {
+        api::HistoryRequest {
+            channel: r.channel,
+            limit: r.limit,
+            since: position(r.since),
+            reverse: r.reverse,
+        }
+    }
+}
+
+impl From<RefreshRequest> for api::RefreshRequest {
+    fn from(r: RefreshRequest) -> Self {
+        api::RefreshRequest {
+            user: r.user,
+            client: r.client,
+            session: r.session,
+            expired: r.expired,
+            expire_at: r.expire_at,
+            info: raw_bytes(r.info),
+        }
+    }
+}
+
+impl From<RpcRequest> for api::RpcRequest {
+    fn from(r: RpcRequest) -> Self {
+        api::RpcRequest {
+            method: r.method,
+            params: raw_bytes(r.params),
+        }
+    }
 }

@@ -14,9 +14,9 @@ use chorus_core::duration::ConfigDuration;
 use chorus_core::options::{ChannelConfig, ChannelOptions, Namespace, NodeOptions};
 use chorus_core::Node;
 
-use super::requests::Request;
 use super::*;
 use crate::config::Config;
+use chorus_core::api::Request;
 
 mod clients;
 mod shapes;
@@ -45,6 +45,7 @@ pub(super) fn node_with(tokens: Arc<dyn chorus_core::auth::TokenVerifier>) -> No
         ..NodeOptions::default()
     };
     Node::new(
+        "test-node-id",
         options,
         MemoryBroker::new(),
         chorus_core::presence::memory::MemoryPresence::new(),
@@ -120,10 +121,19 @@ fn presented_key_sources() {
 
 #[test]
 fn key_comparison() {
-    assert!(constant_time_eq(b"secret", b"secret"));
-    assert!(!constant_time_eq(b"secret", b"secreT"));
-    assert!(!constant_time_eq(b"secret", b"secret1"));
-    assert!(!constant_time_eq(b"", b"x"));
+    let c = config();
+    let with = |key: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static(key));
+        h
+    };
+    assert!(authorized(&c, &with("secret")));
+    assert!(
+        !authorized(&c, &with("secreT")),
+        "same length, one byte off"
+    );
+    assert!(!authorized(&c, &with("secret1")), "a longer key");
+    assert!(!authorized(&c, &with("secre")), "a prefix");
 }
 
 #[test]
@@ -218,29 +228,25 @@ async fn wrong_field_type_is_400() {
 fn request_parsing_keeps_raw_data_and_reads_null_as_unset() {
     let body = br#"{"channel":"chat:a","data":{"b": 1,  "a":[1.50, "x"]},"tags":{"k":"v"},
         "skip_history":null,"idempotency_key":null,"delta":true,"version":3}"#;
-    let Ok(Request::One(requests::Command::Publish(p))) = requests::parse(Method::Publish, body)
-    else {
+    let Ok(Request::Publish(p)) = requests::parse(Method::Publish, body) else {
         panic!("not a publish");
     };
     assert_eq!(p.channel, "chat:a");
-    assert_eq!(p.data.unwrap().get(), r#"{"b": 1,  "a":[1.50, "x"]}"#);
+    assert_eq!(&p.data[..], br#"{"b": 1,  "a":[1.50, "x"]}"#);
     assert_eq!(p.tags.get("k").map(String::as_str), Some("v"));
     assert!(!p.skip_history);
     // Empty body reads as {}.
     assert!(matches!(
         requests::parse(Method::Info, b""),
-        Ok(Request::One(requests::Command::Info(_)))
+        Ok(Request::Info(_))
     ));
-    let Ok(Request::One(requests::Command::Subscribe(s))) = requests::parse(
+    let Ok(Request::Subscribe(s)) = requests::parse(
         Method::Subscribe,
         br#"{"user":"u","channel":"c","override":{"presence":{"value":false}},"recover_since":{"offset":5,"epoch":"e"}}"#,
     ) else {
         panic!("not a subscribe");
     };
-    assert_eq!(
-        s.override_options.unwrap().presence.map(|v| v.value),
-        Some(false)
-    );
+    assert_eq!(s.override_options.presence, Some(false));
     assert_eq!(s.recover_since.unwrap().offset, 5);
 }
 

@@ -1,6 +1,6 @@
 //! Wire shapes of token claims and their conversion into the core's claim types.
 //!
-//! `info`, `data` and `meta` keep the exact JSON text the token carried (`RawValue`), so what a
+//! `info` and `data` keep the exact JSON text the token carried (`RawValue`), so what a
 //! client sees in presence or join events is byte-for-byte what the backend signed.
 
 use std::collections::HashMap;
@@ -84,7 +84,6 @@ pub(super) struct RawConnection {
     channels: Vec<String>,
     #[serde(default)]
     subs: HashMap<String, RawSubOptions>,
-    meta: Option<Box<RawValue>>,
     channel: Option<Box<RawValue>>,
 }
 
@@ -111,7 +110,6 @@ impl RawConnection {
             info: json_or_b64(self.info, self.b64info, "b64info")?,
             channels: self.channels,
             subs,
-            meta: raw_bytes(self.meta),
         })
     }
 }

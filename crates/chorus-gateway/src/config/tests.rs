@@ -185,11 +185,11 @@ fn file_defaults() {
     assert!(!c.websocket.echo_endpoint);
     assert_eq!(c.websocket.handler_prefix, "/connection/websocket");
     assert_eq!(c.http_api.handler_prefix, "/api");
-    assert_eq!(c.engine.kind, "memory");
+    assert_eq!(c.engine.kind, EngineType::Memory);
     assert_eq!(c.shutdown.timeout, ConfigDuration::from_secs(30));
     assert_eq!(c.shutdown.drain_window, ConfigDuration::from_secs(5));
     assert_eq!(c.log.level, "info");
-    assert_eq!(c.log.format, "text");
+    assert_eq!(c.log.format, LogFormat::Text);
     assert!(!c.demo.enabled);
     c.validate().unwrap();
     // Not insecure and no key: legal, but warned about; so is a keyless API on 0.0.0.0.
@@ -208,7 +208,7 @@ fn embedded_default_contents() {
     let c = Config::embedded_default();
     assert_eq!(c.http_server.address, "127.0.0.1");
     assert_eq!(c.http_server.port, 8000);
-    assert_eq!(c.engine.kind, "memory");
+    assert_eq!(c.engine.kind, EngineType::Memory);
     assert!(c.client.options.insecure);
     let key = &c.client.token.hmac_secret_key;
     assert_eq!(key.len(), 64);

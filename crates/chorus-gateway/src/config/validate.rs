@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use chorus_core::options::ChannelOptions;
 
-use super::{Config, ConfigError, KNOWN_ENGINES};
+use super::{Config, ConfigError, EngineType};
 
 /// Smallest accepted `websocket.message_size_limit` and `client.queue_max_size`: below this a
 /// single connect reply may not fit.
@@ -157,14 +157,7 @@ impl Config {
             ));
         }
 
-        // engine
-        if !KNOWN_ENGINES.contains(&self.engine.kind.as_str()) {
-            p.push(format!(
-                "engine.type {:?} is not supported; supported: {}",
-                self.engine.kind,
-                KNOWN_ENGINES.join(", ")
-            ));
-        }
+        // engine (`engine.type` itself is checked when the config is read)
         let m = &self.engine.memory;
         if m.max_streams == 0 {
             p.push("engine.memory.max_streams must be at least 1".into());
@@ -172,7 +165,7 @@ impl Config {
         if m.max_history_bytes == 0 {
             p.push("engine.memory.max_history_bytes must be at least 1".into());
         }
-        if self.engine.kind == "redis" {
+        if self.engine.kind == EngineType::Redis {
             let r = &self.engine.redis;
             if r.address.iter().all(|a| a.trim().is_empty()) {
                 p.push("engine.redis.address must name at least one address".into());
@@ -206,12 +199,6 @@ impl Config {
         // log
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(format!("log.level {:?} is invalid: {e}", self.log.level));
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            p.push(format!(
-                "log.format {:?} must be \"text\" or \"json\"",
-                self.log.format
-            ));
         }
 
         if p.is_empty() {

@@ -29,9 +29,10 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use chorus_core::sync;
 use metrics::{counter, gauge};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -258,7 +259,7 @@ impl Registry {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Nothing under this lock can panic half-way through an update.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.inner)
     }
 
     /// Registers a just-accepted connection as pending, shedding the oldest sheddable one first

@@ -25,7 +25,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -214,11 +213,8 @@ fn demo_token(query: Option<&str>, state: &ServerState) -> Resp {
     let Some(name) = demo::validate_demo_name(&raw) else {
         return text(StatusCode::BAD_REQUEST, "invalid name\n");
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let claims = serde_json::json!({"sub": name, "info": {"name": name}, "exp": now + 3600});
+    let exp = chorus_core::clock::unix_now() + 3600;
+    let claims = serde_json::json!({"sub": name, "info": {"name": name}, "exp": exp});
     match auth::sign_hs256(secret, &claims) {
         Ok(token) => json(
             StatusCode::OK,
@@ -231,36 +227,13 @@ fn demo_token(query: Option<&str>, state: &ServerState) -> Resp {
     }
 }
 
-/// The percent-decoded value of the first `key=` parameter of a query string.
+/// The decoded value of the first `key=` parameter of a query string
+/// (`application/x-www-form-urlencoded` rules: `%XX` escapes, `+` is a space). A malformed
+/// escape stays as written and invalid UTF-8 becomes U+FFFD, so callers validate the value.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (percent_decode(k)? == key)
-            .then(|| percent_decode(v))
-            .flatten()
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (space) of a query component; `None` if not valid UTF-8 or
-/// a malformed escape.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn json(status: StatusCode, body: &str) -> Resp {
@@ -303,7 +276,10 @@ mod tests {
             query_param("a=1&name=%C3%A9t%C3%A9", "name").as_deref(),
             Some("été")
         );
-        assert_eq!(query_param("name=%zz", "name"), None);
+        // A malformed escape stays as written (the demo name check refuses the `%`).
+        assert_eq!(query_param("name=%zz", "name").as_deref(), Some("%zz"));
+        assert_eq!(demo::validate_demo_name("%zz"), None);
         assert_eq!(query_param("x=1", "name"), None);
+        assert_eq!(query_param("na%6De=Bo", "name").as_deref(), Some("Bo"));
     }
 }

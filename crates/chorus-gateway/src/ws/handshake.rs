@@ -23,7 +23,6 @@ use http::{Request, StatusCode, Version};
 
 use super::{SUBPROTOCOL_JSON, SUBPROTOCOL_PROTOBUF};
 use crate::metrics::RejectReason;
-use crate::server::routes::percent_decode;
 
 /// Why an upgrade request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,17 +145,15 @@ pub fn negotiate<B>(req: &Request<B>) -> Result<(Protocol, Option<&'static str>)
     }
 }
 
-/// The encoding named by every `cf_protocol=` / `format=` parameter of the query; they must
-/// all be known and agree.
+/// The encoding named by every `cf_protocol=` / `format=` parameter of the query
+/// (form-urlencoded: a value with a malformed escape or invalid UTF-8 names no known encoding);
+/// they must all be known and agree. Other parameters are not looked at.
 fn query_protocol(query: &str) -> Result<Option<Protocol>, Rejection> {
     let mut chosen = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(key).ok_or(Rejection::UNKNOWN_PROTOCOL)?;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         if key != "cf_protocol" && key != "format" {
             continue;
         }
-        let value = percent_decode(value).ok_or(Rejection::UNKNOWN_PROTOCOL)?;
         let protocol = if value.eq_ignore_ascii_case("protobuf") {
             Protocol::Protobuf
         } else if value.eq_ignore_ascii_case("json") {
@@ -313,5 +310,16 @@ mod tests {
         assert_eq!(pick("/c?cf_protocol=xml", None), unknown);
         assert_eq!(pick("/c?format=", None), unknown);
         assert_eq!(pick("/c?cf_protocol=%zz", None), unknown);
+        assert_eq!(pick("/c?cf_protocol=%ff", None), unknown);
+        assert_eq!(
+            pick("/c?cf%5Fprotocol=proto%62uf", None),
+            Ok((Protocol::Protobuf, None)),
+            "escapes in names and values are decoded"
+        );
+        assert_eq!(
+            pick("/c?x=%zz&format=json", None),
+            Ok((Protocol::Json, None)),
+            "other parameters are not looked at"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub node: Node,
     shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    handle: Option<JoinHandle<Result<(), server::ServeError>>>,
 }
 
 impl TestServer {
@@ -80,7 +80,7 @@ impl TestServer {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.begin_shutdown();
         let handle = self.handle.take().context("already stopped")?;
-        tokio::time::timeout(Duration::from_secs(15), handle).await??
+        Ok(tokio::time::timeout(Duration::from_secs(15), handle).await???)
     }
 
     pub async fn ws(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Option<RawWs>) {

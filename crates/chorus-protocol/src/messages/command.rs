@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{is_false, is_zero_i32, is_zero_i64, is_zero_u32, is_zero_u64, StreamPosition};
 
-/// One client command. Exactly one request field is set; a command with `id == 0` and no
-/// request is a pong.
+/// One client command. One request field is set ([`Command::method`] says which counts when
+/// several are); a command with `id == 0` and no request is a pong.
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Command {
@@ -51,35 +51,6 @@ pub struct Command {
     #[prost(message, optional, tag = "15")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_refresh: Option<SubRefreshRequest>,
-}
-
-impl Command {
-    /// The request fields of a command in field order with their JSON names; the server acts
-    /// on the first one set (the protocol does not use a `oneof`, for JSON friendliness).
-    pub fn method_name(&self) -> Option<&'static str> {
-        let set = [
-            (self.connect.is_some(), "connect"),
-            (self.subscribe.is_some(), "subscribe"),
-            (self.unsubscribe.is_some(), "unsubscribe"),
-            (self.publish.is_some(), "publish"),
-            (self.presence.is_some(), "presence"),
-            (self.presence_stats.is_some(), "presence_stats"),
-            (self.history.is_some(), "history"),
-            (self.ping.is_some(), "ping"),
-            (self.send.is_some(), "send"),
-            (self.rpc.is_some(), "rpc"),
-            (self.refresh.is_some(), "refresh"),
-            (self.sub_refresh.is_some(), "sub_refresh"),
-        ];
-        set.iter()
-            .find(|(is_set, _)| *is_set)
-            .map(|(_, name)| *name)
-    }
-
-    /// A pong: the empty command (id 0, no request) a client sends in answer to a server ping.
-    pub fn is_pong(&self) -> bool {
-        self.id == 0 && self.method_name().is_none()
-    }
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]

@@ -18,8 +18,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, TryLockError};
 
-use super::{lock, MemoryBroker};
+use super::MemoryBroker;
 use crate::metrics::EvictionReason;
+use crate::sync;
 
 /// How many times in a row the evictor may lose the race for the least recently used entry
 /// before it leaves the rest to the next publish (only possible under heavy concurrent use
@@ -43,14 +44,14 @@ impl MemoryBroker {
             if !over_streams && !over_bytes {
                 break;
             }
-            let Some(victim) = lock(&self.index).peek_lru().map(|(_, e)| e.clone()) else {
+            let Some(victim) = sync::lock(&self.index).peek_lru().map(|(_, e)| e.clone()) else {
                 break;
             };
-            let mut slot = lock(&victim.slot);
+            let mut slot = sync::lock(&victim.slot);
             // Under both locks: still the least recently used, and still over? (Concurrent
             // evictors would otherwise evict one stream each for the same excess.)
             let checked = {
-                let index = lock(&self.index);
+                let index = sync::lock(&self.index);
                 match index.peek_lru() {
                     Some((_, e)) if Arc::ptr_eq(e, &victim) => Some((
                         index.len() == 1,
@@ -144,7 +145,7 @@ impl MemoryBroker {
             }
         }
         for entry in unused {
-            let mut slot = lock(&entry.slot);
+            let mut slot = sync::lock(&entry.slot);
             if !slot.detached && slot.unused() {
                 self.detach(&entry, &mut slot);
             }

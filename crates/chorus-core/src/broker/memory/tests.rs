@@ -361,7 +361,7 @@ async fn concurrent_use_under_eviction_keeps_counts_and_offsets_consistent() {
     assert!(stats.history_bytes <= 40 * cost(64), "{stats:?}");
     // The counters equal what the entries hold, and the index holds exactly the streams.
     assert_eq!(recount(&b), (stats.streams, stats.history_bytes));
-    assert_eq!(super::lock(&b.index).len(), stats.streams);
+    assert_eq!(crate::sync::lock(&b.index).len(), stats.streams);
     // Per (channel, epoch), the offsets handed out are exactly 1..=n with no duplicate.
     let mut by_epoch: std::collections::HashMap<(String, String), Vec<u64>> = Default::default();
     for (ch, pos) in all {
@@ -381,7 +381,7 @@ async fn concurrent_use_under_eviction_keeps_counts_and_offsets_consistent() {
 fn recount(b: &MemoryBroker) -> (usize, usize) {
     let (mut streams, mut bytes) = (0, 0);
     for e in b.entries.iter() {
-        if let Some(s) = &super::lock(&e.slot).stream {
+        if let Some(s) = &crate::sync::lock(&e.slot).stream {
             streams += 1;
             bytes += s.bytes();
         }

@@ -52,17 +52,7 @@ async fn frame_with(client: &Client, needle: &str) -> String {
 #[tokio::test]
 async fn api_acts_on_connected_users() {
     let node = node_with(Arc::new(UserTokens));
-    let client = node
-        .try_new_client(ClientParams {
-            protocol: Protocol::Json,
-            transport: "websocket",
-            remote_addr: None,
-        })
-        .unwrap();
-    client
-        .handle_frame(br#"{"id":1,"connect":{"token":"alice"}}"#)
-        .await;
-    frame_with(&client, r#""connect""#).await;
+    let client = connected(&node, "alice").await;
     let id = client.id().to_owned();
 
     let (_, body) = call(
@@ -117,4 +107,86 @@ async fn api_acts_on_connected_users() {
         }
     }
     client.cleanup().await;
+}
+
+/// A connected client of `user` (token = user id).
+async fn connected(node: &chorus_core::Node, user: &str) -> Arc<Client> {
+    let client = node
+        .try_new_client(ClientParams {
+            protocol: Protocol::Json,
+            remote_addr: None,
+        })
+        .unwrap();
+    let connect = format!(r#"{{"id":1,"connect":{{"token":"{user}"}}}}"#);
+    client.handle_frame(connect.as_bytes()).await;
+    frame_with(&client, r#""connect""#).await;
+    client
+}
+
+async fn close_of(client: &Client) -> (u16, String) {
+    loop {
+        if let WriteEvent::Close(d) = next_event(client).await {
+            return (d.code, d.reason);
+        }
+    }
+}
+
+#[tokio::test]
+async fn refresh_changes_info_and_expires_connections() {
+    let node = node_with(Arc::new(UserTokens));
+    let first = connected(&node, "bob").await;
+    let second = connected(&node, "bob").await;
+
+    // New connection info: what presence shows once the client subscribes.
+    let (_, body) = call(
+        &node,
+        "refresh",
+        &format!(
+            r#"{{"user":"bob","client":"{}","info":{{"name":"Robert"}}}}"#,
+            first.id()
+        ),
+    )
+    .await;
+    assert_eq!(body, r#"{"result":{}}"#);
+    let subscribe = format!(
+        r#"{{"user":"bob","client":"{}","channel":"chat:r"}}"#,
+        first.id()
+    );
+    assert_eq!(
+        call(&node, "subscribe", &subscribe).await.1,
+        r#"{"result":{}}"#
+    );
+    frame_with(&first, r#""subscribe""#).await;
+    let (_, presence) = call(&node, "presence", r#"{"channel":"chat:r"}"#).await;
+    assert!(
+        presence.contains(r#""conn_info":{"name":"Robert"}"#),
+        "{presence}"
+    );
+
+    // An expiry in the past, for one client: closed with 3005 at once; the other stays.
+    let (_, body) = call(
+        &node,
+        "refresh",
+        &format!(
+            r#"{{"user":"bob","client":"{}","expire_at":1}}"#,
+            second.id()
+        ),
+    )
+    .await;
+    assert_eq!(body, r#"{"result":{}}"#);
+    assert_eq!(
+        close_of(&second).await,
+        (3005, "connection expired".to_owned())
+    );
+    assert!(!first.is_closed());
+
+    // `expired: true` for the whole user.
+    let (_, body) = call(&node, "refresh", r#"{"user":"bob","expired":true}"#).await;
+    assert_eq!(body, r#"{"result":{}}"#);
+    assert_eq!(
+        close_of(&first).await,
+        (3005, "connection expired".to_owned())
+    );
+    first.cleanup().await;
+    second.cleanup().await;
 }

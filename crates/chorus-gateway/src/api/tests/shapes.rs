@@ -3,8 +3,6 @@
 
 use http::StatusCode;
 
-use super::super::methods;
-use super::super::requests::DisconnectSpec;
 use super::{call, epoch_of, node};
 
 // ---- publish / history -----------------------------------------------------------------------
@@ -280,40 +278,54 @@ async fn user_methods_validate_and_succeed() {
     );
 }
 
-#[test]
-fn disconnect_advice_rules() {
-    let spec = |code: u32, reason: &str| DisconnectSpec {
-        code,
-        reason: reason.into(),
-    };
-    let d = methods::disconnect_advice(None).unwrap();
-    assert_eq!((d.code, d.reason.as_str()), (3503, "force disconnect"));
-    let d = methods::disconnect_advice(Some(&spec(0, "bye"))).unwrap();
-    assert_eq!((d.code, d.reason.as_str()), (3503, "bye"));
-    let d = methods::disconnect_advice(Some(&spec(4500, "banned"))).unwrap();
-    assert_eq!((d.code, d.reason.as_str()), (4500, "banned"));
+/// The close-frame rules of `disconnect` (the core's) as the HTTP API answers them.
+#[tokio::test]
+async fn disconnect_codes_and_reasons_outside_the_rules_are_107() {
+    let node = node();
+    let bad = r#"{"error":{"code":107,"message":"bad request"}}"#;
     for code in [1, 2999, 3000, 5000, 70000] {
-        assert_eq!(
-            methods::disconnect_advice(Some(&spec(code, "")))
-                .unwrap_err()
-                .code,
-            107
-        );
+        let body = format!(r#"{{"user":"u","disconnect":{{"code":{code}}}}}"#);
+        assert_eq!(call(&node, "disconnect", &body).await.1, bad, "{code}");
     }
+    let long = format!(
+        r#"{{"user":"u","disconnect":{{"code":4000,"reason":"{}"}}}}"#,
+        "x".repeat(124)
+    );
+    assert_eq!(call(&node, "disconnect", &long).await.1, bad);
+    let longest = format!(
+        r#"{{"user":"u","disconnect":{{"code":4000,"reason":"{}"}}}}"#,
+        "x".repeat(123)
+    );
     assert_eq!(
-        methods::disconnect_advice(Some(&spec(4000, &"x".repeat(124))))
-            .unwrap_err()
-            .code,
-        107
+        call(&node, "disconnect", &longest).await.1,
+        r#"{"result":{}}"#
     );
 }
 
 #[tokio::test]
-async fn refresh_and_rpc_are_unsupported() {
+async fn refresh_answers_and_rpc_is_unsupported() {
     let node = node();
+    let bad = r#"{"error":{"code":107,"message":"bad request"}}"#;
     assert_eq!(
         call(&node, "refresh", r#"{"user":"u"}"#).await.1,
-        r#"{"error":{"code":108,"message":"not available"}}"#
+        r#"{"result":{}}"#
+    );
+    assert_eq!(
+        call(
+            &node,
+            "refresh",
+            r#"{"user":"u","client":"c","session":"s","expired":false,"expire_at":4102444800,"info":{"a":1}}"#
+        )
+        .await
+        .1,
+        r#"{"result":{}}"#
+    );
+    assert_eq!(call(&node, "refresh", r#"{}"#).await.1, bad);
+    assert_eq!(
+        call(&node, "refresh", r#"{"user":"u","expire_at":-1}"#)
+            .await
+            .1,
+        bad
     );
     assert_eq!(
         call(&node, "rpc", r#"{"method":"getUserStatus","params":{}}"#)

@@ -34,7 +34,7 @@ fn redis_engine_keys() {
     )
     .unwrap()
     .config;
-    assert_eq!(c.engine.kind, "redis");
+    assert_eq!(c.engine.kind, EngineType::Redis);
     assert_eq!(c.engine.redis.address, ["r1:6379", "r2:6379"]);
 }
 

@@ -10,10 +10,9 @@ fn validation_errors() {
     c.client.options.pong_timeout = ConfigDuration::from_secs(8);
     c.client.options.queue_max_size = 100;
     c.websocket.message_size_limit = 10;
-    c.engine.kind = "redis".into();
+    c.engine.kind = EngineType::Redis;
     c.engine.redis.address = Vec::new();
     c.engine.redis.partitions = 0;
-    c.log.format = "xml".into();
     c.shutdown.drain_window = ConfigDuration::from_secs(60);
     c.http_api.handler_prefix = "/connection".into();
     c.client.allowed_origins = vec!["http://[".into()];
@@ -24,7 +23,6 @@ fn validation_errors() {
         "websocket.message_size_limit (10) must be at least 1024 bytes",
         "engine.redis.address must name at least one address",
         "engine.redis.partitions must be at least 1",
-        "log.format \"xml\" must be \"text\" or \"json\"",
         "shutdown.drain_window (1m) must not exceed shutdown.timeout (30s)",
         "websocket.handler_prefix (\"/connection/websocket\") and http_api.handler_prefix (\"/connection\") overlap",
         "client.allowed_origins[0] (\"http://[\") is not a valid glob",
@@ -39,12 +37,58 @@ fn validation_errors() {
     c.client.options.ping_interval = ConfigDuration::ZERO;
     c.client.options.pong_timeout = ConfigDuration::from_secs(8);
     c.validate().unwrap();
+}
 
-    let mut c = Config::default();
-    c.engine.kind = "postgres".into();
+/// `engine.type` and `log.format` are enums: an unknown name fails loading, naming the key,
+/// the value and the accepted names, with the file position or the variable.
+#[test]
+fn unknown_engine_type_and_log_format_fail_loading() {
+    let err = load_text("c.yaml", "engine:\n  type: postgres\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c.yaml:"), "{err}");
+    assert!(
+        err.contains("engine.type \"postgres\" is not supported; supported: memory, redis"),
+        "{err}"
+    );
+    let err = load_text("c.json", r#"{"log": {"format": "xml"}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("log.format \"xml\" is not supported; supported: text, json"),
+        "{err}"
+    );
+    let err = load_text("c.toml", "[log]\nformat = \"JSON\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("log.format \"JSON\" is not supported"),
+        "{err}"
+    );
+    let err = Config::load(None, env(&[("CHORUS_ENGINE_TYPE", "etcd")]), &[])
+        .unwrap_err()
+        .to_string();
     assert_eq!(
-        problems(&c),
-        ["engine.type \"postgres\" is not supported; supported: memory, redis"]
+        err,
+        "environment variable CHORUS_ENGINE_TYPE: engine.type: engine.type \"etcd\" is not \
+         supported; supported: memory, redis"
+    );
+    let set = [("log.format".to_owned(), "xml".to_owned())];
+    let err = Config::load(None, env(&[]), &set).unwrap_err().to_string();
+    assert!(
+        err.starts_with("--set log.format: log.format \"xml\""),
+        "{err}"
+    );
+    // The names round-trip.
+    for kind in EngineType::ALL {
+        assert_eq!(EngineType::from_name(kind.name()), Some(*kind));
+    }
+    let c = load_text("c.yaml", "engine:\n  type: redis\nlog:\n  format: json\n")
+        .unwrap()
+        .config;
+    assert_eq!(
+        (c.engine.kind, c.log.format),
+        (EngineType::Redis, LogFormat::Json)
     );
 }
 
@@ -102,8 +146,8 @@ fn invalid_token_keys_fail_validation() {
 #[test]
 fn invalid_error_lists_every_problem() {
     let mut c = Config::default();
-    c.log.format = "xml".into();
-    c.engine.kind = "x".into();
+    c.engine.memory.max_streams = 0;
+    c.engine.memory.max_history_bytes = 0;
     let msg = c.validate().unwrap_err().to_string();
     assert!(msg.starts_with("invalid config:\n  - "), "{msg}");
     assert_eq!(msg.lines().count(), 3, "{msg}");
