@@ -12,8 +12,8 @@
 //! * `publish.rs` — `publish`, `broadcast` and the payload rules (`b64data` wins);
 //! * `users.rs` — `subscribe`, `unsubscribe`, `disconnect`, `refresh`: applied to the user's
 //!   connections on this node and sent to every other node over the control channel;
-//! * `channels.rs` — `presence`, `presence_stats`, `history`, `history_remove`, `channels`,
-//!   `info`, `rpc`;
+//! * `channels.rs` — `presence`, `presence_stats`, `user_status`, `history`,
+//!   `history_remove`, `channels`, `info`, `rpc`;
 //! * `batch.rs` — `batch`.
 //!
 //! Errors and their order within a method are part of the contract (`docs/server-api.md`):
@@ -89,12 +89,14 @@ pub enum Method {
     Info,
     Rpc,
     Refresh,
+    UserStatus,
     Batch,
 }
 
 impl Method {
-    /// Every method, in the order a batch entry's keys are tried (Centrifugo's order).
-    pub const ALL: [Method; 14] = [
+    /// Every method, in the order a batch entry's keys are tried (Centrifugo's order; chorus's
+    /// own `user_status` after Centrifugo's).
+    pub const ALL: [Method; 15] = [
         Method::Publish,
         Method::Broadcast,
         Method::Subscribe,
@@ -108,6 +110,7 @@ impl Method {
         Method::Rpc,
         Method::Refresh,
         Method::Channels,
+        Method::UserStatus,
         Method::Batch,
     ];
 
@@ -127,6 +130,7 @@ impl Method {
             Method::Info => "info",
             Method::Rpc => "rpc",
             Method::Refresh => "refresh",
+            Method::UserStatus => "user_status",
             Method::Batch => "batch",
         }
     }
@@ -156,6 +160,7 @@ pub enum Request {
     Info(InfoRequest),
     Rpc(RpcRequest),
     Refresh(RefreshRequest),
+    UserStatus(UserStatusRequest),
     Batch(BatchRequest),
 }
 
@@ -175,6 +180,7 @@ impl Request {
             Request::Info(_) => Method::Info,
             Request::Rpc(_) => Method::Rpc,
             Request::Refresh(_) => Method::Refresh,
+            Request::UserStatus(_) => Method::UserStatus,
             Request::Batch(_) => Method::Batch,
         }
     }
@@ -196,6 +202,7 @@ pub enum Response {
     Info(InfoResult),
     Rpc(RpcResult),
     Refresh(RefreshResult),
+    UserStatus(UserStatusResult),
     Batch(BatchResult),
 }
 
@@ -215,6 +222,7 @@ impl Response {
             Response::Info(_) => Method::Info,
             Response::Rpc(_) => Method::Rpc,
             Response::Refresh(_) => Method::Refresh,
+            Response::UserStatus(_) => Method::UserStatus,
             Response::Batch(_) => Method::Batch,
         }
     }
@@ -260,6 +268,7 @@ impl ServerApi {
             Request::Info(r) => Response::Info(self.info(r).await?),
             Request::Rpc(r) => Response::Rpc(self.rpc(r).await?),
             Request::Refresh(r) => Response::Refresh(self.refresh(r).await?),
+            Request::UserStatus(r) => Response::UserStatus(self.user_status(r).await?),
             Request::Batch(_) => return Err(unknown_entry()),
         })
     }
@@ -327,6 +336,10 @@ impl ServerApi {
 
     pub async fn info(&self, req: InfoRequest) -> Result<InfoResult, ApiError> {
         measured(Method::Info, channels::info(&self.node, req)).await
+    }
+
+    pub async fn user_status(&self, req: UserStatusRequest) -> Result<UserStatusResult, ApiError> {
+        measured(Method::UserStatus, channels::user_status(&self.node, req)).await
     }
 
     pub async fn rpc(&self, req: RpcRequest) -> Result<RpcResult, ApiError> {

@@ -123,6 +123,9 @@ pub enum SurveyOp {
     /// The local presence entries of a channel (request: the channel name; answer: a
     /// Protobuf `PresenceResult`).
     Presence,
+    /// The local status of users (request: a JSON array of user ids; answer: a JSON array of
+    /// `UserStatus`, in request order).
+    UserStatus,
     /// An operation this node does not know (a newer peer asked); answered with an error.
     Unknown,
 }
@@ -133,6 +136,7 @@ impl SurveyOp {
         match self {
             SurveyOp::Channels => "channels",
             SurveyOp::Presence => "presence",
+            SurveyOp::UserStatus => "user_status",
             SurveyOp::Unknown => "unknown",
         }
     }
@@ -142,6 +146,7 @@ impl SurveyOp {
         match name {
             "channels" => SurveyOp::Channels,
             "presence" => SurveyOp::Presence,
+            "user_status" => SurveyOp::UserStatus,
             _ => SurveyOp::Unknown,
         }
     }
@@ -172,7 +177,7 @@ mod tests {
 
     #[test]
     fn survey_op_names_round_trip() {
-        for op in [SurveyOp::Channels, SurveyOp::Presence] {
+        for op in [SurveyOp::Channels, SurveyOp::Presence, SurveyOp::UserStatus] {
             assert_eq!(SurveyOp::from_name(op.name()), op);
         }
         assert_eq!(SurveyOp::from_name("presence_v9"), SurveyOp::Unknown);

@@ -7,6 +7,7 @@
 //! to local connections).
 
 pub mod cluster;
+mod presence;
 mod users;
 
 use std::future::Future;
@@ -24,7 +25,7 @@ use crate::client::{Client, ClientParams};
 use crate::hub::Hub;
 use crate::metrics;
 use crate::options::{ChannelOptions, NodeOptions};
-use crate::presence::PresenceStore;
+use crate::presence::{PresenceHandler, PresenceStore};
 
 /// Why a new connection was refused (the transport answers HTTP 503).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +89,19 @@ impl BrokerHandler for NodeInner {
     }
 }
 
+impl PresenceHandler for NodeInner {
+    /// A connection of another node vanished from presence (its node's lease expired): local
+    /// subscribers get the `leave` that node could not send, if the namespace announces them.
+    fn on_remote_leave(&self, channel: &str, info: ClientInfo) {
+        let announces =
+            crate::channel::resolve(&self.options.channel, channel).is_ok_and(|o| o.join_leave);
+        if announces {
+            let rate = self.options.channel.join_leave_max_rate;
+            self.hub.broadcast_leave(channel, info, rate);
+        }
+    }
+}
+
 impl Node {
     /// Builds a node and connects the broker's deliveries to it. Call inside a tokio runtime.
     ///
@@ -116,6 +130,9 @@ impl Node {
         });
         let handler: Weak<dyn BrokerHandler> = Arc::downgrade(&inner) as Weak<dyn BrokerHandler>;
         inner.broker.set_handler(handler);
+        let handler: Weak<dyn PresenceHandler> =
+            Arc::downgrade(&inner) as Weak<dyn PresenceHandler>;
+        inner.presence.set_handler(handler);
         let node = Node { inner };
         node.start_cluster_tasks();
         node.start_join_leave_ticker();

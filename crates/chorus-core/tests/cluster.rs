@@ -12,10 +12,12 @@ use bytes::Bytes;
 use chorus_core::api::{
     ChannelInfo, ChannelsRequest, DisconnectRequest, DisconnectSpec, InfoRequest, PresenceRequest,
     PresenceStatsRequest, PublishRequest, RefreshRequest, SubscribeRequest, UnsubscribeRequest,
+    UserStatusRequest,
 };
 use chorus_core::broker::memory::MemoryBroker;
 use chorus_core::control::NodeInfo;
 use chorus_core::presence::memory::MemoryPresence;
+use chorus_core::presence::UserStatus;
 use chorus_core::Node;
 use common::{options, pubs, TestClient, TestTokens};
 
@@ -136,6 +138,54 @@ async fn presence_channels_and_info_cover_every_node() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(total, 3);
+}
+
+/// `user_status` merges every node's view: connections add up, channels unite, request order
+/// is kept, unknown users are offline; 107 for a bad request.
+#[tokio::test]
+async fn user_status_covers_every_node() {
+    let (a, b) = two_nodes();
+    see_each_other(&a, &b).await;
+    let ca = TestClient::connect(&a, "ann").await;
+    let cb = TestClient::connect(&b, "ann").await;
+    let cc = TestClient::connect(&b, "bob").await;
+    ca.send(r#"{"id":2,"subscribe":{"channel":"chat:one"}}"#)
+        .await;
+    cb.send(r#"{"id":2,"subscribe":{"channel":"chat:two"}}"#)
+        .await;
+    cc.send(r#"{"id":2,"subscribe":{"channel":"chat:one"}}"#)
+        .await;
+    until("subscriptions", || {
+        a.hub().has_subscribers("chat:one") && b.hub().channel_counts().len() == 2
+    })
+    .await;
+    let users = vec!["zed".to_string(), "ann".to_string(), "bob".to_string()];
+    let got = a
+        .api()
+        .user_status(UserStatusRequest {
+            users: users.clone(),
+        })
+        .await
+        .unwrap()
+        .statuses;
+    let status = |user: &str, n: u32, channels: &[&str]| UserStatus {
+        user: user.into(),
+        online: n > 0,
+        num_clients: n,
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+    };
+    assert_eq!(
+        got,
+        vec![
+            status("zed", 0, &[]),
+            status("ann", 2, &["chat:one", "chat:two"]),
+            status("bob", 1, &["chat:one"]),
+        ]
+    );
+    for bad in [vec![], vec![String::new()]] {
+        let r = b.api().user_status(UserStatusRequest { users: bad }).await;
+        assert_eq!(r.map_err(|e| e.code).err(), Some(107));
+    }
 }
 
 #[tokio::test]

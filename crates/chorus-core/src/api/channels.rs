@@ -1,4 +1,4 @@
-//! Reads about channels and nodes — `presence`, `presence_stats`, `history`,
+//! Reads about channels, users and nodes — `presence`, `presence_stats`, `user_status`, `history`,
 //! `history_remove`, `channels`, `info` — and `rpc`.
 
 use chorus_protocol::codes;
@@ -7,7 +7,8 @@ use super::{bad_request, channel_options, ApiError};
 use super::{
     ChannelInfo, ChannelsRequest, ChannelsResult, HistoryRemoveRequest, HistoryRemoveResult,
     HistoryRequest, HistoryResult, InfoRequest, InfoResult, PresenceRequest, PresenceResult,
-    PresenceStatsRequest, PresenceStatsResult, RpcRequest, RpcResult,
+    PresenceStatsRequest, PresenceStatsResult, RpcRequest, RpcResult, UserStatusRequest,
+    UserStatusResult,
 };
 use crate::broker::{check_history_since, HistoryQuery};
 use crate::node::Node;
@@ -49,6 +50,28 @@ pub(super) async fn presence_stats(
         num_clients: stats.num_clients,
         num_users: stats.num_users,
     })
+}
+
+/// Most users one `user_status` call may ask about.
+pub const MAX_USER_STATUS_USERS: usize = 10_000;
+
+/// Every user's status across the cluster, in request order. An empty list, an empty user id
+/// or more than [`MAX_USER_STATUS_USERS`] users is 107; no answer that is exact → 100.
+pub(super) async fn user_status(
+    node: &Node,
+    req: UserStatusRequest,
+) -> Result<UserStatusResult, ApiError> {
+    if req.users.is_empty()
+        || req.users.len() > MAX_USER_STATUS_USERS
+        || req.users.iter().any(String::is_empty)
+    {
+        return Err(bad_request());
+    }
+    let statuses = node
+        .cluster_user_status(&req.users)
+        .await
+        .map_err(|_| ApiError::from(codes::ERROR_INTERNAL))?;
+    Ok(UserStatusResult { statuses })
 }
 
 /// `limit`: 0 = position only, negative = everything kept, N = first N (last N with

@@ -131,6 +131,13 @@ pub struct PresenceStatsRequest {
     pub channel: String,
 }
 
+/// `user_status`: whether each user is online (present in some channel with presence), with
+/// how many connections and in which channels — a contact list in one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserStatusRequest {
+    pub users: Vec<String>,
+}
+
 /// `history`: read a channel's stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryRequest {

@@ -55,6 +55,12 @@ pub struct PresenceStatsResult {
     pub num_users: u32,
 }
 
+/// `user_status`: one status per requested user, in request order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserStatusResult {
+    pub statuses: Vec<crate::presence::UserStatus>,
+}
+
 /// `history`: the publications read and the stream's current top position.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HistoryResult {

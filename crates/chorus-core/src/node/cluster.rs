@@ -1,14 +1,12 @@
 //! What makes several nodes one server: heartbeats into a registry of live nodes (for the
 //! cluster-wide `info`), control commands applied to local connections, surveys answered and
-//! collected (for the cluster-wide `channels`), and re-checking positions after the broker may
-//! have lost deliveries.
+//! collected (for the cluster-wide `channels`; presence in [`super::presence`]), and
+//! re-checking positions after the broker may have lost deliveries.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chorus_protocol::prost::Message as _;
-use chorus_protocol::{ClientInfo, PresenceResult, PresenceStatsResult};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -16,8 +14,6 @@ use super::Node;
 use crate::broker::HistoryQuery;
 use crate::channel;
 use crate::control::{Control, ControlMessage, NodeInfo, SurveyOp, SurveyRequest, SurveyResponse};
-use crate::metrics;
-use crate::presence::PresenceError;
 
 /// How often a node announces itself.
 pub const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
@@ -25,29 +21,6 @@ pub const NODE_INFO_INTERVAL: Duration = Duration::from_secs(3);
 pub const NODE_INFO_TTL: Duration = Duration::from_secs(10);
 /// How long a survey waits for the other nodes' answers.
 pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Why a bounded presence read gave no list.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PresenceRead {
-    #[error(transparent)]
-    Store(#[from] PresenceError),
-    /// More than `channel.presence_max_clients` present.
-    #[error("too many present clients")]
-    TooMany,
-}
-
-impl PresenceRead {
-    /// The protocol error a client or API caller gets.
-    pub(crate) fn code(&self) -> chorus_protocol::codes::ErrorCode {
-        match self {
-            PresenceRead::Store(_) => chorus_protocol::codes::ERROR_INTERNAL,
-            PresenceRead::TooMany => {
-                metrics::reply_too_large("presence", "error");
-                chorus_protocol::codes::ERROR_LIMIT_EXCEEDED
-            }
-        }
-    }
-}
 
 fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -126,7 +99,7 @@ impl Node {
     }
 
     /// Asks every other live node and collects their answers (at most [`SURVEY_TIMEOUT`]).
-    async fn survey(&self, op: SurveyOp, data: Bytes) -> Vec<Bytes> {
+    pub(super) async fn survey(&self, op: SurveyOp, data: Bytes) -> Vec<Bytes> {
         let others: std::collections::HashSet<String> = self
             .cluster_nodes()
             .into_iter()
@@ -172,62 +145,6 @@ impl Node {
             }
         }
         counts
-    }
-
-    /// Presence of a channel across the cluster: each node is the source of truth for its own
-    /// connections (its presence store holds them), so the union of every live node's entries
-    /// is exact, and a node that died stops contributing at once.
-    pub(crate) async fn cluster_presence(
-        &self,
-        channel: &str,
-    ) -> Result<HashMap<String, ClientInfo>, PresenceError> {
-        let mut all = self.presence_store().get(channel).await?;
-        let request = Bytes::copy_from_slice(channel.as_bytes());
-        for data in self.survey(SurveyOp::Presence, request).await {
-            if let Ok(theirs) = PresenceResult::decode(data.as_ref()) {
-                all.extend(theirs.presence);
-            }
-        }
-        Ok(all)
-    }
-
-    /// [`Node::cluster_presence`] bounded by `channel.presence_max_clients`: a channel with
-    /// more present clients answers [`PresenceRead::TooMany`] (error 106) rather than a reply
-    /// of unbounded size. The local count is checked first, so a huge local channel is refused
-    /// without copying it.
-    pub(crate) async fn bounded_presence(
-        &self,
-        channel: &str,
-    ) -> Result<HashMap<String, ClientInfo>, PresenceRead> {
-        let max = self.options().channel.presence_max_clients;
-        if max > 0 {
-            let local = self.presence_store().stats(channel).await?;
-            if usize::try_from(local.num_clients).unwrap_or(usize::MAX) > max {
-                return Err(PresenceRead::TooMany);
-            }
-        }
-        let all = self.cluster_presence(channel).await?;
-        if max > 0 && all.len() > max {
-            return Err(PresenceRead::TooMany);
-        }
-        Ok(all)
-    }
-
-    /// Counts of clients and distinct users of a channel across the cluster.
-    pub(crate) async fn cluster_presence_stats(
-        &self,
-        channel: &str,
-    ) -> Result<PresenceStatsResult, PresenceError> {
-        if self.cluster_nodes().len() == 1 {
-            return self.presence_store().stats(channel).await;
-        }
-        let all = self.cluster_presence(channel).await?;
-        let users: std::collections::HashSet<&str> =
-            all.values().map(|i| i.user.as_str()).collect();
-        Ok(PresenceStatsResult {
-            num_clients: u32::try_from(all.len()).unwrap_or(u32::MAX),
-            num_users: u32::try_from(users.len()).unwrap_or(u32::MAX),
-        })
     }
 
     /// Applies a control command from the broker.
@@ -296,15 +213,8 @@ impl Node {
                 Bytes::from(serde_json::to_vec(&self.hub().channel_counts()).unwrap_or_default()),
                 String::new(),
             ),
-            SurveyOp::Presence => {
-                let channel = String::from_utf8_lossy(data);
-                match self.presence_store().get(&channel).await {
-                    Ok(presence) => (
-                        Bytes::from(PresenceResult { presence }.encode_to_vec()),
-                        String::new(),
-                    ),
-                    Err(e) => (Bytes::new(), e.to_string()),
-                }
+            SurveyOp::Presence | SurveyOp::UserStatus => {
+                self.answer_presence_survey(op, data).await
             }
             SurveyOp::Unknown => (Bytes::new(), "unknown survey".to_string()),
         }

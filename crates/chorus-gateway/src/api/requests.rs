@@ -297,7 +297,17 @@ pub fn parse_command(method: Method, body: &[u8]) -> Result<Request, serde_json:
         }
         Method::Refresh => Request::Refresh(decode::<RefreshRequest>(body)?.into()),
         Method::Rpc => Request::Rpc(decode::<RpcRequest>(body)?.into()),
+        Method::UserStatus => Request::UserStatus(api::UserStatusRequest {
+            users: decode::<UserStatusRequest>(body)?.users,
+        }),
     })
+}
+
+/// `user_status` body: `{"users": ["…", …]}` (chorus's own method, not Centrifugo's).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserStatusRequest {
+    pub users: Vec<String>,
 }
 
 // ---- JSON → typed requests -------------------------------------------------------------------

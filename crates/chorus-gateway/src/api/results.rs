@@ -70,11 +70,20 @@ pub fn render(response: &Response) -> Result<Box<RawValue>, ApiError> {
         Response::Info(r) => to_raw(&InfoResult {
             nodes: r.nodes.iter().map(NodeResult::from).collect(),
         }),
+        Response::UserStatus(r) => to_raw(&UserStatusResult {
+            statuses: &r.statuses,
+        }),
         Response::Rpc(r) => to_raw(&chorus_protocol::RpcResult {
             data: r.data.clone(),
         }),
         Response::Batch(r) => RawValue::from_string(batch_json(r)).map_err(|_| internal()),
     }
+}
+
+/// `{"statuses":[{"user","online","num_clients","channels"}]}`: every field always present.
+#[derive(Serialize)]
+struct UserStatusResult<'a> {
+    statuses: &'a [chorus_core::presence::UserStatus],
 }
 
 /// `{"replies":[…]}`: each reply keyed by its method name, or `{"error":{…}}`. A reply that

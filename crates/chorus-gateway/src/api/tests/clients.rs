@@ -73,6 +73,13 @@ async fn api_acts_on_connected_users() {
     );
     let (_, stats) = call(&node, "presence_stats", r#"{"channel":"chat:room"}"#).await;
     assert_eq!(stats, r#"{"result":{"num_clients":1,"num_users":1}}"#);
+    let (_, status) = call(&node, "user_status", r#"{"users":["bob","alice"]}"#).await;
+    assert_eq!(
+        status,
+        r#"{"result":{"statuses":[{"user":"bob","online":false,"num_clients":0,"channels":[]},{"user":"alice","online":true,"num_clients":1,"channels":["chat:room"]}]}}"#
+    );
+    let (_, bad) = call(&node, "user_status", r#"{"users":[]}"#).await;
+    assert_eq!(bad, r#"{"error":{"code":107,"message":"bad request"}}"#);
     let (_, channels) = call(&node, "channels", r#"{"pattern":"chat:*"}"#).await;
     assert_eq!(
         channels,
