@@ -6,7 +6,9 @@
 //!   reference they are tested against;
 //! * [`api`] — the Centrifugo-compatible gRPC server API (`proto/api.proto`, package
 //!   `centrifugal.centrifugo.api`), messages plus tonic server and client;
-//! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`).
+//! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`);
+//! * [`presence`] — the presence service (`proto/presence.proto`, package
+//!   `chorus.presence.v1`): query messages, the gateway `Sync` stream, tonic server and client.
 //!
 //! Generated with `tonic-prost-build` and a vendored `protoc` (`protoc-bin-vendored`).
 
@@ -27,4 +29,10 @@ pub mod api {
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod backplane {
     tonic::include_proto!("chorus.backplane");
+}
+
+/// Presence service messages and the `Presence` gRPC service (package `chorus.presence.v1`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod presence {
+    tonic::include_proto!("chorus.presence.v1");
 }
