@@ -13,9 +13,11 @@ use chorus_core::duration::ConfigDuration;
 use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespace};
 
 mod load;
+mod presence;
 mod validate;
 
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
+pub use presence::{PresenceConfig, PresenceServerConfig, MIN_PRESENCE_MESSAGE_SIZE};
 pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
 
 /// The whole configuration of one node.
@@ -42,6 +44,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `demo.*`: the embedded demo page.
     pub demo: DemoConfig,
+    /// `presence.*`: a gateway's link to the presence service (empty endpoints: in-process).
+    pub presence: PresenceConfig,
+    /// `presence_server.*`: the presence service run by `chorus presence`.
+    pub presence_server: PresenceServerConfig,
 }
 
 /// `http_server.*`

@@ -36,7 +36,8 @@ pub struct ServiceConfig {
     pub max_message_size: usize,
     /// Most entries one node may hold. Default 1,000,000.
     pub max_node_entries: usize,
-    /// After the shutdown signal, how long open streams get to close. Default 5s.
+    /// After the shutdown signal (every stream and watcher is ended at once), how long
+    /// connections get to close before the server stops anyway. Default 1s.
     pub shutdown_timeout: Duration,
 }
 
@@ -49,7 +50,7 @@ impl ServiceConfig {
             warmup: Duration::from_secs(10),
             max_message_size: 4 << 20,
             max_node_entries: 1_000_000,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(1),
         }
     }
 
