@@ -95,8 +95,14 @@ impl Stream {
             node: node.into(),
             session: "bench".into(),
         });
-        tx.send(pb::NodeMessage { kind: Some(hello) }).await.unwrap();
-        let mut inbound = client.sync(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        tx.send(pb::NodeMessage { kind: Some(hello) })
+            .await
+            .unwrap();
+        let mut inbound = client
+            .sync(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         inbound.message().await.unwrap().unwrap(); // Welcome
         let mut s = Stream {
             tx,
@@ -110,7 +116,9 @@ impl Stream {
             last: true,
             seq: 1,
         });
-        s.tx.send(pb::NodeMessage { kind: Some(snap) }).await.unwrap();
+        s.tx.send(pb::NodeMessage { kind: Some(snap) })
+            .await
+            .unwrap();
         s.wait(1).await;
         s
     }
@@ -130,7 +138,10 @@ impl Stream {
             seq: self.seq,
             deltas,
         });
-        self.tx.send(pb::NodeMessage { kind: Some(msg) }).await.unwrap();
+        self.tx
+            .send(pb::NodeMessage { kind: Some(msg) })
+            .await
+            .unwrap();
         if self.seq > IN_FLIGHT {
             self.wait(self.seq - IN_FLIGHT).await;
         }
@@ -151,8 +162,22 @@ async fn main() {
     let total_deltas: usize = arg("--deltas", "2000000").parse().unwrap();
 
     let mut child = Command::new("taskset")
-        .args(["-c", &cpu, &bin, "presence", "-p", "0", "--metrics-port", "0"])
-        .args(["--address", "127.0.0.1", "--set", "presence_server.lease_ttl=60s"])
+        .args([
+            "-c",
+            &cpu,
+            &bin,
+            "presence",
+            "-p",
+            "0",
+            "--metrics-port",
+            "0",
+        ])
+        .args([
+            "--address",
+            "127.0.0.1",
+            "--set",
+            "presence_server.lease_ttl=60s",
+        ])
         .env("CHORUS_PRESENCE_SERVER_KEY", KEY)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -199,7 +224,7 @@ async fn main() {
     let mut next = entries;
     let mut batches: Vec<(usize, Vec<pb::Delta>)> = Vec::new();
     let mut made = 0;
-    let mut cursor = vec![0usize; STREAMS];
+    let mut cursor = [0usize; STREAMS];
     while made < total_deltas {
         let s = batches.len() % STREAMS;
         let mut ops = Vec::with_capacity(BATCH);
