@@ -126,16 +126,20 @@ def fail(msg):
     print(f"  {name}: {msg}", file=sys.stderr)
     sys.exit(1)
 
-for kind in ("Deployment", "Service", "ConfigMap"):
-    if len(by_kind.get(kind, [])) != 1:
-        fail(f"expected exactly one {kind}")
+def component(kind, name):
+    return [d for d in by_kind.get(kind, [])
+            if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name]
 
-cm = by_kind["ConfigMap"][0]
+for kind in ("Deployment", "Service", "ConfigMap"):
+    if len(component(kind, "gateway")) != 1:
+        fail(f"expected exactly one gateway {kind}")
+
+cm = component("ConfigMap", "gateway")[0]
 cfg = json.loads(cm["data"]["config.json"])
 if "key" in cfg.get("http_api", {}) or "hmac_secret_key" in cfg.get("client", {}).get("token", {}):
     fail("secrets leaked into the ConfigMap")
 
-dep = by_kind["Deployment"][0]
+dep = component("Deployment", "gateway")[0]
 pod = dep["spec"]["template"]["spec"]
 c = pod["containers"][0]
 if pod.get("terminationGracePeriodSeconds") != 40:
@@ -171,7 +175,7 @@ for sn in secret_names:
         if missing:
             fail(f"Secret {sn} lacks keys {sorted(missing)}")
 
-svc = by_kind["Service"][0]
+svc = component("Service", "gateway")[0]
 if svc["spec"]["ports"][0]["targetPort"] != "http":
     fail("Service must target the named port http")
 
@@ -187,6 +191,74 @@ for sm in by_kind.get("ServiceMonitor", []):
 
 if "HorizontalPodAutoscaler" in by_kind and "replicas" in dep["spec"]:
     fail("Deployment must not set replicas when the HPA is enabled")
+
+# gRPC server API port on the gateway Service (grpcApi.enabled).
+grpc_ports = [p for p in svc["spec"]["ports"] if p["name"] == "grpc-api"]
+c_grpc = [p for p in c["ports"] if p["name"] == "grpc-api"]
+if grpc_ports or c_grpc or "grpc_api" in cfg:
+    if not (grpc_ports and c_grpc and grpc_ports[0]["targetPort"] == "grpc-api"
+            and c_grpc[0]["containerPort"] == cfg.get("grpc_api", {}).get("port")):
+        fail("grpc-api: Service port, container port and config grpc_api.port must agree")
+
+# The presence service (presence.enabled).
+sts = component("StatefulSet", "presence")
+if sts:
+    if len(sts) != 1:
+        fail("expected one presence StatefulSet")
+    ps = sts[0]
+    if ps["spec"]["replicas"] < 2 and name != "default-values":
+        fail("the presence service must run at least 2 replicas")
+    ppod = ps["spec"]["template"]["spec"]
+    pc = ppod["containers"][0]
+    if pc["args"] != ["presence", "--config", "/etc/chorus/config.json"]:
+        fail("presence container must run `chorus presence --config /etc/chorus/config.json`")
+    pcm = [d for d in component("ConfigMap", "presence")]
+    if len(pcm) != 1:
+        fail("expected one presence ConfigMap")
+    pcfg = json.loads(pcm[0]["data"]["config.json"])["presence_server"]
+    if "key" in pcfg:
+        fail("the presence key leaked into the ConfigMap")
+    grpc_port = {p["name"]: p["containerPort"] for p in pc["ports"]}
+    if grpc_port.get("grpc") != pcfg["port"] or grpc_port.get("metrics") != pcfg["metrics_port"]:
+        fail("presence container ports must equal presence_server.port / metrics_port")
+    live, ready = pc.get("livenessProbe", {}), pc.get("readinessProbe", {})
+    if live.get("grpc", {}).get("port") != pcfg["port"] or "service" in live.get("grpc", {}):
+        fail("presence liveness must be a grpc probe of the overall service")
+    if ready.get("grpc", {}).get("service") != "chorus.presence.v1.Presence":
+        fail("presence readiness must probe grpc service chorus.presence.v1.Presence")
+    penv = {e["name"]: e for e in pc.get("env", [])}
+    pref = penv.get("CHORUS_PRESENCE_SERVER_KEY", {}).get("valueFrom", {}).get("secretKeyRef")
+    gref = env.get("CHORUS_PRESENCE_KEY", {}).get("valueFrom", {}).get("secretKeyRef")
+    if not pref or pref != gref:
+        fail("service and gateways must read the same presence key from one secretKeyRef")
+    if pref["name"] in secrets and pref["key"] not in secrets[pref["name"]].get("data", {}):
+        fail("the Secret lacks the presence key")
+    sel = ps["spec"]["selector"]["matchLabels"]
+    if all(dep["spec"]["selector"]["matchLabels"].get(k) == v for k, v in sel.items()) or \
+       all(sel.get(k) == v for k, v in svc["spec"]["selector"].items()):
+        fail("gateway and presence selectors must not overlap")
+    psvcs = component("Service", "presence")
+    headless = [x for x in psvcs if x["spec"].get("clusterIP") == "None"]
+    if len(headless) != 1 or not headless[0]["spec"].get("publishNotReadyAddresses"):
+        fail("presence needs one headless Service publishing not-ready addresses")
+    if ps["spec"]["serviceName"] != headless[0]["metadata"]["name"]:
+        fail("StatefulSet serviceName must be the headless Service")
+    if len(psvcs) != 2:
+        fail("presence needs a headless and a ClusterIP Service")
+    for x in psvcs:
+        if x["spec"]["selector"] != sel:
+            fail("presence Services must select the presence pods")
+    ns = ps["metadata"]["namespace"]
+    want = [f"http://{ps['metadata']['name']}-{i}.{headless[0]['metadata']['name']}.{ns}.svc:{pcfg['port']}"
+            for i in range(ps["spec"]["replicas"])]
+    if cfg.get("presence", {}).get("endpoints") != want:
+        fail(f"gateway presence.endpoints must list every replica: {cfg.get('presence')} != {want}")
+    pdbs = component("PodDisruptionBudget", "presence")
+    if len(pdbs) != 1 or pdbs[0]["spec"]["selector"]["matchLabels"] != sel \
+       or pdbs[0]["spec"].get("maxUnavailable") != 1:
+        fail("presence needs a PDB with maxUnavailable 1 selecting its pods")
+elif "presence" in cfg or "CHORUS_PRESENCE_KEY" in env:
+    fail("presence config or key on the gateway without the presence service")
 print(f"  {name}: {len(docs)} manifests OK ({', '.join(sorted(by_kind))})", file=sys.stderr)
 PY
 done
@@ -209,5 +281,10 @@ expect_reject --set config.http_api.key=leaked
 expect_reject --set config.client.token.hmac_secret_key=leaked
 expect_reject --set service.port=70000
 expect_reject --set config.engine.type=etcd
+expect_reject --set presence.replicaCount=0
+expect_reject --set presence.leaseTtl=ten
+expect_reject --set config.presence.key=leaked
+expect_reject --set-json 'config.presence.endpoints=["http://x:1"]'
+expect_reject --set grpcApi.port=0
 
 log "OK: chart $CHART is valid (Kubernetes $KUBE_VERSION)"

@@ -14,10 +14,12 @@ use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespa
 
 mod choice;
 mod load;
+mod presence;
 mod validate;
 
 pub use choice::{Choice, EngineType, LogFormat};
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
+pub use presence::{PresenceConfig, PresenceServerConfig, MIN_PRESENCE_MESSAGE_SIZE};
 pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
 
 /// The whole configuration of one node.
@@ -44,6 +46,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `demo.*`: the embedded demo page.
     pub demo: DemoConfig,
+    /// `presence.*`: a gateway's link to the presence service (empty endpoints: in-process).
+    pub presence: PresenceConfig,
+    /// `presence_server.*`: the presence service run by `chorus presence`.
+    pub presence_server: PresenceServerConfig,
 }
 
 /// `http_server.*`

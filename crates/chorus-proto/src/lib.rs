@@ -7,7 +7,10 @@
 //! * [`api`] — the Centrifugo-compatible gRPC server API (`proto/api.proto`, package
 //!   `centrifugal.centrifugo.api`): messages, plus the tonic server and client with the `grpc`
 //!   feature (only crates that serve or call gRPC enable it);
-//! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`).
+//! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`);
+//! * [`presence`] — the presence service (`proto/presence.proto`, package
+//!   `chorus.presence.v1`): query messages and the gateway `Sync` stream, plus the tonic
+//!   server and client with the `grpc` feature.
 //!
 //! Generated with `tonic-prost-build` and a vendored `protoc` (`protoc-bin-vendored`).
 
@@ -28,4 +31,10 @@ pub mod api {
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod backplane {
     include!(concat!(env!("OUT_DIR"), "/chorus.backplane.rs"));
+}
+
+/// Presence service messages and the `Presence` gRPC service (package `chorus.presence.v1`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod presence {
+    include!(concat!(env!("OUT_DIR"), "/chorus.presence.v1.rs"));
 }

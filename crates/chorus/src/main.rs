@@ -1,7 +1,8 @@
 //! `chorus`: the binary. Parses arguments, loads and validates the config, sets up logging,
-//! runs the gateway until SIGTERM/SIGINT. Everything else lives in `chorus-gateway`.
+//! runs the gateway (or the presence service) until SIGTERM/SIGINT. Everything else lives in
+//! `chorus-gateway` and `chorus-presence`.
 //!
-//! Commands: `serve`, `checkconfig`, `gentoken`, `version`. With no command `chorus` serves
+//! Commands: `serve`, `presence`, `checkconfig`, `gentoken`, `version`. With no command `chorus` serves
 //! (so `cargo run --release` runs the embedded default). Exit code 1 on configuration or
 //! runtime errors, with the message on stderr.
 
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Run the server (with no --config: a local development node with the demo page).
     Serve(ServeArgs),
+    /// Run the presence service (`presence_server.*`; see docs/presence.md).
+    Presence(PresenceArgs),
     /// Load and validate a config, print warnings, exit 0 ("config ok") or 1.
     Checkconfig(ConfigArgs),
     /// Print an HS256 connection token.
@@ -63,6 +66,21 @@ struct ServeArgs {
     #[arg(long, short = 'p')]
     port: Option<u16>,
     /// Shorthand for --set http_server.address=A.
+    #[arg(long, short = 'a')]
+    address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PresenceArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Shorthand for --set presence_server.port=P (0 = any free port).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// Shorthand for --set presence_server.metrics_port=P (0 = any free port).
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Shorthand for --set presence_server.address=A.
     #[arg(long, short = 'a')]
     address: Option<String>,
 }
@@ -101,6 +119,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Presence(args)) => presence(args),
         Some(Command::Checkconfig(args)) => checkconfig(&args),
         Some(Command::Gentoken(args)) => gentoken(&args),
         Some(Command::Version) => {
@@ -148,6 +167,67 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     runtime.block_on(chorus_gateway::server::run(config, shutdown_signal()))?;
     Ok(())
+}
+
+fn presence(args: PresenceArgs) -> anyhow::Result<()> {
+    let mut extra = Vec::new();
+    for (key, value) in [
+        ("presence_server.port", args.port.map(|p| p.to_string())),
+        (
+            "presence_server.metrics_port",
+            args.metrics_port.map(|p| p.to_string()),
+        ),
+        ("presence_server.address", args.address.clone()),
+    ] {
+        if let Some(value) = value {
+            extra.push((key.to_string(), value));
+        }
+    }
+    let Loaded { config, warnings } = load(&args.config, extra)?;
+    init_logging(&config.log)?;
+    for warning in &warnings {
+        tracing::warn!(%warning, "config");
+    }
+    let ps = &config.presence_server;
+    if ps.key.is_empty() {
+        return Err(anyhow!(
+            "presence_server.key is empty: set it (e.g. CHORUS_PRESENCE_SERVER_KEY); every call must carry it"
+        ));
+    }
+    let mut service = chorus_presence::ServiceConfig::new(ps.key.clone());
+    service.lease_ttl = ps.lease_ttl.get();
+    service.warmup = ps.lease_ttl.get();
+    service.max_message_size = ps.max_message_size;
+    service.max_node_entries = ps.max_node_entries;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let grpc = tokio::net::TcpListener::bind((ps.address.as_str(), ps.port))
+            .await
+            .with_context(|| format!("cannot bind {}:{}", ps.address, ps.port))?;
+        let metrics = tokio::net::TcpListener::bind((ps.address.as_str(), ps.metrics_port))
+            .await
+            .with_context(|| format!("cannot bind {}:{}", ps.address, ps.metrics_port))?;
+        let handle = chorus_gateway::metrics::install();
+        chorus_presence::metrics::describe();
+        let grpc_addr = grpc.local_addr()?;
+        let metrics_addr = metrics.local_addr()?;
+        tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, lease_ttl = %ps.lease_ttl, "presence service starting");
+        println!("chorus presence listening on http://{grpc_addr} (metrics http://{metrics_addr}/metrics)");
+        chorus_presence::serve(
+            chorus_presence::Listeners {
+                grpc,
+                metrics: Some((metrics, handle)),
+            },
+            service,
+            shutdown_signal(),
+        )
+        .await?;
+        tracing::info!("presence service stopped");
+        Ok(())
+    })
 }
 
 fn checkconfig(args: &ConfigArgs) -> anyhow::Result<()> {

@@ -68,3 +68,61 @@ Container port: the configured http_server.port (default 8000).
 {{- $http := default dict (get .Values.config "http_server") }}
 {{- default 8000 (get $http "port") | int }}
 {{- end }}
+
+{{/*
+Presence service: its own app name, so the gateway's selector never matches its pods.
+*/}}
+{{- define "chorus.presence.fullname" -}}
+{{- printf "%s-presence" (include "chorus.fullname" .) | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chorus.presence.headless" -}}
+{{- printf "%s-headless" (include "chorus.presence.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chorus.presence.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-presence" (include "chorus.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "chorus.presence.labels" -}}
+helm.sh/chart: {{ include "chorus.chart" . }}
+{{ include "chorus.presence.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: presence
+{{- end }}
+
+{{/*
+Per-replica gRPC URLs of the presence service (stable StatefulSet pod names behind the
+headless Service): every gateway streams to every replica.
+*/}}
+{{- define "chorus.presence.endpoints" -}}
+{{- $name := include "chorus.presence.fullname" . }}
+{{- $svc := include "chorus.presence.headless" . }}
+{{- $eps := list }}
+{{- range $i := until (int .Values.presence.replicaCount) }}
+{{- $eps = append $eps (printf "http://%s-%d.%s.%s.svc:%d" $name $i $svc $.Release.Namespace (int $.Values.presence.port)) }}
+{{- end }}
+{{- toJson $eps }}
+{{- end }}
+
+{{/*
+The gateway's config.json: .Values.config, plus presence.endpoints when presence.enabled and
+grpc_api.port when grpcApi.enabled.
+*/}}
+{{- define "chorus.gatewayConfig" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- if .Values.presence.enabled }}
+{{- $p := default dict (get $cfg "presence") }}
+{{- $_ := set $p "endpoints" (include "chorus.presence.endpoints" . | fromJsonArray) }}
+{{- $_ := set $p "flush_interval" .Values.presence.flushInterval }}
+{{- $_ := set $cfg "presence" $p }}
+{{- end }}
+{{- if .Values.grpcApi.enabled }}
+{{- $g := default dict (get $cfg "grpc_api") }}
+{{- $_ := set $g "port" (int .Values.grpcApi.port) }}
+{{- $_ := set $cfg "grpc_api" $g }}
+{{- end }}
+{{- toPrettyJson $cfg }}
+{{- end }}

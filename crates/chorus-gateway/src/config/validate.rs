@@ -188,6 +188,10 @@ impl Config {
             }
         }
 
+        // presence
+        p.extend(self.presence.problems());
+        p.extend(self.presence_server.problems());
+
         // shutdown
         if self.shutdown.drain_window > self.shutdown.timeout {
             p.push(format!(

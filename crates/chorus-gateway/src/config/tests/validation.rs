@@ -216,3 +216,66 @@ fn abuse_bounds_validation() {
         .command_rate_limit
         .enabled());
 }
+
+#[test]
+fn presence_keys_load_and_validate() {
+    let loaded = load_text(
+        "presence.yaml",
+        "presence:\n  endpoints: [\"http://presence-0:10100\", \"http://10.0.0.2:10100/\"]\n  key: k\n  flush_interval: 20ms\npresence_server:\n  port: 0\n  metrics_port: 0\n  lease_ttl: 3s\n",
+    )
+    .unwrap();
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("unknown")),
+        "{:?}",
+        loaded.warnings
+    );
+    let c = loaded.config;
+    assert_eq!(c.presence.endpoints.len(), 2);
+    assert_eq!(c.presence.flush_interval, ConfigDuration::from_millis(20));
+    assert_eq!(c.presence_server.lease_ttl, ConfigDuration::from_secs(3));
+    assert!(problems(&c).is_empty(), "{:?}", problems(&c));
+
+    // Environment: a comma-separated list, the key from a secret.
+    let loaded = Config::load(
+        None,
+        env(&[
+            ("CHORUS_PRESENCE_ENDPOINTS", "http://a:10100,http://b:10100"),
+            ("CHORUS_PRESENCE_KEY", "secret"),
+            ("CHORUS_PRESENCE_SERVER_LEASE_TTL", "5s"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.presence.endpoints,
+        ["http://a:10100", "http://b:10100"]
+    );
+    assert_eq!(loaded.config.presence.key, "secret");
+    assert_eq!(
+        loaded.config.presence_server.lease_ttl,
+        ConfigDuration::from_secs(5)
+    );
+
+    let mut c = Config::default();
+    c.presence.endpoints = vec!["presence:10100".into(), "http://:1".into()];
+    c.presence.flush_interval = ConfigDuration::from_secs(2);
+    c.presence_server.lease_ttl = ConfigDuration::ZERO;
+    c.presence_server.metrics_port = c.presence_server.port;
+    c.presence_server.max_message_size = 10;
+    c.presence_server.max_node_entries = 0;
+    let p = problems(&c);
+    let expect = [
+        "presence.endpoints[0] (\"presence:10100\") must be http://host:port",
+        "presence.endpoints[1] (\"http://:1\") must be http://host:port",
+        "presence.key must be set when presence.endpoints is",
+        "presence.flush_interval (2s) must be between 1ms and 1s",
+        "presence_server.lease_ttl must be greater than 0",
+        "presence_server.port and presence_server.metrics_port are both 10100",
+        "presence_server.max_message_size (10) must be at least 65536 bytes",
+        "presence_server.max_node_entries must be at least 1",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|x| x.contains(e)), "missing {e:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), expect.len(), "{p:#?}");
+}
