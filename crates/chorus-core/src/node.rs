@@ -314,6 +314,8 @@ impl Node {
         while self.inner.hub.num_clients() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // After the connections' own leaves: what is left in presence goes with the node.
+        let _ = tokio::time::timeout_at(deadline, self.inner.presence.shutdown()).await;
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         let _ = tokio::time::timeout_at(deadline, self.inner.tasks.wait()).await;

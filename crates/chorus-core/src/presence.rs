@@ -89,4 +89,8 @@ pub trait PresenceStore: Send + Sync + 'static {
     }
     /// Registers where leaves of other nodes' connections go (cluster-wide stores only).
     fn set_handler(&self, _handler: Weak<dyn PresenceHandler>) {}
+    /// The node is shutting down and its connections are gone: stop background work, and let
+    /// the cluster know at once (a presence service drops this node's remaining entries
+    /// instead of waiting for its lease to expire).
+    async fn shutdown(&self) {}
 }

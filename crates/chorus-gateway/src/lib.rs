@@ -18,5 +18,6 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod presence;
 pub mod server;
 pub mod ws;

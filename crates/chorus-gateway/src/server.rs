@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use chorus_core::broker::memory::MemoryBroker;
 use chorus_core::presence::memory::MemoryPresence;
+use chorus_core::presence::PresenceStore;
 use chorus_core::Node;
 use chorus_redis::{RedisBroker, RedisConfig, RedisError};
 use hyper::server::conn::http1;
@@ -50,6 +51,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthError;
 use crate::config::{Config, EngineType};
+use crate::presence::ServicePresence;
 use crate::ws::{WsContext, WsSettings};
 use crate::{app, metrics};
 use conns::io::ConnIo;
@@ -64,6 +66,9 @@ pub enum BuildError {
     /// `engine.redis.*` is unusable (no address, zero partitions, a bad URL).
     #[error("engine.redis: {0}")]
     Redis(#[from] RedisError),
+    /// `presence.*` is unusable (a bad endpoint URL).
+    #[error("presence: {0}")]
+    Presence(#[from] chorus_presence::ClientError),
 }
 
 /// Why a server could not start (see [`run`], [`serve`], [`bind`]). Each message carries its
@@ -100,18 +105,24 @@ pub struct ServerState {
 }
 
 /// Builds the node from the config: engine `memory`, or `redis` (publications and history in
-/// Redis, presence per node for now). Must run inside a tokio runtime. An unreachable Redis is
-/// not an error: the node starts not ready (`/ready` 503) and the broker keeps reconnecting.
+/// Redis); presence in process, or in the presence service when `presence.endpoints` is set.
+/// Must run inside a tokio runtime. An unreachable Redis or presence service is not an error:
+/// the node starts (not ready while Redis is down) and the clients keep reconnecting.
 pub fn build_node(config: &Config) -> Result<Node, BuildError> {
     let tokens = app::token_verifier(config)?;
-    // The node's one id: the node and its broker name it the same way.
+    // The node's one id: the node, its broker and its presence stream name it the same way.
     let id = uuid::Uuid::new_v4().to_string();
+    let presence: Arc<dyn PresenceStore> = if config.presence.endpoints.is_empty() {
+        MemoryPresence::new()
+    } else {
+        ServicePresence::start(config, &id)?
+    };
     match config.engine.kind {
         EngineType::Memory => Ok(Node::new(
             id,
             app::node_options(config),
             MemoryBroker::with_options(config.engine.memory.broker_options()),
-            MemoryPresence::new(),
+            presence,
             tokens,
         )),
         EngineType::Redis => {
@@ -120,7 +131,7 @@ pub fn build_node(config: &Config) -> Result<Node, BuildError> {
                 id,
                 app::node_options(config),
                 broker,
-                MemoryPresence::new(),
+                presence,
                 tokens,
             ))
         }

@@ -409,6 +409,14 @@ impl PresenceClient {
     }
 }
 
+impl PresenceClient {
+    /// Stops the tasks without Goodbye, as if the process were killed: the replicas keep this
+    /// node's entries until its lease expires (tests of that path; what `Drop` does too).
+    pub fn abort(&self) {
+        self.cancel.cancel();
+    }
+}
+
 impl Drop for PresenceClient {
     fn drop(&mut self) {
         // Without shutdown(): stop the tasks without Goodbye (the lease will expire).

@@ -48,10 +48,15 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
+        let node = server::build_node(&config).unwrap();
+        Self::start_node(config, node).await
+    }
+
+    /// Serves a node the test built itself (to keep handles on its parts).
+    pub async fn start_node(config: Config, node: Node) -> TestServer {
         chorus_gateway::metrics::install();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let node = server::build_node(&config).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server::serve(
             listener,

@@ -334,6 +334,12 @@ impl<'a> Session<'a> {
         if !self.inner.goodbye.load(Ordering::Acquire) {
             return End::Shutdown;
         }
+        // Changes made while the gateway drained (its connections leaving) go out as deltas
+        // first: only entries still present at Goodbye are reported to the other gateways as
+        // expired — the others' leaves were already announced by the gateway itself.
+        if self.flush(tx).await.is_err() {
+            return End::Shutdown;
+        }
         let msg = pb::NodeMessage {
             kind: Some(Out::Goodbye(pb::Goodbye {})),
         };
