@@ -295,13 +295,19 @@ impl Node {
         }
     }
 
-    /// Graceful drain: readiness goes false, every connection is closed with 3001 "shutdown",
+    /// Graceful drain: readiness goes false, the presence store is told the node is leaving
+    /// (with a presence service its connections vanish from presence at once and the other
+    /// nodes announce their leaves), every connection is closed with 3001 "shutdown",
     /// spread evenly over `drain_window` (clients reconnect elsewhere without a thundering
     /// herd), then waits for connections to clean up and node tasks to end, at most `grace`.
     pub async fn shutdown(&self, drain_window: Duration, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         self.inner.draining.store(true, Ordering::Release);
         self.announce_shutdown().await;
+        // Presence first: a cluster-wide store drops this node's connections at once and the
+        // other nodes push their leaves (the drain below takes up to `drain_window`, and
+        // presence must not list connections that are on their way out).
+        let _ = tokio::time::timeout_at(deadline, self.inner.presence.shutdown()).await;
         let clients = self.inner.hub.all_clients();
         let n = clients.len().max(1) as u32;
         let start = tokio::time::Instant::now();
@@ -314,8 +320,6 @@ impl Node {
         while self.inner.hub.num_clients() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // After the connections' own leaves: what is left in presence goes with the node.
-        let _ = tokio::time::timeout_at(deadline, self.inner.presence.shutdown()).await;
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         let _ = tokio::time::timeout_at(deadline, self.inner.tasks.wait()).await;

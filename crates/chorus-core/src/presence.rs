@@ -89,8 +89,9 @@ pub trait PresenceStore: Send + Sync + 'static {
     }
     /// Registers where leaves of other nodes' connections go (cluster-wide stores only).
     fn set_handler(&self, _handler: Weak<dyn PresenceHandler>) {}
-    /// The node is shutting down and its connections are gone: stop background work, and let
-    /// the cluster know at once (a presence service drops this node's remaining entries
-    /// instead of waiting for its lease to expire).
+    /// The node is shutting down (called when its drain starts): stop background work and let
+    /// the cluster know at once — a presence service drops this node's entries and tells the
+    /// other nodes, which announce the leaves; the node then publishes no leave of its own for
+    /// presence channels (see `Client::remove_subscription`).
     async fn shutdown(&self) {}
 }

@@ -10,8 +10,10 @@
 //! * Entries of other nodes that the service dropped (a node's lease expired, or it said
 //!   Goodbye with connections still listed) become `leave` pushes for this node's subscribers,
 //!   through the node's [`PresenceHandler`] — one task per gateway, ended with the client.
-//! * On shutdown (after the node's connections are gone) the client flushes and says Goodbye,
-//!   so the replicas drop this node at once instead of after its lease.
+//! * When the node starts draining, the client flushes and says Goodbye: the replicas drop this
+//!   node's entries at once (not after its lease) and tell the other gateways, whose
+//!   subscribers get the `leave` pushes (the draining node publishes none of its own for
+//!   presence channels, so nobody gets two).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

@@ -115,15 +115,18 @@ async fn next_leave(ws: &mut common::RawWs, channel: &str) -> String {
     }
 }
 
-/// A gateway whose node keeps a handle on its presence store (to kill its stream).
-async fn gateway_with_store(url: &str) -> (TestServer, Arc<ServicePresence>) {
-    let config = gateway_config(url);
+/// A gateway on `broker` (share one to make an in-process cluster) that keeps a handle on its
+/// presence store (to kill its stream).
+async fn gateway_with_store(
+    config: Config,
+    broker: Arc<MemoryBroker>,
+) -> (TestServer, Arc<ServicePresence>) {
     let id = uuid::Uuid::new_v4().to_string();
     let store = ServicePresence::start(&config, &id).unwrap();
     let node = Node::new(
         id,
         chorus_gateway::app::node_options(&config),
-        MemoryBroker::new(),
+        broker,
         store.clone(),
         chorus_gateway::app::token_verifier(&config).unwrap(),
     );
@@ -135,7 +138,7 @@ async fn gateways_share_presence_and_dead_gateways_vanish_with_leave_pushes() {
     let lease = Duration::from_secs(1);
     let (url, _stop) = replica(lease).await;
     let a = TestServer::start(gateway_config(&url)).await;
-    let (b, b_store) = gateway_with_store(&url).await;
+    let (b, b_store) = gateway_with_store(gateway_config(&url), MemoryBroker::new()).await;
     // One member on A; on B a client that will die with its gateway.
     let mut member = subscribed_at(a.addr, "chat:room").await;
     let _doomed = subscribed_at(b.addr, "chat:room").await;
@@ -180,12 +183,18 @@ async fn gateways_share_presence_and_dead_gateways_vanish_with_leave_pushes() {
     assert!(died.elapsed() <= lease * 3, "{:?}", died.elapsed());
 }
 
+/// SIGTERM of a gateway: its connections leave presence at once — not over its drain window,
+/// not after its lease — and members elsewhere get exactly one `leave` each (announced from
+/// the presence service, none from the draining node through the shared broker).
 #[tokio::test]
-async fn a_gateway_shutting_down_leaves_presence_at_once() {
+async fn a_gateway_shutting_down_leaves_presence_at_once_with_one_leave() {
     let (url, _stop) = replica(Duration::from_secs(30)).await;
-    let a = TestServer::start(gateway_config(&url)).await;
-    let mut b = TestServer::start(gateway_config(&url)).await;
-    let _member = subscribed_at(a.addr, "chat:bye").await;
+    let broker = MemoryBroker::new();
+    let (a, _) = gateway_with_store(gateway_config(&url), broker.clone()).await;
+    let mut slow_drain = gateway_config(&url);
+    slow_drain.shutdown.drain_window = chorus_core::duration::ConfigDuration::from_secs(4);
+    let (mut b, _) = gateway_with_store(slow_drain, broker).await;
+    let mut member = subscribed_at(a.addr, "chat:bye").await;
     let _leaving = subscribed_at(b.addr, "chat:bye").await;
     until("both present", Duration::from_secs(5), || async {
         present(&a.node, "chat:bye").await.map(|u| u.len()) == Some(2)
@@ -193,12 +202,23 @@ async fn a_gateway_shutting_down_leaves_presence_at_once() {
     .await;
     let started = Instant::now();
     b.begin_shutdown();
-    // With a 30 s lease only the Goodbye can make B's client vanish this fast.
-    until("B's client gone", Duration::from_secs(3), || async {
+    until("B's client gone", Duration::from_secs(1), || async {
         present(&a.node, "chat:bye").await.map(|u| u.len()) == Some(1)
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        started.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let first = tokio::time::timeout(Duration::from_secs(2), next_leave(&mut member, "chat:bye"))
+        .await
+        .expect("one leave");
+    assert!(!first.is_empty());
+    // B's drain closes its one client at once (the first of the window): no second leave.
+    let second =
+        tokio::time::timeout(Duration::from_secs(2), next_leave(&mut member, "chat:bye")).await;
+    assert!(second.is_err(), "a second leave: {second:?}");
 }
 
 #[tokio::test]

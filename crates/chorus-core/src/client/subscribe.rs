@@ -485,7 +485,10 @@ impl Client {
                 tracing::debug!(error = %e, "presence remove failed");
             }
         }
-        if sub.join_leave {
+        // A draining node already left a cluster-wide presence store (its Goodbye), which
+        // announced the leaves of its present connections to every other node.
+        let announced = sub.presence && node.is_draining() && node.presence_store().cluster_wide();
+        if sub.join_leave && !announced {
             let info = self.info(sub.chan_info.clone());
             if let Err(e) = node.broker().publish_leave(channel, info).await {
                 tracing::debug!(error = %e, "leave publish failed");
