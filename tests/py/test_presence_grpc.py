@@ -7,22 +7,18 @@ PresenceStats, UserStatus, Watch), with the key as `authorization: apikey <key>`
 
 from __future__ import annotations
 
-import importlib
 import os
 import queue
 import re
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import pytest
-from grpc_tools import protoc
 
-from chorus_server import BIN, REPO_ROOT
+from chorus_server import BIN
+from presence_procs import presence_pb
 
 KEY = "py-presence-key"
 LISTENING = re.compile(r"^chorus presence listening on http://(\S+) ")
@@ -30,25 +26,7 @@ LISTENING = re.compile(r"^chorus presence listening on http://(\S+) ")
 
 @pytest.fixture(scope="module")
 def pb():
-    out = tempfile.mkdtemp(prefix="chorus-presence-py-")
-    proto_dir = REPO_ROOT / "proto"
-    include = Path(protoc.__file__).parent / "_proto"
-    rc = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{proto_dir}",
-            f"-I{include}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            str(proto_dir / "presence.proto"),
-        ]
-    )
-    assert rc == 0
-    sys.path.insert(0, out)
-    messages = importlib.import_module("presence_pb2")
-    services = importlib.import_module("presence_pb2_grpc")
-    yield messages, services
-    sys.path.remove(out)
+    return presence_pb()
 
 
 @pytest.fixture
