@@ -320,3 +320,20 @@ def test_grpc_metrics(server, stub):
     text = requests.get(f"{server.url}/metrics", timeout=10).text
     assert 'chorus_grpc_api_requests_total{method="info",code="ok"}' in text
     assert 'chorus_grpc_api_requests_total{method="info",code="unauthenticated"}' in text
+
+
+def test_sigterm_stops_both_servers(start_chorus):
+    """SIGTERM: the gRPC listener closes with the HTTP one and the process exits 0, quickly
+    when nothing is in flight."""
+    srv = start_chorus(grpc_config())
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        st = pb_grpc.CentrifugoApiStub(channel)
+        assert len(st.Info(pb.InfoRequest(), metadata=AUTH).result.nodes) == 1
+    started = time.monotonic()
+    assert srv.stop(grace=10) == 0
+    assert time.monotonic() - started < 8
+    assert "grpc api: shutdown complete" in srv.logs()
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        with pytest.raises(grpc.RpcError) as e:
+            pb_grpc.CentrifugoApiStub(channel).Info(pb.InfoRequest(), metadata=AUTH, timeout=2)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
