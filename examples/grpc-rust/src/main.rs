@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     // By default errors come back inside the response (`error`), with status OK.
     let publish = api::PublishRequest {
         channel: channel.clone(),
-        data: data.into_bytes().into(),
+        data: data.into_bytes(),
         ..Default::default()
     };
     let reply = client
