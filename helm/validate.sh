@@ -179,6 +179,24 @@ svc = component("Service", "gateway")[0]
 if svc["spec"]["ports"][0]["targetPort"] != "http":
     fail("Service must target the named port http")
 
+# gRPC API: config, container port, Service port and key go together (grpcApi.enabled).
+grpc_cfg = cfg.get("grpc_api", {})
+svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
+ctr_ports = {p["name"]: p for p in c["ports"]}
+if grpc_cfg.get("enabled"):
+    gport = grpc_cfg.get("port")
+    if ctr_ports.get("grpc", {}).get("containerPort") != gport:
+        fail("container port grpc must equal config.grpc_api.port")
+    if svc_ports.get("grpc", {}).get("targetPort") != "grpc" or svc_ports["grpc"].get("port") != gport:
+        fail("Service must expose port grpc (config.grpc_api.port) targeting the named port grpc")
+    ref = env.get("CHORUS_GRPC_API_KEY", {}).get("valueFrom", {}).get("secretKeyRef")
+    if not ref or ref != env["CHORUS_HTTP_API_KEY"]["valueFrom"]["secretKeyRef"]:
+        fail("CHORUS_GRPC_API_KEY must come from the API key of the Secret")
+    if "key" in grpc_cfg:
+        fail("the gRPC API key leaked into the ConfigMap")
+elif "grpc" in svc_ports or "grpc" in ctr_ports or "CHORUS_GRPC_API_KEY" in env:
+    fail("gRPC port or key present while config.grpc_api.enabled is not set")
+
 # ServiceMonitor is a CRD unknown to kubernetes-validate: check its shape here.
 for sm in by_kind.get("ServiceMonitor", []):
     if sm.get("apiVersion") != "monitoring.coreos.com/v1":
@@ -192,13 +210,6 @@ for sm in by_kind.get("ServiceMonitor", []):
 if "HorizontalPodAutoscaler" in by_kind and "replicas" in dep["spec"]:
     fail("Deployment must not set replicas when the HPA is enabled")
 
-# gRPC server API port on the gateway Service (grpcApi.enabled).
-grpc_ports = [p for p in svc["spec"]["ports"] if p["name"] == "grpc-api"]
-c_grpc = [p for p in c["ports"] if p["name"] == "grpc-api"]
-if grpc_ports or c_grpc or "grpc_api" in cfg:
-    if not (grpc_ports and c_grpc and grpc_ports[0]["targetPort"] == "grpc-api"
-            and c_grpc[0]["containerPort"] == cfg.get("grpc_api", {}).get("port")):
-        fail("grpc-api: Service port, container port and config grpc_api.port must agree")
 
 # The presence service (presence.enabled).
 sts = component("StatefulSet", "presence")
@@ -286,5 +297,9 @@ expect_reject --set presence.leaseTtl=ten
 expect_reject --set config.presence.key=leaked
 expect_reject --set-json 'config.presence.endpoints=["http://x:1"]'
 expect_reject --set grpcApi.port=0
+expect_reject --set config.grpc_api.key=leaked
+expect_reject --set config.grpc_api.enabled=true
+expect_reject --set grpcApi.port=70000
+expect_reject --set config.grpc_api.error_mode=status
 
 log "OK: chart $CHART is valid (Kubernetes $KUBE_VERSION)"

@@ -1,5 +1,7 @@
 //! Generates the Protobuf code of `proto/*.proto` — and, with the `grpc` feature, the tonic
-//! service code — with a vendored `protoc`, so no system `protoc` is needed.
+//! service code — with a vendored `protoc`, so no system `protoc` is needed. The encoded file
+//! descriptor set of `api.proto` (for gRPC server reflection) goes to
+//! `$OUT_DIR/api_descriptor.bin`.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
 
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let files = [
         "client.proto",
         "api.proto",
@@ -20,10 +23,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
+    // The messages of the client protocol and the backplane: never a service.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(false)
+        .bytes(".")
+        .compile_protos(
+            &[root.join("client.proto"), root.join("backplane.proto")],
+            std::slice::from_ref(&root),
+        )?;
+    // The server API, compiled alone so that its descriptor set holds only `api.proto`.
     tonic_prost_build::configure()
         .build_server(grpc)
         .build_client(grpc)
         .bytes(".")
-        .compile_protos(&files, &[root])?;
+        .file_descriptor_set_path(out.join("api_descriptor.bin"))
+        .compile_protos(&[root.join("api.proto")], std::slice::from_ref(&root))?;
+    // The presence service (`chorus presence` and its gateway client).
+    tonic_prost_build::configure()
+        .build_server(grpc)
+        .build_client(grpc)
+        .bytes(".")
+        .compile_protos(&[root.join("presence.proto")], &[root])?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 """Starting the real chorus binary for black-box tests (the py and hostile tiers).
 
 `start_server(config)` runs `chorus serve` on a temp config and returns a `ChorusServer`
-(url, ws_url, api_url, api_key, secret, rss_kib(), open_fds(), logs(), stop()). The pytest
+(url, ws_url, api_url, grpc_target, api_key, secret, rss_kib(), open_fds(), logs(), stop()). The pytest
 fixtures over it live in `tests/py/conftest.py` and `tests/hostile/conftest.py`.
 
 The config dict is deep-merged over a base config (127.0.0.1, port 0, test secrets),
@@ -39,6 +39,7 @@ if not BIN.is_absolute():
 SECRET = "chorus-test-hmac-secret-0123456789"
 API_KEY = "chorus-test-api-key"
 LISTENING = re.compile(r"^chorus listening on (http://\S+)\s*$")
+GRPC_LISTENING = re.compile(r"^chorus grpc api listening on (\S+)\s*$")
 
 CHAT_OPTIONS: Dict[str, Any] = {
     "presence": True,
@@ -138,6 +139,15 @@ class ChorusServer:
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
+
+    @property
+    def grpc_target(self) -> str:
+        """`IP:PORT` of the gRPC server API (printed before the HTTP line when it is enabled)."""
+        for line in self._output:
+            m = GRPC_LISTENING.match(line)
+            if m:
+                return m.group(1)
+        raise RuntimeError("the gRPC API is not enabled (no 'chorus grpc api listening on' line)")
 
     def logs(self) -> str:
         return "".join(self._output)

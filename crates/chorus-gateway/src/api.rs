@@ -128,26 +128,40 @@ pub fn authorized(config: &Config, headers: &HeaderMap) -> bool {
     if config.http_api.insecure {
         return true;
     }
-    let expected = config.http_api.key.as_bytes();
+    key_matches(presented_key(headers), &config.http_api.key)
+}
+
+/// Whether `presented` is the configured key `expected` (an empty `expected` matches nothing).
+/// Shared by the HTTP and the gRPC API.
+pub fn key_matches(presented: Option<&str>, expected: &str) -> bool {
+    let expected = expected.as_bytes();
     if expected.is_empty() {
         return false;
     }
     // `subtle` compares without an early exit on the first differing byte, so the time taken
     // does not reveal how much of a guessed key is right (a length mismatch may, as with Go's
     // `subtle.ConstantTimeCompare`).
-    presented_key(headers).is_some_and(|key| key.as_bytes().ct_eq(expected).into())
+    presented.is_some_and(|key| key.as_bytes().ct_eq(expected).into())
+}
+
+/// The key of an `Authorization` value `apikey <key>` (scheme case-insensitive).
+pub fn apikey_of_authorization(value: &str) -> Option<&str> {
+    let mut parts = value.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(scheme), Some(key), None) if scheme.eq_ignore_ascii_case("apikey") => Some(key),
+        _ => None,
+    }
 }
 
 /// The key presented by the request: `Authorization: apikey <key>` (scheme case-insensitive)
 /// first, then `X-API-Key: <key>` — Centrifugo's order.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let mut parts = value.split_whitespace();
-        if let (Some(scheme), Some(key), None) = (parts.next(), parts.next(), parts.next()) {
-            if scheme.eq_ignore_ascii_case("apikey") {
-                return Some(key);
-            }
-        }
+    if let Some(key) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(apikey_of_authorization)
+    {
+        return Some(key);
     }
     headers
         .get("x-api-key")

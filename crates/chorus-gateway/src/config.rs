@@ -17,7 +17,7 @@ mod load;
 mod presence;
 mod validate;
 
-pub use choice::{Choice, EngineType, LogFormat};
+pub use choice::{Choice, EngineType, GrpcErrorMode, LogFormat};
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
 pub use presence::{PresenceConfig, PresenceServerConfig, MIN_PRESENCE_MESSAGE_SIZE};
 pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
@@ -36,6 +36,8 @@ pub struct Config {
     pub websocket: WebsocketConfig,
     /// `http_api.*`: the HTTP server API.
     pub http_api: HttpApiConfig,
+    /// `grpc_api.*`: the gRPC server API (Centrifugo's `CentrifugoApi` service).
+    pub grpc_api: GrpcApiConfig,
     /// `engine.*`: where publications, history and presence live.
     pub engine: EngineConfig,
     /// `node.*`: identity of this node.
@@ -209,6 +211,57 @@ impl Default for HttpApiConfig {
             key: String::new(),
             insecure: false,
             handler_prefix: "/api".into(),
+        }
+    }
+}
+
+/// `grpc_api.*`: the gRPC server API on its own listener (off by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcApiConfig {
+    /// Serve the gRPC server API. Default false.
+    pub enabled: bool,
+    /// Address to bind. Default empty = the address of `http_server.address`.
+    pub address: String,
+    /// Port to bind. Default 10000 (Centrifugo's); 0 = any free port (the bound port is
+    /// printed and logged). Must differ from `http_server.port` on the same address.
+    pub port: u16,
+    /// API key expected as metadata `authorization: apikey <key>` on every call; a missing or
+    /// wrong key is status UNAUTHENTICATED. Default empty = no authentication (as in
+    /// Centrifugo): keep such a port private.
+    pub key: String,
+    /// `""` (default): errors travel in the response's `error` field, with status OK.
+    /// `"transport"`: errors are gRPC statuses (see `docs/server-api.md` for the code map).
+    /// A call can ask for transport mode with metadata `x-centrifugo-error-mode: transport`.
+    pub error_mode: GrpcErrorMode,
+    /// Serve gRPC server reflection (`grpc.reflection.v1` and `v1alpha`) for tools such as
+    /// grpcurl. Default false. Behind the key like every other call.
+    pub reflection: bool,
+    /// Max size of one request message in bytes; a bigger one is refused with status
+    /// RESOURCE_EXHAUSTED. Default 4194304 (4 MiB); at least 1024.
+    pub max_receive_message_size: usize,
+}
+
+impl Default for GrpcApiConfig {
+    fn default() -> Self {
+        GrpcApiConfig {
+            enabled: false,
+            address: String::new(),
+            port: 10000,
+            key: String::new(),
+            error_mode: GrpcErrorMode::Body,
+            reflection: false,
+            max_receive_message_size: 4 << 20,
+        }
+    }
+}
+
+impl GrpcApiConfig {
+    /// The address to bind: `address`, or `http_server.address` when it is empty.
+    pub fn bind_address<'a>(&'a self, http: &'a HttpServerConfig) -> &'a str {
+        match self.address.trim() {
+            "" => http.address.trim(),
+            address => address,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! * [`ws`] — the WebSocket transport on fastwebsockets: upgrade, reader, batching writer, echo;
 //! * [`api`] — the HTTP server API (`POST /api/<method>`), Centrifugo-compatible: a JSON mapping
 //!   of the core's typed server API (`chorus_core::api`);
+//! * [`grpc_api`] — the gRPC server API (`centrifugal.centrifugo.api.CentrifugoApi`) on its
+//!   own listener, Centrifugo-compatible: a Protobuf mapping of the same typed server API;
 //! * [`demo`] — the embedded demo page;
 //! * [`metrics`] — the Prometheus recorder and the gateway's metric names.
 
@@ -17,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod grpc_api;
 pub mod metrics;
 pub mod presence;
 pub mod server;

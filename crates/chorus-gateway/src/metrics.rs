@@ -1,4 +1,4 @@
-//! The Prometheus recorder and the gateway's own metrics (transport and HTTP).
+//! The Prometheus recorder and the gateway's own metrics (transport, HTTP and gRPC).
 //!
 //! [`install`] installs the process-wide recorder once (idempotent, tolerates a recorder
 //! installed by someone else) and describes every metric below; `/metrics` renders the
@@ -10,7 +10,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// WebSocket upgrades completed (JSON, Protobuf and echo).
@@ -47,6 +49,13 @@ pub const HTTP_CONNECTIONS_SHED: &str = "chorus_http_connections_shed_total";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "chorus_http_connections_refused_total";
 /// Failed `accept` calls, by `kind` (emfile, enfile, enobufs, enomem, other).
 pub const HTTP_ACCEPT_ERRORS: &str = "chorus_http_accept_errors_total";
+
+/// gRPC server API calls answered, by `method` (the API method name: `publish`, …,
+/// `reflection`, or `unknown` for a method chorus does not serve) and `code` (the gRPC status,
+/// lowercase: `ok`, `unauthenticated`, `not_found`, `resource_exhausted`, …).
+pub const GRPC_API_REQUESTS: &str = "chorus_grpc_api_requests_total";
+/// Time from a gRPC call's headers to its response headers, by `method`.
+pub const GRPC_API_DURATION: &str = "chorus_grpc_api_request_duration_seconds";
 
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -164,6 +173,16 @@ pub fn describe() {
         Unit::Count,
         "Failed accept calls on the listener, by kind (emfile, enfile, enobufs, enomem, other)."
     );
+    describe_counter!(
+        GRPC_API_REQUESTS,
+        Unit::Count,
+        "gRPC server API calls answered, by method and gRPC status code."
+    );
+    describe_histogram!(
+        GRPC_API_DURATION,
+        Unit::Seconds,
+        "Duration of gRPC server API calls (headers in to response headers out), by method."
+    );
 }
 
 /// Why an upgrade was refused.
@@ -258,6 +277,12 @@ pub fn close_sent(code: u16) {
 /// Counts an answered HTTP request.
 pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+}
+
+/// Counts one answered gRPC call.
+pub fn grpc_api_request(method: &'static str, code: &'static str, duration: Duration) {
+    counter!(GRPC_API_REQUESTS, "method" => method, "code" => code).increment(1);
+    histogram!(GRPC_API_DURATION, "method" => method).record(duration.as_secs_f64());
 }
 
 /// Where a request ran out of `http_server.request_timeout`.

@@ -1,9 +1,11 @@
 //! The hyper 1 HTTP/1.1 server of a gateway node: listener, accept loop, graceful drain.
 //!
 //! Parts:
-//! * this file — [`run`] (metrics recorder, node, listener, the one stdout line
-//!   `chorus listening on http://IP:PORT`) and [`serve`] (accept loop and shutdown sequence),
-//!   usable in-process by tests on port 0;
+//! * this file — [`run`] (metrics recorder, node, listeners, the stdout lines
+//!   `chorus listening on http://IP:PORT` — and before it `chorus grpc api listening on
+//!   IP:PORT` when the gRPC API is on — then the HTTP server and the gRPC server API on one
+//!   shutdown signal) and [`serve`] (accept loop and shutdown sequence), usable in-process by
+//!   tests on port 0;
 //! * [`routes`] — the request router: WebSocket endpoints, `/api…`, `/health`, `/ready`,
 //!   `/metrics`, demo page and token;
 //! * [`conns`] — the registry of every TCP connection by accept order and state (pending, idle,
@@ -77,10 +79,14 @@ pub enum BuildError {
 pub enum ServeError {
     #[error(transparent)]
     Build(#[from] BuildError),
-    #[error("resolving http_server.address {host:?}: {error}")]
-    Resolve { host: String, error: std::io::Error },
-    #[error("http_server.address {host:?} resolves to nothing")]
-    NoAddress { host: String },
+    #[error("resolving {key} {host:?}: {error}")]
+    Resolve {
+        key: &'static str,
+        host: String,
+        error: std::io::Error,
+    },
+    #[error("{key} {host:?} resolves to nothing")]
+    NoAddress { key: &'static str, host: String },
     #[error("binding {addr}: {error}")]
     Bind {
         addr: SocketAddr,
@@ -91,6 +97,9 @@ pub enum ServeError {
     /// The listening line (`chorus listening on …`) could not be made or written.
     #[error("announcing the listening address: {0}")]
     Stdout(std::io::Error),
+    /// The gRPC server API failed.
+    #[error(transparent)]
+    Grpc(#[from] crate::grpc_api::GrpcServeError),
 }
 
 /// Shared by every request of a server.
@@ -158,19 +167,37 @@ pub fn redis_config(config: &Config) -> RedisConfig {
 /// address means all IPv4 interfaces.
 pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
     let http = &config.http_server;
-    let host = if http.address.trim().is_empty() {
-        "0.0.0.0"
-    } else {
-        http.address.trim()
+    bind_to(
+        "http_server.address",
+        &http.address,
+        http.port,
+        http.tcp_backlog,
+    )
+    .await
+}
+
+/// Binds `host:port` (an empty host is all IPv4 interfaces) with `SO_REUSEADDR` and
+/// `backlog`; `key` names the address setting in errors.
+pub async fn bind_to(
+    key: &'static str,
+    host: &str,
+    port: u16,
+    backlog: u32,
+) -> Result<TcpListener, ServeError> {
+    let host = match host.trim() {
+        "" => "0.0.0.0",
+        host => host,
     };
-    let addr: SocketAddr = tokio::net::lookup_host((host, http.port))
+    let addr: SocketAddr = tokio::net::lookup_host((host, port))
         .await
         .map_err(|error| ServeError::Resolve {
+            key,
             host: host.to_owned(),
             error,
         })?
         .next()
         .ok_or_else(|| ServeError::NoAddress {
+            key,
             host: host.to_owned(),
         })?;
     let bind = || -> std::io::Result<TcpListener> {
@@ -181,31 +208,90 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
         };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
-        socket.listen(http.tcp_backlog.max(1))
+        socket.listen(backlog.max(1))
     };
     bind().map_err(|error| ServeError::Bind { addr, error })
 }
 
-/// Runs a node from its config until `shutdown` resolves and the drain is done.
+/// Runs a node from its config until `shutdown` resolves and the drain is done: the HTTP
+/// server ([`serve`]) and, with `grpc_api.enabled`, the gRPC server API
+/// ([`grpc_api::serve`](crate::grpc_api::serve)) on its own listener. Both stop on the same
+/// signal and each finishes its work within `shutdown.timeout`.
 ///
-/// Prints exactly one line to stdout, `chorus listening on http://IP:PORT`, once the listener
-/// is bound (scripts and black-box tests wait for it).
+/// Prints to stdout, once every listener is bound: with the gRPC API first
+/// `chorus grpc api listening on IP:PORT`, then always, last, exactly one line
+/// `chorus listening on http://IP:PORT` (scripts and black-box tests wait for it).
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     metrics::install();
     let node = build_node(&config)?;
+    let grpc = match config.grpc_api.enabled {
+        true => Some(crate::grpc_api::bind(&config).await?),
+        false => None,
+    };
     let listener = bind(&config).await?;
     let local = listener.local_addr().map_err(ServeError::Stdout)?;
+    let grpc_local = grpc
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(ServeError::Stdout)?;
+    if let Some(grpc_local) = grpc_local {
+        tracing::info!(addr = %grpc_local, "chorus grpc api listening");
+    }
     tracing::info!(addr = %local, node = %node.id(), "chorus listening");
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "chorus listening on http://{local}")
-            .and_then(|()| out.flush())
-            .map_err(ServeError::Stdout)?;
+        let mut announce = || -> std::io::Result<()> {
+            if let Some(grpc_local) = grpc_local {
+                writeln!(out, "chorus grpc api listening on {grpc_local}")?;
+            }
+            writeln!(out, "chorus listening on http://{local}")?;
+            out.flush()
+        };
+        announce().map_err(ServeError::Stdout)?;
     }
-    serve(listener, Arc::new(config), node, shutdown).await
+    let config = Arc::new(config);
+    // One signal for both servers; either server ending (an error) stops the other too.
+    let stop = CancellationToken::new();
+    let trigger = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        }
+    };
+    let http = async {
+        let result = serve(
+            listener,
+            config.clone(),
+            node.clone(),
+            stop.clone().cancelled_owned(),
+        )
+        .await;
+        stop.cancel();
+        result
+    };
+    let grpc = async {
+        let Some(listener) = grpc else {
+            return Ok(());
+        };
+        let result = crate::grpc_api::serve(
+            listener,
+            config.clone(),
+            node.clone(),
+            stop.clone().cancelled_owned(),
+        )
+        .await;
+        stop.cancel();
+        result.map_err(ServeError::from)
+    };
+    let ((), http, grpc) = tokio::join!(trigger, http, grpc);
+    http.and(grpc)
 }
 
 /// Serves HTTP and WebSocket on `listener` until `shutdown` resolves, then drains.

@@ -25,6 +25,10 @@ pub mod client {
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod api {
     include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifugo.api.rs"));
+
+    /// The encoded `FileDescriptorSet` of `proto/api.proto` (for gRPC server reflection).
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/api_descriptor.bin"));
 }
 
 /// Cross-node backplane envelope (package `chorus.backplane`).

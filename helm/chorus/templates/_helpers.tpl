@@ -120,7 +120,8 @@ grpc_api.port when grpcApi.enabled.
 {{- $_ := set $cfg "presence" $p }}
 {{- end }}
 {{- if .Values.grpcApi.enabled }}
-{{- $g := default dict (get $cfg "grpc_api") }}
+{{- $g := deepCopy (default dict (get $cfg "grpc_api")) }}
+{{- $_ := set $g "enabled" true }}
 {{- $_ := set $g "port" (int .Values.grpcApi.port) }}
 {{- $_ := set $cfg "grpc_api" $g }}
 {{- end }}

@@ -4,6 +4,8 @@
 //   const { startServer } = require('./lib/server');
 //   const srv = await startServer({ channel: { namespaces: [...] } });
 //   srv.url / srv.wsUrl / srv.apiUrl / srv.port / srv.proc / srv.logs() / await srv.stop()
+//   srv.grpcTarget: `IP:PORT` of the gRPC server API when `grpc_api.enabled` (the server prints
+//   `chorus grpc api listening on IP:PORT` before its HTTP line), else null
 //
 // The config object is deep-merged over a base config (127.0.0.1, port 0, test secrets),
 // written to a temp JSON file and passed as `chorus serve --config FILE`. The server prints
@@ -118,7 +120,10 @@ async function startServer(config = {}, opts = {}) {
       append(chunk);
       buf += chunk.toString();
       const m = buf.match(/^chorus listening on (http:\/\/[^\s]+)\s*$/m);
-      if (m) finish(null, m[1]);
+      if (m) {
+        const grpc = buf.match(/^chorus grpc api listening on (\S+)\s*$/m);
+        finish(null, { url: m[1], grpcTarget: grpc ? grpc[1] : null });
+      }
     }
     function onExit(code, signal) {
       finish(new Error(`chorus exited (code ${code}, signal ${signal}) before listening; output:\n${output}`));
@@ -129,7 +134,7 @@ async function startServer(config = {}, opts = {}) {
   // Keep draining stdout so the server never blocks on a full pipe.
   proc.stdout.on('data', append);
 
-  const url = addr.replace(/\/$/, '');
+  const url = addr.url.replace(/\/$/, '');
   const u = new URL(url);
   const server = {
     url,
@@ -137,6 +142,7 @@ async function startServer(config = {}, opts = {}) {
     port: Number(u.port),
     wsUrl: `ws://${u.host}/connection/websocket`,
     apiUrl: `${url}/api`,
+    grpcTarget: addr.grpcTarget,
     apiKey: API_KEY,
     secret: SECRET,
     config: fullConfig,

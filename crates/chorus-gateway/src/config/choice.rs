@@ -1,4 +1,5 @@
-//! Config keys that take one of a few names (`engine.type`, `log.format`): enums for the code
+//! Config keys that take one of a few names (`engine.type`, `log.format`,
+//! `grpc_api.error_mode`): enums for the code
 //! that `match`es on them, their names in config files. An unknown name is a load error that
 //! names the key and the accepted values (with the file position, variable or flag, like any
 //! other value of the wrong type).
@@ -28,7 +29,13 @@ fn serialize<S: Serializer, T: Choice>(value: T, s: S) -> Result<S::Ok, S::Error
 fn deserialize<'de, D: Deserializer<'de>, T: Choice>(d: D) -> Result<T, D::Error> {
     let name = String::deserialize(d)?;
     T::from_name(&name).ok_or_else(|| {
-        let allowed: Vec<&str> = T::ALL.iter().map(|v| v.name()).collect();
+        let allowed: Vec<&str> = T::ALL
+            .iter()
+            .map(|v| match v.name() {
+                "" => "\"\"",
+                name => name,
+            })
+            .collect();
         D::Error::custom(format!(
             "{} {name:?} is not supported; supported: {}",
             T::KEY,
@@ -76,6 +83,39 @@ impl Choice for LogFormat {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         }
+    }
+}
+
+/// `grpc_api.error_mode`: how the gRPC server API reports an API error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GrpcErrorMode {
+    /// In the response's `error` field, status OK (`""`, the default; Centrifugo's default).
+    #[default]
+    Body,
+    /// As a gRPC status (`"transport"`).
+    Transport,
+}
+
+impl Choice for GrpcErrorMode {
+    const KEY: &'static str = "grpc_api.error_mode";
+    const ALL: &'static [Self] = &[GrpcErrorMode::Body, GrpcErrorMode::Transport];
+    fn name(self) -> &'static str {
+        match self {
+            GrpcErrorMode::Body => "",
+            GrpcErrorMode::Transport => "transport",
+        }
+    }
+}
+
+impl Serialize for GrpcErrorMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize(*self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for GrpcErrorMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize(d)
     }
 }
 

@@ -8,6 +8,7 @@ use super::*;
 
 mod docs;
 mod engine;
+mod grpc_api;
 mod http_server;
 mod validation;
 

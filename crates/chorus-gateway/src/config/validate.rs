@@ -157,6 +157,25 @@ impl Config {
             ));
         }
 
+        // grpc_api
+        let g = &self.grpc_api;
+        if g.max_receive_message_size < MIN_BUFFER_SIZE {
+            p.push(format!(
+                "grpc_api.max_receive_message_size ({}) must be at least {MIN_BUFFER_SIZE} bytes",
+                g.max_receive_message_size
+            ));
+        }
+        if g.enabled
+            && g.port != 0
+            && g.port == self.http_server.port
+            && g.bind_address(&self.http_server) == self.http_server.address.trim()
+        {
+            p.push(format!(
+                "grpc_api.port ({}) must differ from http_server.port on the same address",
+                g.port
+            ));
+        }
+
         // engine (`engine.type` itself is checked when the config is read)
         let m = &self.engine.memory;
         if m.max_streams == 0 {
@@ -240,6 +259,19 @@ impl Config {
                      every HTTP API request is refused with 401 (set http_api.key to use the API)"
                 ));
             }
+        }
+        let g = &self.grpc_api;
+        let grpc_address = g.bind_address(&self.http_server);
+        if g.enabled && g.key.is_empty() && !is_loopback_address(grpc_address) {
+            let port = match g.port {
+                0 => "the port it binds".to_string(),
+                port => format!("port {port}"),
+            };
+            w.push(format!(
+                "grpc_api.key is empty and the gRPC API address {grpc_address:?} is not loopback: \
+                 anyone who can reach {port} can publish and disconnect users through the gRPC \
+                 API without a key"
+            ));
         }
         if self.demo.enabled && self.client.token.hmac_secret_key.is_empty() {
             w.push(

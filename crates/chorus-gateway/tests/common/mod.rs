@@ -2,6 +2,8 @@
 //! hand-rolled WebSocket client (so malformed frames can be sent on purpose) and raw HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod grpc;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
