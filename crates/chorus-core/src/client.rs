@@ -46,6 +46,9 @@ pub enum WriteEvent {
     /// One transport frame: several messages already packed (text for JSON, binary for
     /// Protobuf).
     Frame(Bytes),
+    /// Bytes the transport framed itself ([`Client::push_transport_frame`], or the unwritten
+    /// tail of a direct write): write them as they are.
+    Raw(Bytes),
     /// Write a close frame with this code and reason, then stop writing.
     Close(Disconnect),
 }
@@ -209,6 +212,34 @@ impl Client {
         self.outbound.is_closed()
     }
 
+    /// Lets the transport write messages straight from the pushing task when nothing is
+    /// queued (see [`crate::outbound`]). Set once, before the first command.
+    pub fn set_direct_writer(&self, direct: Arc<dyn crate::outbound::DirectWrite>) {
+        self.outbound.set_direct(direct);
+    }
+
+    /// Queues a frame the transport built itself (a pong), in order with everything else;
+    /// it comes back from [`Client::next_write`] as [`WriteEvent::Raw`]. False if closing.
+    pub fn push_transport_frame(&self, frame: Bytes) -> bool {
+        self.outbound.push_raw(frame)
+    }
+
+    /// For a transport closing on its own (the peer's close, a protocol violation): closes the
+    /// queue (no more direct writes) and returns the pre-framed bytes at its front — the
+    /// unwritten tail of a direct write — to finish before the close frame.
+    pub fn close_transport(&self) -> Vec<Bytes> {
+        self.outbound
+            .close(codes::DISCONNECT_CONNECTION_CLOSED.into());
+        self.outbound.take_raw_front()
+    }
+
+    /// Resolves once fewer than `client.reply_max_size` reply (and transport) bytes wait to be
+    /// written: a transport awaits this before queueing another frame of its own.
+    pub async fn reply_room(&self) {
+        let max = self.node.options().client.reply_max_size;
+        self.outbound.reply_room(max).await
+    }
+
     /// Resolves once a disconnect was requested.
     pub async fn closed(&self) {
         self.outbound.closed().await
@@ -358,6 +389,7 @@ impl Client {
             if let Some(taken) = self.outbound.try_take(max_messages, max_bytes) {
                 return match taken {
                     Taken::Messages(m) => WriteEvent::Frame(join_frame(self.params.protocol, &m)),
+                    Taken::Raw(b) => WriteEvent::Raw(b),
                     Taken::Close(d) => {
                         metrics::disconnect(d.code);
                         WriteEvent::Close(d)

@@ -172,6 +172,7 @@ impl TestClient {
                 self.closed = Some(d);
                 None
             }
+            Ok(WriteEvent::Raw(_)) => panic!("no transport frames without a transport"),
             Err(_) => None,
         }
     }
@@ -188,6 +189,7 @@ impl TestClient {
                     self.closed = Some(d);
                     break;
                 }
+                Ok(WriteEvent::Raw(_)) => panic!("no transport frames without a transport"),
                 Err(_) => break,
             }
         }

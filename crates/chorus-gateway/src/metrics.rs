@@ -62,6 +62,18 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Handles of the per-frame counters, resolved once by [`install`]: `counter!` looks the key
+/// up in the registry on every call (1–1.6 % of server CPU in the S2a profile, on the
+/// per-delivery path). Before `install` (or with another recorder) the macros are used.
+struct Hot {
+    frames_sent: metrics::Counter,
+    bytes_sent: metrics::Counter,
+    messages_received: metrics::Counter,
+    bytes_received: metrics::Counter,
+}
+
+static HOT: OnceLock<Hot> = OnceLock::new();
+
 /// Installs the Prometheus recorder (once per process) and describes the gateway's and the
 /// engine's metrics.
 ///
@@ -80,6 +92,12 @@ pub fn install() -> PrometheusHandle {
             }
             describe();
             chorus_core::metrics::describe();
+            let _ = HOT.set(Hot {
+                frames_sent: counter!(FRAMES_SENT),
+                bytes_sent: counter!(BYTES_SENT),
+                messages_received: counter!(MESSAGES_RECEIVED),
+                bytes_received: counter!(BYTES_RECEIVED),
+            });
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -259,12 +277,22 @@ pub fn protocol_error(kind: ProtocolErrorKind) {
 
 /// Counts one complete data message of `bytes` payload bytes received.
 pub fn message_received(bytes: usize) {
+    if let Some(hot) = HOT.get() {
+        hot.messages_received.increment(1);
+        hot.bytes_received.increment(bytes as u64);
+        return;
+    }
     counter!(MESSAGES_RECEIVED).increment(1);
     counter!(BYTES_RECEIVED).increment(bytes as u64);
 }
 
 /// Counts one data frame of `bytes` payload bytes written.
 pub fn frame_sent(bytes: usize) {
+    if let Some(hot) = HOT.get() {
+        hot.frames_sent.increment(1);
+        hot.bytes_sent.increment(bytes as u64);
+        return;
+    }
     counter!(FRAMES_SENT).increment(1);
     counter!(BYTES_SENT).increment(bytes as u64);
 }

@@ -58,6 +58,8 @@ pub struct ConnLimits {
 pub enum Ctrl {
     /// A data message to write as is (the echo endpoint).
     Data(OpCode, Bytes),
+    /// Bytes already framed, written as they are.
+    Raw(Bytes),
     /// Answer to a Ping.
     Pong(Bytes),
     /// Close frame payload (echo of the peer's, or our protocol-error close); the writer
@@ -343,6 +345,7 @@ async fn write_half(
             },
             out = session.next_write() => match out {
                 Outgoing::Data(opcode, bytes) => Ctrl::Data(opcode, bytes),
+                Outgoing::Raw(bytes) => Ctrl::Raw(bytes),
                 Outgoing::Close { code: 3000, .. } => break WriteEnd::Closed,
                 Outgoing::Close { code, reason } => {
                     metrics::close_sent(code);
@@ -360,6 +363,12 @@ async fn write_half(
             }
             Ctrl::Pong(bytes) => (Frame::pong(Payload::Borrowed(bytes)), false),
             Ctrl::Close(bytes) => (Frame::close_raw(Payload::Borrowed(bytes)), true),
+            Ctrl::Raw(_) => {
+                // Only the lean driver queues pre-framed bytes (it registers the direct
+                // writer and queues pongs that way); reaching here is a bug, not input.
+                tracing::error!("pre-framed bytes on the generic websocket writer");
+                return WriteEnd::Failed;
+            }
         };
         match timeout(write_timeout, ws.write_frame(frame)).await {
             Ok(Ok(())) if last => break WriteEnd::Closed,

@@ -23,6 +23,9 @@ use crate::metrics::{self, ProtocolErrorKind};
 pub enum Outgoing {
     /// One data frame.
     Data(OpCode, Bytes),
+    /// Bytes already framed (a pong the transport queued through the session, or the tail of
+    /// a partial direct write): written as they are.
+    Raw(Bytes),
     /// A close frame with this code and reason, then stop (code 3000: no frame, just close).
     Close { code: u16, reason: String },
 }
@@ -45,7 +48,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn data_opcode(protocol: Protocol) -> OpCode {
+pub(super) fn data_opcode(protocol: Protocol) -> OpCode {
     match protocol {
         Protocol::Json => OpCode::Text,
         Protocol::Protobuf => OpCode::Binary,
@@ -84,6 +87,7 @@ impl Session {
         match self {
             Session::Client(client) => match client.next_write().await {
                 WriteEvent::Frame(bytes) => Outgoing::Data(data_opcode(client.protocol()), bytes),
+                WriteEvent::Raw(bytes) => Outgoing::Raw(bytes),
                 WriteEvent::Close(d) => Outgoing::Close {
                     code: d.code,
                     reason: d.reason,
@@ -104,6 +108,14 @@ impl Session {
         match self {
             Session::Client(client) => client.closed().await,
             Session::Echo(shutdown) => shutdown.cancelled().await,
+        }
+    }
+
+    /// Whether the server decided to close this connection (its input is then discarded).
+    pub fn is_closing(&self) -> bool {
+        match self {
+            Session::Client(client) => client.is_closed(),
+            Session::Echo(shutdown) => shutdown.is_cancelled(),
         }
     }
 

@@ -45,6 +45,7 @@ async fn frame_with(client: &Client, needle: &str) -> String {
                 }
             }
             WriteEvent::Close(d) => panic!("closed {} {} waiting for {needle}", d.code, d.reason),
+            WriteEvent::Raw(_) => panic!("no transport frames without a transport"),
         }
     }
 }
