@@ -366,6 +366,11 @@ impl Outbound {
         out
     }
 
+    /// Wakes the writer without queueing anything (its timers changed).
+    pub(crate) fn wake(&self) {
+        self.notify.notify_one();
+    }
+
     /// Waits until something may be available (a permit is stored if a push raced ahead).
     pub(crate) async fn wait(&self) {
         self.notify.notified().await;
@@ -477,6 +482,99 @@ mod tests {
         // Below the limit it returns at once.
         o.push_reply(Bytes::from(vec![0u8; 10]));
         o.reply_room(64).await;
+    }
+
+    /// A transport that takes up to `room` bytes per call, recording what it wrote.
+    struct FakeSocket {
+        room: Mutex<usize>,
+        wire: Mutex<Vec<u8>>,
+    }
+
+    impl DirectWrite for FakeSocket {
+        fn try_write(&self, message: &Bytes) -> Direct {
+            let mut room = sync::lock(&self.room);
+            let n = message.len().min(*room);
+            *room -= n;
+            sync::lock(&self.wire).extend_from_slice(&message[..n]);
+            match n {
+                0 => Direct::NotNow,
+                n if n == message.len() => Direct::Written,
+                n => Direct::Partial(message.slice(n..)),
+            }
+        }
+    }
+
+    fn direct(room: usize) -> (Outbound, Arc<FakeSocket>) {
+        let o = Outbound::new(100);
+        let sock = Arc::new(FakeSocket {
+            room: Mutex::new(room),
+            wire: Mutex::new(Vec::new()),
+        });
+        o.set_direct(sock.clone());
+        (o, sock)
+    }
+
+    #[test]
+    fn direct_writes_skip_the_queue_when_nothing_is_ahead() {
+        let (o, sock) = direct(1000);
+        assert!(o.push(Bytes::from_static(b"one")));
+        assert!(o.push_reply(Bytes::from_static(b"two")));
+        assert_eq!(&sync::lock(&sock.wire)[..], b"onetwo");
+        assert_eq!((o.queued_bytes(), o.queued_reply_bytes()), (0, 0));
+        assert!(take(&o).is_none());
+    }
+
+    #[test]
+    fn a_partial_write_queues_its_tail_first_and_later_messages_wait_behind_it() {
+        let (o, sock) = direct(2);
+        assert!(o.push(Bytes::from_static(b"abcd")));
+        assert!(o.push(Bytes::from_static(b"ef")));
+        assert_eq!(&sync::lock(&sock.wire)[..], b"ab");
+        assert_eq!(o.queued_bytes(), 4);
+        // The writer finishes the frame as is, then the rest as messages.
+        assert!(matches!(take(&o), Some(Taken::Raw(b)) if &b[..] == b"cd"));
+        assert!(
+            matches!(take(&o), Some(Taken::Messages(m)) if m == vec![Bytes::from_static(b"ef")])
+        );
+        // Still the writer's turn until it comes back to an empty queue: no overtaking.
+        *sync::lock(&sock.room) = 100;
+        assert!(o.push(Bytes::from_static(b"gh")));
+        assert_eq!(&sync::lock(&sock.wire)[..], b"ab");
+        assert!(matches!(take(&o), Some(Taken::Messages(m)) if m.len() == 1));
+        assert!(take(&o).is_none());
+        // Writer idle and queue empty: direct again.
+        assert!(o.push(Bytes::from_static(b"ij")));
+        assert_eq!(&sync::lock(&sock.wire)[..], b"abij");
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_socket_queues_and_the_slow_bound_still_applies() {
+        let (o, sock) = direct(0);
+        for _ in 0..10 {
+            assert!(o.push(Bytes::from(vec![b'x'; 10])));
+        }
+        assert!(sync::lock(&sock.wire).is_empty());
+        assert!(!o.push(Bytes::from_static(b"y")));
+        assert!(matches!(take(&o), Some(Taken::Close(d)) if d.code == 3008));
+    }
+
+    #[test]
+    fn raw_frames_queue_in_order_and_closing_hands_back_the_unfinished_tail() {
+        let (o, sock) = direct(3);
+        assert!(o.push(Bytes::from_static(b"abcdef")));
+        assert!(o.push_raw(Bytes::from_static(b"PONG")));
+        assert_eq!(o.queued_reply_bytes(), 4);
+        assert!(o.close(Disconnect::new(3000, "connection closed")));
+        // A direct write can no longer happen after close.
+        *sync::lock(&sock.room) = 100;
+        assert!(!o.push(Bytes::from_static(b"late")));
+        assert_eq!(
+            o.take_raw_front(),
+            vec![Bytes::from_static(b"def"), Bytes::from_static(b"PONG")]
+        );
+        assert_eq!((o.queued_bytes(), o.queued_reply_bytes()), (0, 0));
+        assert_eq!(&sync::lock(&sock.wire)[..], b"abc");
     }
 
     #[tokio::test]

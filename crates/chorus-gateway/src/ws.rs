@@ -277,16 +277,13 @@ pub fn upgrade<B>(
                     // Its own task: this one (the upgrade wait, its timer) ends here, and
                     // the connection's task holds only the lean driver (1.7 KiB before,
                     // with both in one task: 4 KiB per idle connection).
-                    let run = lean::run(session, stream, early, limits, shutdown);
-                    let span = tracing::Span::current();
-                    tracker.spawn(
-                        async move {
-                            let _held = held;
-                            let _guard = guard;
-                            run.await
-                        }
-                        .instrument(span),
-                    );
+                    // (No wrapping `async move { run.await }`: rustc would store the
+                    // captured future and the awaited one side by side, 2 × its size.)
+                    let run = lean::run(session, stream, early, limits, shutdown, (held, guard));
+                    if std::env::var_os("CHORUS_DEBUG_SIZES").is_some() {
+                        eprintln!("lean future: {} bytes", std::mem::size_of_val(&run));
+                    }
+                    tracker.spawn(run.instrument(tracing::Span::current()));
                 }
                 Err(upgraded) => {
                     // Boxed: the generic driver's future is ~8 KiB, and an unboxed one would

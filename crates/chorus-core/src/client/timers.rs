@@ -79,6 +79,10 @@ impl Client {
             let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
             t.next_ping = Some(Instant::now() + half + Duration::from_millis(jitter));
         }
+        drop(t);
+        // The writer sleeps until the deadline it last saw; with direct writes no queued
+        // reply wakes it any more, so tell it the deadlines moved.
+        self.outbound.wake();
     }
 
     /// Re-arms the expiry check after connect/refresh/subscribe changed an expiry.
@@ -96,6 +100,8 @@ impl Client {
         let mut t = self.lock_timers();
         t.conn_deadline = conn;
         t.expiry_check = [conn, subs].into_iter().flatten().min();
+        drop(t);
+        self.outbound.wake();
     }
 
     pub(super) fn on_pong(&self) {

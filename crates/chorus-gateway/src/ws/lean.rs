@@ -181,13 +181,15 @@ enum ReadEnd {
 }
 
 /// Runs a connection over our own TCP socket to its end, then cleans the session up.
-/// `early` holds bytes hyper read past the handshake.
-pub async fn run(
+/// `early` holds bytes hyper read past the handshake; `hold` is kept until the end (the
+/// connection's registry entry and gauge guard).
+pub async fn run<H: Send>(
     session: Session,
     stream: TcpStream,
     early: Bytes,
     limits: ConnLimits,
     shutdown: CancellationToken,
+    hold: H,
 ) {
     let opcode = match &session {
         Session::Client(c) => data_opcode(c.protocol()),
@@ -258,6 +260,7 @@ pub async fn run(
         }
     }
     Box::pin(session.cleanup()).await;
+    drop(hold);
 }
 
 /// Closes from our side at once (peer close, violation): finishes the frame on the wire,
