@@ -185,9 +185,24 @@ impl Outbound {
             return false;
         }
         if st.bytes + message.len() > self.max_bytes {
-            st.queue = VecDeque::new();
-            st.bytes = 0;
-            st.reply_bytes = 0;
+            // Drop the backlog, but keep the unwritten tail of a frame already on the wire
+            // (a partial direct write): cut short, it would garble the 3008 close after it.
+            let tails = st
+                .queue
+                .iter()
+                .take_while(|e| matches!(e.kind, Kind::Raw { .. }))
+                .count();
+            st.queue.truncate(tails);
+            st.queue.shrink_to_fit();
+            let (mut bytes, mut reply_bytes) = (0, 0);
+            for e in &st.queue {
+                if e.kind.is_reply() {
+                    reply_bytes += e.message.len();
+                } else {
+                    bytes += e.message.len();
+                }
+            }
+            (st.bytes, st.reply_bytes) = (bytes, reply_bytes);
             st.close = Some(DISCONNECT_SLOW.into());
             drop(st);
             metrics::slow_client();
@@ -557,6 +572,21 @@ mod tests {
         assert!(sync::lock(&sock.wire).is_empty());
         assert!(!o.push(Bytes::from_static(b"y")));
         assert!(matches!(take(&o), Some(Taken::Close(d)) if d.code == 3008));
+    }
+
+    #[test]
+    fn a_slow_client_keeps_the_tail_on_the_wire_and_then_gets_3008() {
+        let (o, sock) = direct(3);
+        assert!(o.push(Bytes::from(vec![b'a'; 10])));
+        assert_eq!(sync::lock(&sock.wire).len(), 3);
+        for _ in 0..9 {
+            assert!(o.push(Bytes::from(vec![b'b'; 10])));
+        }
+        // 7 (tail) + 90 queued; the next push is over the bound of 100.
+        assert!(!o.push(Bytes::from(vec![b'c'; 10])));
+        assert!(matches!(take(&o), Some(Taken::Raw(b)) if b.len() == 7));
+        assert!(matches!(take(&o), Some(Taken::Close(d)) if d.code == 3008));
+        assert_eq!((o.queued_bytes(), o.queued_reply_bytes()), (0, 0));
     }
 
     #[test]
