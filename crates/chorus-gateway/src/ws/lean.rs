@@ -208,15 +208,14 @@ pub async fn run<H: Send>(
     };
     let mut writer = Writer::default();
     let end = {
-        let reader = pin!(read_loop(&session, &sock, early, echo_tx, limits));
-        let writing = pin!(write_loop(
+        let mut reader = pin!(read_loop(&session, &sock, early, echo_tx, limits));
+        let mut writing = pin!(write_loop(
             &session,
             &sock,
             &mut writer,
             echo_rx.as_mut(),
             limits.write_timeout
         ));
-        let (mut reader, mut writing) = (reader, writing);
         let mut shutdown_seen = false;
         loop {
             tokio::select! {
