@@ -54,6 +54,29 @@ impl Timers {
     }
 }
 
+/// Longest step of the ping grid.
+const GRID_MAX: Duration = Duration::from_millis(250);
+
+/// Rounds `at` up onto a process-wide grid of `ping_interval / 20` (at most 250 ms).
+///
+/// Pings and pong deadlines of all connections land on the same few instants, so one timer
+/// turn sends a batch of pings (and their pongs arrive together) instead of waking a parked
+/// worker thread for each connection. Measured before (S1: 10,000 idle connections, pings
+/// spread at random over each interval): 30 % of idle CPU in `finish_task_switch`, 1.9 µs per
+/// connection-second. A ping is at most one grid step late.
+fn on_grid(at: Instant, ping_interval: Duration) -> Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let step = (ping_interval / 20).clamp(Duration::from_millis(1), GRID_MAX);
+    let base = Instant::from_std(*BASE.get_or_init(std::time::Instant::now));
+    let Some(since) = at.checked_duration_since(base) else {
+        return at;
+    };
+    let step_ns = step.as_nanos().max(1);
+    let steps = since.as_nanos().div_ceil(step_ns);
+    let rounded = u64::try_from(steps * step_ns).unwrap_or(u64::MAX);
+    base + Duration::from_nanos(rounded)
+}
+
 /// Converts a unix time (seconds) into a tokio instant (now if in the past).
 fn instant_at(unix: i64, grace: Duration) -> Instant {
     let delta = u64::try_from(unix.saturating_sub(unix_now())).unwrap_or(0);
@@ -77,7 +100,8 @@ impl Client {
         if !t.ping_interval.is_zero() {
             let half = t.ping_interval / 2;
             let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-            t.next_ping = Some(Instant::now() + half + Duration::from_millis(jitter));
+            let first = Instant::now() + half + Duration::from_millis(jitter);
+            t.next_ping = Some(on_grid(first, t.ping_interval));
         }
         drop(t);
         // The writer sleeps until the deadline it last saw; with direct writes no queued
@@ -125,9 +149,9 @@ impl Client {
             return;
         }
         if t.next_ping.is_some_and(|d| now >= d) {
-            t.next_ping = Some(now + t.ping_interval);
+            t.next_ping = Some(on_grid(now + t.ping_interval, t.ping_interval));
             if !t.pong_timeout.is_zero() && t.pong_deadline.is_none() {
-                t.pong_deadline = Some(now + t.pong_timeout);
+                t.pong_deadline = Some(on_grid(now + t.pong_timeout, t.ping_interval));
             }
             self.outbound.push(ping_message(self.params.protocol));
         }
@@ -168,5 +192,32 @@ impl Client {
             }
         }
         self.schedule_expiry_check();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_rounds_up_by_less_than_one_step_and_groups_nearby_instants() {
+        let interval = Duration::from_secs(25);
+        let step = Duration::from_millis(250);
+        // Past the grid's base (set by the first call) by more than a step.
+        let _ = on_grid(Instant::now(), interval);
+        let now = Instant::now() + Duration::from_secs(1);
+        for ms in [0u64, 1, 90, 249, 250, 251, 10_000, 24_999] {
+            let at = now + Duration::from_millis(ms);
+            let g = on_grid(at, interval);
+            assert!(g >= at && g < at + step, "{ms} ms");
+            assert_eq!(on_grid(g, interval), g, "a grid point stays put");
+        }
+        // Instants within one step share their grid point.
+        let g = on_grid(now, interval);
+        let earlier_in_step = g - Duration::from_millis(249);
+        assert_eq!(on_grid(earlier_in_step, interval), g);
+        // Short intervals get a finer grid (interval / 20).
+        let fine = on_grid(now, Duration::from_secs(1));
+        assert!(fine >= now && fine < now + Duration::from_millis(50));
     }
 }
