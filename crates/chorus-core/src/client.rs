@@ -149,7 +149,11 @@ impl TokenKind {
 impl Client {
     pub(crate) fn new(node: Node, params: ClientParams) -> Arc<Client> {
         let opts = &node.options().client;
-        let outbound = Arc::new(Outbound::new(opts.queue_max_size));
+        let outbound = Arc::new(Outbound::for_client(
+            opts.queue_max_size,
+            opts.direct_write_min_interval.get(),
+            params.protocol,
+        ));
         let timers = timers::Timers::new(opts);
         Arc::new_cyclic(|me| Client {
             node: node.clone(),

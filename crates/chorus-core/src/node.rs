@@ -136,7 +136,30 @@ impl Node {
         let node = Node { inner };
         node.start_cluster_tasks();
         node.start_join_leave_ticker();
+        node.start_flusher();
         node
+    }
+
+    /// The flusher: runs the flush passes of big broadcasts (see [`crate::outbound`]), apart
+    /// from the broadcasting task. Owned by the node, ends on shutdown (connections still
+    /// scheduled then are flushed by their own writers as they close).
+    fn start_flusher(&self) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::outbound::Round>();
+        let opts = &self.inner.options.client;
+        let (max_messages, max_bytes) = (
+            opts.write_batch_max_messages.max(1),
+            opts.write_batch_max_bytes.max(1),
+        );
+        self.inner.hub.set_flusher(crate::hub::Flusher {
+            tx,
+            max_messages,
+            max_bytes,
+        });
+        self.spawn(async move {
+            while let Some(round) = rx.recv().await {
+                round.flush(max_messages, max_bytes);
+            }
+        });
     }
 
     /// Releases join/leave events held by `channel.join_leave_max_rate` (owned by the node,

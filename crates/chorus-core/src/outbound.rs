@@ -25,6 +25,20 @@
 //! Whatever the socket does not take (a full send buffer, a partial write) is queued as usual
 //! — a partial write's unwritten tail as a [`Taken::Raw`] entry that the writer finishes
 //! first — so order is kept and the slow-client bound applies unchanged.
+//!
+//! **Fan-out is written in flush passes.** A publication's fan-out queues the message on each
+//! subscriber ([`Outbound::push_fanout`]) and, for a connection with nothing else queued,
+//! schedules it in the broadcast's [`Round`]. The round is flushed after the broadcast
+//! (inline for small rooms, else by the node's flusher task): each scheduled connection gets
+//! what piled up since, packed into one frame, in one direct write. At chat rates that is one
+//! write per delivery with no wake-up of the connection's task; when publications come faster
+//! than a pass takes, several land in one frame (S2b).
+//!
+//! Direct writes of other pushes (replies, pings) are for quiet connections only (`client.direct_write_min_interval`, 20 ms):
+//! a connection that wrote more recently goes through the queue, so its writer packs what
+//! piles up into one frame. Without that rule S2b (5,000 subscribers × 100 msgs/s) wrote one
+//! frame per delivery: 157k deliveries/s at 6.3 µs each and a 10.8 s p99, against 495k/s at
+//! 2.4 µs with batching.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +46,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use chorus_protocol::codes::DISCONNECT_SLOW;
+use chorus_protocol::{join_frame, Protocol};
 use tokio::sync::Notify;
 
 use crate::disconnect::Disconnect;
@@ -48,6 +63,45 @@ pub(crate) enum Taken {
     Raw(Bytes),
     /// Close with this disconnect (the queue was flushed before, except for "slow").
     Close(Disconnect),
+}
+
+/// Queue slots kept allocated between messages (a freed and re-allocated queue per
+/// delivery was 5 % of S2a's CPU in malloc/free); a queue grown past this by a burst is freed
+/// once empty.
+const QUEUE_KEEP: usize = 8;
+
+/// What [`Outbound::push_fanout`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The connection is closing (or was just closed as slow): not queued.
+    Dropped,
+    /// Queued behind other messages (a pass or the writer will write it).
+    Queued,
+    /// Queued and scheduled: add the queue to the round.
+    Schedule,
+}
+
+/// The queues one broadcast scheduled for a flush pass.
+#[derive(Debug, Default)]
+pub struct Round {
+    pub(crate) scheduled: Vec<Arc<Outbound>>,
+}
+
+impl Round {
+    pub fn is_empty(&self) -> bool {
+        self.scheduled.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.scheduled.len()
+    }
+
+    /// Runs the flush pass of every scheduled queue.
+    pub fn flush(self, max_messages: usize, max_bytes: usize) {
+        for outbound in self.scheduled {
+            outbound.flush_scheduled(max_messages, max_bytes);
+        }
+    }
 }
 
 /// What a [`DirectWrite`] did with one message.
@@ -103,6 +157,10 @@ struct State {
     close_taken: bool,
     /// The writer holds a batch it has not finished writing: no direct write may overtake it.
     writing: bool,
+    /// When something was last written directly or taken by the writer.
+    last_write: Option<std::time::Instant>,
+    /// Fan-out is queued for a flush pass (the writer was not told).
+    scheduled: bool,
 }
 
 #[derive(Debug)]
@@ -115,6 +173,10 @@ pub struct Outbound {
     closed: AtomicBool,
     max_bytes: usize,
     direct: OnceLock<Arc<dyn DirectWrite>>,
+    /// Direct writes only after this long without a write.
+    direct_interval: std::time::Duration,
+    /// How queued messages are packed into one frame.
+    protocol: Protocol,
 }
 
 impl std::fmt::Debug for dyn DirectWrite {
@@ -125,6 +187,16 @@ impl std::fmt::Debug for dyn DirectWrite {
 
 impl Outbound {
     pub fn new(max_bytes: usize) -> Self {
+        Self::for_client(max_bytes, std::time::Duration::ZERO, Protocol::Json)
+    }
+
+    /// A client's queue: direct writes need `direct_interval` without a write before them;
+    /// flush passes pack messages for `protocol`.
+    pub fn for_client(
+        max_bytes: usize,
+        direct_interval: std::time::Duration,
+        protocol: Protocol,
+    ) -> Self {
         Outbound {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
@@ -133,6 +205,8 @@ impl Outbound {
             closed: AtomicBool::new(false),
             max_bytes,
             direct: OnceLock::new(),
+            direct_interval,
+            protocol,
         }
     }
 
@@ -150,6 +224,14 @@ impl Outbound {
         let Some(direct) = self.direct.get() else {
             return Err(message);
         };
+        let now = std::time::Instant::now();
+        if st
+            .last_write
+            .is_some_and(|last| now.duration_since(last) < self.direct_interval)
+        {
+            return Err(message);
+        }
+        st.last_write = Some(now);
         match direct.try_write(&message) {
             Direct::Written => Ok(()),
             Direct::Partial(tail) => {
@@ -159,6 +241,157 @@ impl Outbound {
             }
             Direct::NotNow => Err(message),
         }
+    }
+
+    /// Over the push bound: drop the backlog (but not a frame's unwritten tail), close 3008.
+    fn overflow(&self, mut st: std::sync::MutexGuard<'_, State>) {
+        // Drop the backlog, but keep the unwritten tail of a frame already on the wire
+        // (a partial direct write): cut short, it would garble the 3008 close after it.
+        let tails = st
+            .queue
+            .iter()
+            .take_while(|e| matches!(e.kind, Kind::Raw { .. }))
+            .count();
+        st.queue.truncate(tails);
+        st.queue.shrink_to_fit();
+        let (mut bytes, mut reply_bytes) = (0, 0);
+        for e in &st.queue {
+            if e.kind.is_reply() {
+                reply_bytes += e.message.len();
+            } else {
+                bytes += e.message.len();
+            }
+        }
+        (st.bytes, st.reply_bytes) = (bytes, reply_bytes);
+        st.close = Some(DISCONNECT_SLOW.into());
+        drop(st);
+        metrics::slow_client();
+        self.mark_closed();
+    }
+
+    /// Queues one fan-out message. [`Pushed::Schedule`]: the caller puts this queue in its
+    /// [`Round`], whose flush pass writes it (nothing else was queued, nobody was woken).
+    pub(crate) fn push_fanout(&self, message: Bytes) -> Pushed {
+        let mut st = self.lock();
+        if st.close.is_some() {
+            return Pushed::Dropped;
+        }
+        if st.bytes + message.len() > self.max_bytes {
+            self.overflow(st);
+            return Pushed::Dropped;
+        }
+        if self.direct.get().is_none() {
+            self.enqueue(&mut st, message, Kind::Push);
+            return Pushed::Queued;
+        }
+        st.bytes += message.len();
+        st.queue.push_back(Entry {
+            message,
+            kind: Kind::Push,
+        });
+        if st.scheduled {
+            return Pushed::Queued;
+        }
+        if st.queue.len() == 1 && !st.writing {
+            st.scheduled = true;
+            return Pushed::Schedule;
+        }
+        drop(st);
+        self.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// The flush pass of a scheduled queue: what piled up since it was scheduled goes out in
+    /// one frame with one direct write; anything the socket does not take is the writer's.
+    pub(crate) fn flush_scheduled(&self, max_messages: usize, max_bytes: usize) {
+        let mut st = self.lock();
+        if !st.scheduled {
+            return;
+        }
+        st.scheduled = false;
+        let direct = match self.direct.get() {
+            Some(d) if !st.writing && st.close.is_none() => d,
+            _ => {
+                drop(st);
+                self.notify.notify_one();
+                return;
+            }
+        };
+        let frame = if st.queue.len() == 1 {
+            // The usual pass at chat rates: one message, no packing.
+            match st.queue.pop_front() {
+                Some(e) if !matches!(e.kind, Kind::Raw { .. }) => {
+                    if e.kind.is_reply() {
+                        st.reply_bytes -= e.message.len();
+                    } else {
+                        st.bytes -= e.message.len();
+                    }
+                    e.message
+                }
+                other => {
+                    if let Some(e) = other {
+                        st.queue.push_front(e);
+                    }
+                    drop(st);
+                    self.notify.notify_one();
+                    return;
+                }
+            }
+        } else {
+            let (batch, _) = Self::take_batch(&mut st, max_messages, max_bytes);
+            if batch.is_empty() {
+                drop(st);
+                self.notify.notify_one();
+                return;
+            }
+            join_frame(self.protocol, &batch)
+        };
+        st.last_write = Some(std::time::Instant::now());
+        let rest = match direct.try_write(&frame) {
+            Direct::Written => None,
+            Direct::Partial(tail) => Some((tail, Kind::Raw { reply: false })),
+            Direct::NotNow => Some((frame, Kind::Push)),
+        };
+        if let Some((message, kind)) = rest {
+            st.bytes += message.len();
+            st.queue.push_front(Entry { message, kind });
+        }
+        if st.queue.is_empty() {
+            if st.queue.capacity() > QUEUE_KEEP {
+                // A burst grew the queue: give that memory back once idle.
+                st.queue = VecDeque::new();
+            }
+        } else {
+            drop(st);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Takes up to `max_messages` / `max_bytes` of queued messages (never a raw entry) for
+    /// one frame, updating the byte counts.
+    /// Also says whether replies were among them (the reader may wait for that).
+    fn take_batch(st: &mut State, max_messages: usize, max_bytes: usize) -> (Vec<Bytes>, bool) {
+        let mut batch = Vec::with_capacity(st.queue.len().min(max_messages));
+        let mut size = 0usize;
+        let mut replies = false;
+        while let Some(front) = st.queue.front() {
+            let len = front.message.len();
+            if matches!(front.kind, Kind::Raw { .. })
+                || (!batch.is_empty() && (batch.len() >= max_messages || size + len > max_bytes))
+            {
+                break;
+            }
+            let Some(e) = st.queue.pop_front() else { break };
+            size += len;
+            if e.kind.is_reply() {
+                st.reply_bytes -= len;
+                replies = true;
+            } else {
+                st.bytes -= len;
+            }
+            batch.push(e.message);
+        }
+        (batch, replies)
     }
 
     fn enqueue(&self, st: &mut State, message: Bytes, kind: Kind) {
@@ -185,28 +418,7 @@ impl Outbound {
             return false;
         }
         if st.bytes + message.len() > self.max_bytes {
-            // Drop the backlog, but keep the unwritten tail of a frame already on the wire
-            // (a partial direct write): cut short, it would garble the 3008 close after it.
-            let tails = st
-                .queue
-                .iter()
-                .take_while(|e| matches!(e.kind, Kind::Raw { .. }))
-                .count();
-            st.queue.truncate(tails);
-            st.queue.shrink_to_fit();
-            let (mut bytes, mut reply_bytes) = (0, 0);
-            for e in &st.queue {
-                if e.kind.is_reply() {
-                    reply_bytes += e.message.len();
-                } else {
-                    bytes += e.message.len();
-                }
-            }
-            (st.bytes, st.reply_bytes) = (bytes, reply_bytes);
-            st.close = Some(DISCONNECT_SLOW.into());
-            drop(st);
-            metrics::slow_client();
-            self.mark_closed();
+            self.overflow(st);
             return false;
         }
         if let Err(message) = self.try_direct(&mut st, message, Kind::Push) {
@@ -311,37 +523,20 @@ impl Outbound {
                     st.bytes -= len;
                 }
                 st.writing = true;
+                st.last_write = Some(std::time::Instant::now());
                 drop(st);
                 if reply {
                     self.drained.notify_waiters();
                 }
                 return Some(Taken::Raw(raw));
             }
-            let mut batch = Vec::with_capacity(st.queue.len().min(max_messages));
-            let (mut size, mut push_size, mut reply_size) = (0usize, 0usize, 0usize);
-            while let Some(front) = st.queue.front() {
-                let len = front.message.len();
-                if matches!(front.kind, Kind::Raw { .. })
-                    || (!batch.is_empty()
-                        && (batch.len() >= max_messages || size + len > max_bytes))
-                {
-                    break;
-                }
-                size += len;
-                if let Some(e) = st.queue.pop_front() {
-                    if e.kind.is_reply() {
-                        reply_size += len;
-                    } else {
-                        push_size += len;
-                    }
-                    batch.push(e.message);
-                }
-            }
-            st.bytes -= push_size;
-            st.reply_bytes -= reply_size;
+            let (batch, replies) = Self::take_batch(&mut st, max_messages, max_bytes);
             st.writing = true;
+            if self.direct.get().is_some() {
+                st.last_write = Some(std::time::Instant::now());
+            }
             drop(st);
-            if reply_size > 0 {
+            if replies {
                 self.drained.notify_waiters();
             }
             return Some(Taken::Messages(batch));
@@ -561,6 +756,69 @@ mod tests {
         assert!(o.push(Bytes::from_static(b"ij")));
         assert_eq!(&sync::lock(&sock.wire)[..], b"abij");
         assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn only_quiet_connections_write_direct() {
+        let o = Outbound::for_client(100, std::time::Duration::from_secs(3600), Protocol::Json);
+        let sock = Arc::new(FakeSocket {
+            room: Mutex::new(1000),
+            wire: Mutex::new(Vec::new()),
+        });
+        o.set_direct(sock.clone());
+        assert!(o.push(Bytes::from_static(b"first")));
+        assert!(o.push(Bytes::from_static(b"second")));
+        // The first went out at once; the second, right behind it, waits for the writer,
+        // which packs it with whatever else arrives.
+        assert_eq!(&sync::lock(&sock.wire)[..], b"first");
+        assert!(matches!(take(&o), Some(Taken::Messages(m)) if m.len() == 1));
+        assert!(take(&o).is_none());
+        assert!(o.push(Bytes::from_static(b"third")));
+        assert_eq!(o.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn fan_out_is_scheduled_once_and_a_pass_writes_what_piled_up_in_one_frame() {
+        let (o, sock) = direct(1000);
+        let o = Arc::new(o);
+        assert_eq!(
+            o.push_fanout(Bytes::from_static(b"{\"a\":1}")),
+            Pushed::Schedule
+        );
+        assert_eq!(
+            o.push_fanout(Bytes::from_static(b"{\"b\":2}")),
+            Pushed::Queued
+        );
+        // Nothing written yet, the writer was not woken: the pass does it.
+        assert!(sync::lock(&sock.wire).is_empty());
+        let mut round = Round::default();
+        round.scheduled.push(o.clone());
+        round.flush(64, 1 << 16);
+        assert_eq!(&sync::lock(&sock.wire)[..], b"{\"a\":1}\n{\"b\":2}");
+        assert_eq!(o.queued_bytes(), 0);
+        assert!(take(&o).is_none());
+        // The next fan-out schedules again.
+        assert_eq!(o.push_fanout(Bytes::from_static(b"{}")), Pushed::Schedule);
+    }
+
+    #[test]
+    fn a_pass_leaves_to_the_writer_what_the_socket_does_not_take() {
+        let (o, sock) = direct(4);
+        assert_eq!(
+            o.push_fanout(Bytes::from_static(b"abcdef")),
+            Pushed::Schedule
+        );
+        o.flush_scheduled(64, 1 << 16);
+        assert_eq!(&sync::lock(&sock.wire)[..], b"abcd");
+        assert!(matches!(take(&o), Some(Taken::Raw(b)) if &b[..] == b"ef"));
+        // While the writer holds a batch, fan-out waits in the queue for it.
+        assert_eq!(o.push_fanout(Bytes::from_static(b"gh")), Pushed::Queued);
+        assert!(matches!(take(&o), Some(Taken::Messages(m)) if m.len() == 1));
+        assert!(take(&o).is_none());
+        // Socket full: the pass gives the frame back to the queue, in order.
+        assert_eq!(o.push_fanout(Bytes::from_static(b"ij")), Pushed::Schedule);
+        o.flush_scheduled(64, 1 << 16);
+        assert!(matches!(take(&o), Some(Taken::Messages(m)) if &m[0][..] == b"ij"));
     }
 
     #[test]

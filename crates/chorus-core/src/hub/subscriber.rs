@@ -15,7 +15,7 @@ use chorus_protocol::Protocol;
 
 use super::encoded::Encoded;
 use crate::metrics;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Pushed, Round};
 use crate::sync;
 
 #[derive(Debug)]
@@ -103,6 +103,27 @@ impl Subscriber {
         epoch: &Arc<str>,
         push: &Encoded,
     ) -> Delivery {
+        self.deliver(offset, epoch, push, None)
+    }
+
+    /// As [`Subscriber::deliver_publication`], writing through the broadcast's flush pass.
+    pub(crate) fn deliver_in_round(
+        &self,
+        offset: u64,
+        epoch: &Arc<str>,
+        push: &Encoded,
+        round: &mut Round,
+    ) -> Delivery {
+        self.deliver(offset, epoch, push, Some(round))
+    }
+
+    fn deliver(
+        &self,
+        offset: u64,
+        epoch: &Arc<str>,
+        push: &Encoded,
+        round: Option<&mut Round>,
+    ) -> Delivery {
         let Some(message) = push.get(self.protocol) else {
             // The payload cannot be carried by this client's encoding.
             self.outbound
@@ -120,7 +141,7 @@ impl Subscriber {
                 });
                 Delivery::Buffered
             }
-            Phase::Live => self.deliver_live(&mut st, offset, epoch, message),
+            Phase::Live => self.deliver_live(&mut st, offset, epoch, message, round),
         }
     }
 
@@ -139,6 +160,7 @@ impl Subscriber {
         offset: u64,
         epoch: &Arc<str>,
         message: Bytes,
+        round: Option<&mut Round>,
     ) -> Delivery {
         if offset > 0 {
             let same_epoch = st.epoch.is_empty() || *st.epoch == **epoch;
@@ -156,10 +178,20 @@ impl Subscriber {
                 st.epoch = epoch.clone();
             }
         }
-        if self.outbound.push(message) {
-            Delivery::Sent
-        } else {
-            Delivery::Dropped
+        let Some(round) = round else {
+            return if self.outbound.push(message) {
+                Delivery::Sent
+            } else {
+                Delivery::Dropped
+            };
+        };
+        match self.outbound.push_fanout(message) {
+            Pushed::Dropped => Delivery::Dropped,
+            Pushed::Queued => Delivery::Sent,
+            Pushed::Schedule => {
+                round.scheduled.push(self.outbound.clone());
+                Delivery::Sent
+            }
         }
     }
 
@@ -215,7 +247,7 @@ impl Subscriber {
             if item.offset == 0 {
                 self.outbound.push(item.message);
             } else {
-                self.deliver_live(&mut st, item.offset, &item.epoch, item.message);
+                self.deliver_live(&mut st, item.offset, &item.epoch, item.message, None);
             }
         }
     }
