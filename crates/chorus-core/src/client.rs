@@ -10,10 +10,10 @@ mod commands;
 mod connect;
 mod rate;
 mod server_ops;
+mod subs;
 mod subscribe;
 mod timers;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -95,7 +95,7 @@ pub(crate) struct State {
     pub(crate) conn_info: Bytes,
     /// Unix seconds; the connection ends (3005) if not refreshed by then (+ grace).
     pub(crate) expires_at: Option<i64>,
-    pub(crate) subs: HashMap<Arc<str>, ClientSub>,
+    pub(crate) subs: subs::Subs,
 }
 
 pub struct Client {

@@ -276,7 +276,7 @@ impl Client {
     /// Undoes a prepared subscription whose reply could not be sent (no leave event: nobody
     /// was told about the join).
     pub(crate) async fn abort_prepared(&self, p: &Prepared) {
-        if let Some(sub) = self.lock_state().subs.get_mut(&*p.subscriber.channel) {
+        if let Some(sub) = self.lock_state().subs.get_mut(&p.subscriber.channel) {
             sub.join_leave = false;
         }
         self.remove_subscription(&p.subscriber.channel, None).await;
