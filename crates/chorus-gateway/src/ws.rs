@@ -280,9 +280,6 @@ pub fn upgrade<B>(
                     // (No wrapping `async move { run.await }`: rustc would store the
                     // captured future and the awaited one side by side, 2 × its size.)
                     let run = lean::run(session, stream, early, limits, shutdown, (held, guard));
-                    if std::env::var_os("CHORUS_DEBUG_SIZES").is_some() {
-                        eprintln!("lean future: {} bytes", std::mem::size_of_val(&run));
-                    }
                     tracker.spawn(run.instrument(tracing::Span::current()));
                 }
                 Err(upgraded) => {
