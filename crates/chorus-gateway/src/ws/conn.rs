@@ -28,7 +28,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::message::{
-    check_close_payload, close_payload, Assembler, Violation, MAX_CONTROL_PAYLOAD,
+    check_close_payload, close_echo, close_payload, violation_close, Assembler, Violation,
+    MAX_CONTROL_PAYLOAD,
 };
 use super::session::{Outgoing, Session};
 use crate::metrics;
@@ -229,12 +230,7 @@ async fn read_frames(
                 if let Err(v) = check_close_payload(&payload) {
                     return fail(ctrl, v, limits).await;
                 }
-                // Echo the status code (RFC 6455 §5.5.1), not the reason.
-                let echo = Bytes::copy_from_slice(&payload[..payload.len().min(2)]);
-                if let Some(code) = echo.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])) {
-                    metrics::close_sent(code);
-                }
-                let _ = ctrl.send(Ctrl::Close(echo)).await;
+                let _ = ctrl.send(Ctrl::Close(close_echo(&payload))).await;
                 return ReadEnd::Drain(Instant::now() + limits.close_linger);
             }
             OpCode::Ping => {
@@ -259,7 +255,7 @@ async fn read_frames(
                     continue;
                 }
                 metrics::message_received(message.1.len());
-                if !session.on_message(message.0, message.1, ctrl).await {
+                if !session.on_message(message.0, message.1, Some(ctrl)).await {
                     discard = true;
                 }
             }
@@ -269,15 +265,7 @@ async fn read_frames(
 
 /// Counts a violation, queues the matching close frame and starts draining.
 async fn fail(ctrl: &mpsc::Sender<Ctrl>, v: Violation, limits: ConnLimits) -> ReadEnd {
-    tracing::debug!(
-        code = v.code,
-        reason = v.reason,
-        "websocket protocol violation"
-    );
-    metrics::protocol_error(v.kind);
-    metrics::close_sent(v.code);
-    let payload = Bytes::from(close_payload(v.code, v.reason));
-    let _ = ctrl.send(Ctrl::Close(payload)).await;
+    let _ = ctrl.send(Ctrl::Close(violation_close(&v))).await;
     ReadEnd::Drain(Instant::now() + limits.close_linger)
 }
 

@@ -314,9 +314,6 @@ mod tests {
         let mut big = vec![7u8; 70_000];
         big[0] = 1;
         wire.extend(client(0x82, &big));
-        let mut joined = vec![3u8; 300];
-        joined.splice(0..0, [1, 2, 3]);
-        joined.truncate(303);
         let expect = vec![
             msg(OpCode::Text, b"hello"),
             Event::Ping(Bytes::from_static(b"p")),

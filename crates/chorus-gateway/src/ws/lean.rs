@@ -38,9 +38,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{ConnLimits, Ctrl};
 use super::frame::{server_frame, server_head, Event, Parser, MAX_HEAD};
-use super::message::{close_payload, Violation};
+use super::message::{close_echo, close_payload, violation_close, Violation};
 use super::session::{data_opcode, Outgoing, Session};
-use crate::metrics::{self, ProtocolErrorKind};
+use crate::metrics;
 
 /// Per-thread read buffer. 32 KiB: a read takes what the socket holds up to this; a bigger
 /// frame is assembled over several reads in the connection's `partial` buffer.
@@ -239,23 +239,12 @@ pub async fn run<H: Send>(
         Ok(WriteEnd::Failed) => session.write_failed(),
         Err(ReadEnd::Gone) => {}
         Err(ReadEnd::PeerClose(payload)) => {
-            // Echo the status code (RFC 6455 §5.5.1), not the reason.
-            let echo = payload.slice(..payload.len().min(2));
-            if let Some(code) = echo.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])) {
-                metrics::close_sent(code);
-            }
+            let echo = close_echo(&payload);
             Box::pin(close_now(&session, &sock, &mut writer, echo, limits)).await;
         }
         Err(ReadEnd::Violation(v)) => {
-            tracing::debug!(
-                code = v.code,
-                reason = v.reason,
-                "websocket protocol violation"
-            );
-            metrics::protocol_error(v.kind);
-            metrics::close_sent(v.code);
-            let payload = Bytes::from(close_payload(v.code, v.reason));
-            Box::pin(close_now(&session, &sock, &mut writer, payload, limits)).await;
+            let close = violation_close(&v);
+            Box::pin(close_now(&session, &sock, &mut writer, close, limits)).await;
         }
     }
     Box::pin(session.cleanup()).await;
@@ -366,7 +355,7 @@ async fn read_loop(
                         continue;
                     }
                     metrics::message_received(payload.len());
-                    if !on_message(session, opcode, payload, echo.as_ref()).await {
+                    if !session.on_message(opcode, payload, echo.as_ref()).await {
                         discard = true;
                     }
                 }
@@ -400,38 +389,6 @@ async fn read_loop(
         if read.is_err() {
             return ReadEnd::Gone;
         }
-    }
-}
-
-/// Hands one complete message to the session. False: discard what follows.
-async fn on_message(
-    session: &Session,
-    opcode: OpCode,
-    payload: Bytes,
-    echo: Option<&mpsc::Sender<Ctrl>>,
-) -> bool {
-    match (session, echo) {
-        (Session::Client(client), _) => {
-            if opcode != data_opcode(client.protocol()) {
-                tracing::debug!(
-                    ?opcode,
-                    "message opcode does not match the connection's protocol"
-                );
-                metrics::protocol_error(ProtocolErrorKind::WrongOpcode);
-                client.disconnect(chorus_core::Disconnect::from(
-                    chorus_protocol::codes::DISCONNECT_BAD_REQUEST,
-                ));
-                return false;
-            }
-            // Boxed: a command's future (subscribe awaits the broker) is large, and only
-            // exists while the command runs — not in every idle connection's task.
-            Box::pin(client.handle_frame(&payload)).await;
-            !client.is_closed()
-        }
-        (Session::Echo(_), Some(tx)) => {
-            Box::pin(tx.send(Ctrl::Data(opcode, payload))).await.is_ok()
-        }
-        (Session::Echo(_), None) => false,
     }
 }
 

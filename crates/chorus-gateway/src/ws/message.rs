@@ -170,6 +170,28 @@ pub fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// The payload of our answer to the peer's close: its status code only, not the reason
+/// (RFC 6455 §5.5.1). Counted as a close sent with that code.
+pub fn close_echo(payload: &[u8]) -> Bytes {
+    let echo = Bytes::copy_from_slice(&payload[..payload.len().min(2)]);
+    if let [a, b] = echo[..] {
+        crate::metrics::close_sent(u16::from_be_bytes([a, b]));
+    }
+    echo
+}
+
+/// Logs and counts a protocol violation; the payload of the close frame that answers it.
+pub fn violation_close(v: &Violation) -> Bytes {
+    tracing::debug!(
+        code = v.code,
+        reason = v.reason,
+        "websocket protocol violation"
+    );
+    crate::metrics::protocol_error(v.kind);
+    crate::metrics::close_sent(v.code);
+    Bytes::from(close_payload(v.code, v.reason))
+}
+
 /// Builds a close frame payload: the code and the reason cut to fit 125 bytes on a char boundary.
 pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);

@@ -57,15 +57,16 @@ pub(super) fn data_opcode(protocol: Protocol) -> OpCode {
 
 impl Session {
     /// Handles one complete data message. Returns `false` when further messages must be
-    /// discarded (the session is closing).
+    /// discarded (the session is closing). `echo` carries the echo endpoint's messages to its
+    /// writer.
     pub async fn on_message(
         &self,
         opcode: OpCode,
         payload: Bytes,
-        ctrl: &mpsc::Sender<Ctrl>,
+        echo: Option<&mpsc::Sender<Ctrl>>,
     ) -> bool {
-        match self {
-            Session::Client(client) => {
+        match (self, echo) {
+            (Session::Client(client), _) => {
                 if opcode != data_opcode(client.protocol()) {
                     tracing::debug!(
                         ?opcode,
@@ -75,10 +76,15 @@ impl Session {
                     client.disconnect(Disconnect::from(DISCONNECT_BAD_REQUEST));
                     return false;
                 }
-                client.handle_frame(&payload).await;
+                // Boxed: a command's future (subscribe awaits the broker) is large, and only
+                // exists while the command runs — not in every idle connection's task.
+                Box::pin(client.handle_frame(&payload)).await;
                 !client.is_closed()
             }
-            Session::Echo(_) => ctrl.send(Ctrl::Data(opcode, payload)).await.is_ok(),
+            (Session::Echo(_), Some(tx)) => {
+                Box::pin(tx.send(Ctrl::Data(opcode, payload))).await.is_ok()
+            }
+            (Session::Echo(_), None) => false,
         }
     }
 
