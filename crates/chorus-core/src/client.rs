@@ -2,9 +2,9 @@
 //!
 //! The transport feeds complete messages to [`Client::handle_frame`] (commands of a frame run
 //! strictly in order, under the connection's command lock) and runs a single writer that loops
-//! on [`Client::next_write`], which also drives the timers: server pings, the pong deadline
-//! (3012), the stale-connection deadline (3502) and connection expiry (3005). When the
-//! transport ends it calls [`Client::cleanup`].
+//! on [`Client::next_write`]. The timers — server pings, the pong deadline (3012), the
+//! stale-connection deadline (3502) and connection expiry (3005) — live in the node's timer
+//! wheel (`timers.rs`, [`crate::wheel`]). When the transport ends it calls [`Client::cleanup`].
 
 mod commands;
 mod connect;
@@ -171,6 +171,10 @@ impl Client {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub(crate) fn id_shared(&self) -> Arc<str> {
+        self.id.clone()
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -384,7 +388,8 @@ impl Client {
         }
     }
 
-    /// Packs what is queued into the next frame, or runs due timers, or waits. Cancel-safe.
+    /// Packs what is queued into the next frame, or waits. Cancel-safe. (Timers run on the
+    /// node's wheel task and queue or write directly what they send.)
     pub async fn next_write(&self) -> WriteEvent {
         let opts = &self.node.options().client;
         let max_messages = opts.write_batch_max_messages.max(1);
@@ -400,15 +405,7 @@ impl Client {
                     }
                 };
             }
-            match self.next_deadline() {
-                Some(deadline) => {
-                    tokio::select! {
-                        _ = self.outbound.wait() => {}
-                        _ = tokio::time::sleep_until(deadline) => self.on_timers(),
-                    }
-                }
-                None => self.outbound.wait().await,
-            }
+            self.outbound.wait().await;
         }
     }
 
@@ -420,6 +417,7 @@ impl Client {
         }
         self.outbound
             .close(codes::DISCONNECT_CONNECTION_CLOSED.into());
+        self.stop_timers();
         let _serial = self.cmd_lock.lock().await;
         let channels: Vec<Arc<str>> = self.lock_state().subs.keys().cloned().collect();
         for channel in channels {

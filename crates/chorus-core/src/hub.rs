@@ -48,7 +48,10 @@ impl ChannelEntry {
 
 #[derive(Default)]
 pub struct Hub {
-    clients: DashMap<Arc<str>, Arc<Client>>,
+    /// By connection id. The ids are server-made UUIDs (no client picks a key here), so a
+    /// fast seeded hash is safe; SipHash took 6 % of idle CPU when the timer wheel looked
+    /// connections up (S1 profile).
+    clients: DashMap<Arc<str>, Arc<Client>, foldhash::fast::RandomState>,
     users: DashMap<Arc<str>, HashSet<Arc<str>>>,
     channels: DashMap<Arc<str>, Arc<ChannelEntry>>,
     /// Serializes broker subscribe/unsubscribe per channel; the flag says "subscribed".
@@ -89,7 +92,7 @@ impl Hub {
 
     /// Registers a new connection (before it authenticates).
     pub(crate) fn add_client(&self, client: Arc<Client>) {
-        self.clients.insert(Arc::from(client.id()), client);
+        self.clients.insert(client.id_shared(), client);
     }
 
     /// Indexes an authenticated connection by its user.
@@ -112,6 +115,10 @@ impl Hub {
         if empty {
             self.users.remove_if(user, |_, set| set.is_empty());
         }
+    }
+
+    pub(crate) fn client(&self, id: &str) -> Option<Arc<Client>> {
+        self.clients.get(id).map(|c| c.value().clone())
     }
 
     pub(crate) fn user_clients(&self, user: &str) -> Vec<Arc<Client>> {

@@ -17,7 +17,8 @@
 //! * [`options`], [`duration`] — typed options with documented defaults;
 //! * [`clock`] — unix time and the expiry rule (one copy for the workspace);
 //! * [`sync`] — the lock policy and its poison-tolerant locking helpers;
-//! * [`metrics`] — metric names and descriptions.
+//! * [`metrics`] — metric names and descriptions;
+//! * `wheel` — the node's timer wheel for every connection's pings and deadlines.
 //!
 //! Locking, in short (the whole policy and the lock order are in [`sync`]): std `Mutex` and
 //! `RwLock` for short critical sections that never span an `.await`, taken through
@@ -42,6 +43,7 @@ pub mod outbound;
 pub mod payload;
 pub mod presence;
 pub mod sync;
+mod wheel;
 
 pub use api::{ApiError, ServerApi};
 pub use client::{Client, ClientParams, WriteEvent};

@@ -48,6 +48,8 @@ pub(crate) struct NodeInner {
     tasks: TaskTracker,
     cancel: CancellationToken,
     cluster: cluster::Cluster,
+    /// Every connection's timers (pings, pong and stale deadlines, expiry checks).
+    wheel: crate::wheel::Wheel<Arc<str>>,
     me: Weak<NodeInner>,
 }
 
@@ -114,8 +116,16 @@ impl Node {
         presence: Arc<dyn PresenceStore>,
         tokens: Arc<dyn TokenVerifier>,
     ) -> Node {
+        let c = &options.client;
+        let horizon = c
+            .ping_interval
+            .get()
+            .max(c.pong_timeout.get())
+            .max(c.stale_close_delay.get());
+        let wheel = crate::wheel::Wheel::new(c.ping_interval.get(), horizon);
         let inner = Arc::new_cyclic(|me| NodeInner {
             me: me.clone(),
+            wheel,
             cluster: cluster::Cluster::default(),
             id: id.into(),
             options,
@@ -137,7 +147,30 @@ impl Node {
         node.start_cluster_tasks();
         node.start_join_leave_ticker();
         node.start_flusher();
+        node.start_wheel();
         node
+    }
+
+    /// The timer wheel's task: one turn per step runs the connection timers that are due
+    /// (see [`crate::wheel`]). Owned by the node, ends on shutdown.
+    fn start_wheel(&self) {
+        let node = self.clone();
+        self.spawn(async move {
+            let inner = &node.inner;
+            loop {
+                tokio::time::sleep_until(inner.wheel.next_turn()).await;
+                let due = inner.wheel.take_due(tokio::time::Instant::now());
+                for (tick, id) in due {
+                    if let Some(client) = inner.hub.client(&id) {
+                        client.on_wheel(tick);
+                    }
+                }
+            }
+        });
+    }
+
+    pub(crate) fn wheel(&self) -> &crate::wheel::Wheel<Arc<str>> {
+        &self.inner.wheel
     }
 
     /// The flusher: runs the flush passes of big broadcasts (see [`crate::outbound`]), apart
@@ -236,6 +269,7 @@ impl Node {
         }
         let client = Client::new(self.clone(), params);
         self.inner.hub.add_client(client.clone());
+        client.start_timers();
         metrics::clients(self.inner.hub.num_clients());
         Ok(client)
     }

@@ -576,11 +576,6 @@ impl Outbound {
         out
     }
 
-    /// Wakes the writer without queueing anything (its timers changed).
-    pub(crate) fn wake(&self) {
-        self.notify.notify_one();
-    }
-
     /// Waits until something may be available (a permit is stored if a push raced ahead).
     pub(crate) async fn wait(&self) {
         self.notify.notified().await;

@@ -18,8 +18,10 @@
 //!   `Hub::broker_lock`; among std locks, the memory broker's channel entry → its LRU index
 //!   or (through `BrokerHandler::on_publication`) the hub; a hub channel's join/leave `gate` →
 //!   its `subs` → a subscriber's `state` → the connection's `Outbound` state; a client's
-//!   `state` → a subscriber's `state`. A client's `state` and `timers` are never held together:
-//!   copy what is needed out of one, drop it, then take the other.
+//!   `state` → a subscriber's `state`; a client's `timers` → the node's timer wheel (the
+//!   wheel's task takes due entries, lets the wheel go, then visits each client). A client's
+//!   `state` and `timers` are never held together: copy what is needed out of one, drop it,
+//!   then take the other; `timers` is never held while pushing to the `Outbound`.
 //! * **Fan-out never waits**: under hub locks and dashmap references the code only looks up
 //!   and enqueues (`Outbound::push`), and no lock or dashmap reference lives across `.await`.
 

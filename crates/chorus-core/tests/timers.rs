@@ -78,3 +78,45 @@ async fn expired_connection_is_closed_3005_after_the_grace_delay() {
     }
     assert_eq!(closed, Some(3005));
 }
+
+/// Records what was written straight to the "socket".
+#[derive(Default)]
+struct Wire(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl chorus_core::outbound::DirectWrite for Wire {
+    fn try_write(&self, message: &bytes::Bytes) -> chorus_core::outbound::Direct {
+        self.0.lock().unwrap().push(message.to_vec());
+        chorus_core::outbound::Direct::Written
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_go_out_from_the_wheel_without_the_connection_writer_and_a_pong_keeps_it() {
+    // The quiet-connection rule measures real time; this test's clock is paused.
+    let mut options = common::options();
+    options.client.direct_write_min_interval = chorus_core::duration::ConfigDuration::ZERO;
+    let node = common::node_with(options);
+    let c = TestClient::connect(&node, "u").await;
+    let wire = std::sync::Arc::new(Wire::default());
+    c.client.set_direct_writer(wire.clone());
+    // The writer comes back for more after the connect reply (it holds no batch now)...
+    assert_eq!(next_event(&c, Duration::ZERO).await, None);
+    // ...and is not polled again: the node's timer wheel writes the ping directly.
+    tokio::time::sleep(Duration::from_secs(26)).await;
+    assert_eq!(*wire.0.lock().unwrap(), vec![b"{}".to_vec()]);
+    assert_eq!(next_event(&c, Duration::ZERO).await, None, "nothing queued");
+    // The pong arrives: 8 s later (the pong timeout) the connection is still open, and the
+    // next ping follows 25 s after the first.
+    c.send("{}").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!c.client.is_closed());
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(wire.0.lock().unwrap().len(), 2, "second ping");
+    // No pong this time: closed with 3012 within the pong timeout and one wheel step.
+    tokio::time::sleep(Duration::from_millis(8_250)).await;
+    assert!(c.client.is_closed());
+    match next_event(&c, Duration::ZERO).await {
+        Some(WriteEvent::Close(d)) => assert_eq!(d.code, 3012),
+        other => panic!("expected no-pong close, got {other:?}"),
+    }
+}

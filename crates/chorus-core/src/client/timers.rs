@@ -1,6 +1,10 @@
-//! Connection timers, driven by the writer loop (no task of their own): the stale deadline
-//! before `connect` (3502), server pings and the pong deadline (3012), connection expiry
-//! (3005) and subscription expiry (unsubscribe 2501).
+//! Connection timers, filed in the node's timer wheel ([`crate::wheel`]; no task or tokio
+//! timer of their own): the stale deadline before `connect` (3502), server pings and the pong
+//! deadline (3012), connection expiry (3005) and subscription expiry (unsubscribe 2501).
+//!
+//! A connection has at most one live wheel entry, for its earliest deadline; `filed` records
+//! its tick. Moving a deadline earlier files a new entry (the old one is ignored when its turn
+//! comes); moving it later files nothing: the visit finds nothing due and re-files.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,8 @@ pub(crate) struct Timers {
     conn_deadline: Option<Instant>,
     ping_interval: Duration,
     pong_timeout: Duration,
+    /// The wheel tick of this connection's live entry.
+    filed: Option<u64>,
 }
 
 impl Timers {
@@ -54,29 +60,6 @@ impl Timers {
     }
 }
 
-/// Longest step of the ping grid.
-const GRID_MAX: Duration = Duration::from_millis(250);
-
-/// Rounds `at` up onto a process-wide grid of `ping_interval / 20` (at most 250 ms).
-///
-/// Pings and pong deadlines of all connections land on the same few instants, so one timer
-/// turn sends a batch of pings (and their pongs arrive together) instead of waking a parked
-/// worker thread for each connection. Measured before (S1: 10,000 idle connections, pings
-/// spread at random over each interval): 30 % of idle CPU in `finish_task_switch`, 1.9 µs per
-/// connection-second. A ping is at most one grid step late.
-fn on_grid(at: Instant, ping_interval: Duration) -> Instant {
-    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let step = (ping_interval / 20).clamp(Duration::from_millis(1), GRID_MAX);
-    let base = Instant::from_std(*BASE.get_or_init(std::time::Instant::now));
-    let Some(since) = at.checked_duration_since(base) else {
-        return at;
-    };
-    let step_ns = step.as_nanos().max(1);
-    let steps = since.as_nanos().div_ceil(step_ns);
-    let rounded = u64::try_from(steps * step_ns).unwrap_or(u64::MAX);
-    base + Duration::from_nanos(rounded)
-}
-
 /// Converts a unix time (seconds) into a tokio instant (now if in the past).
 fn instant_at(unix: i64, grace: Duration) -> Instant {
     let delta = u64::try_from(unix.saturating_sub(unix_now())).unwrap_or(0);
@@ -88,8 +71,23 @@ impl Client {
         sync::lock(&self.timers)
     }
 
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.lock_timers().earliest()
+    /// Files the connection's earliest deadline in the node's wheel unless an entry for the
+    /// same or an earlier turn is live (its visit re-files). Called with the timers locked.
+    fn file(&self, t: &mut Timers) {
+        let Some(at) = t.earliest() else {
+            return;
+        };
+        let wheel = self.node.wheel();
+        if t.filed.is_some_and(|tick| wheel.instant_of(tick) <= at) {
+            return;
+        }
+        t.filed = Some(wheel.insert(at, self.id.clone()));
+    }
+
+    /// Files the stale deadline of a new connection (once it is in the hub).
+    pub(crate) fn start_timers(&self) {
+        let mut t = self.lock_timers();
+        self.file(&mut t);
     }
 
     /// Called after a successful connect: stop the stale timer, start pings (first one at a
@@ -100,13 +98,9 @@ impl Client {
         if !t.ping_interval.is_zero() {
             let half = t.ping_interval / 2;
             let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-            let first = Instant::now() + half + Duration::from_millis(jitter);
-            t.next_ping = Some(on_grid(first, t.ping_interval));
+            t.next_ping = Some(Instant::now() + half + Duration::from_millis(jitter));
         }
-        drop(t);
-        // The writer sleeps until the deadline it last saw; with direct writes no queued
-        // reply wakes it any more, so tell it the deadlines moved.
-        self.outbound.wake();
+        self.file(&mut t);
     }
 
     /// Re-arms the expiry check after connect/refresh/subscribe changed an expiry.
@@ -124,16 +118,44 @@ impl Client {
         let mut t = self.lock_timers();
         t.conn_deadline = conn;
         t.expiry_check = [conn, subs].into_iter().flatten().min();
-        drop(t);
-        self.outbound.wake();
+        self.file(&mut t);
     }
 
     pub(super) fn on_pong(&self) {
+        // The deadline moves later (to the next ping): the live entry's visit re-files.
         self.lock_timers().pong_deadline = None;
     }
 
+    /// Drops every deadline: a closed connection has no timers (its wheel entry is ignored).
+    pub(super) fn stop_timers(&self) {
+        let mut t = self.lock_timers();
+        *t = Timers::default();
+    }
+
+    /// The wheel's turn for `tick` came: runs whatever is due, then files the next deadline.
+    /// Runs on the wheel's task; a ping goes out through the connection's direct write.
+    pub(crate) fn on_wheel(&self, tick: u64) {
+        let mut t = self.lock_timers();
+        if t.filed != Some(tick) {
+            return;
+        }
+        t.filed = None;
+        drop(t);
+        if self.is_closed() {
+            self.stop_timers();
+            return;
+        }
+        self.on_timers();
+        if self.is_closed() {
+            self.stop_timers();
+            return;
+        }
+        let mut t = self.lock_timers();
+        self.file(&mut t);
+    }
+
     /// Runs whatever timers are due.
-    pub(super) fn on_timers(&self) {
+    fn on_timers(&self) {
         let now = Instant::now();
         let mut t = self.lock_timers();
         if t.stale.is_some_and(|d| now >= d) {
@@ -149,11 +171,13 @@ impl Client {
             return;
         }
         if t.next_ping.is_some_and(|d| now >= d) {
-            t.next_ping = Some(on_grid(now + t.ping_interval, t.ping_interval));
+            t.next_ping = Some(now + t.ping_interval);
             if !t.pong_timeout.is_zero() && t.pong_deadline.is_none() {
-                t.pong_deadline = Some(on_grid(now + t.pong_timeout, t.ping_interval));
+                t.pong_deadline = Some(now + t.pong_timeout);
             }
+            drop(t);
             self.outbound.push(ping_message(self.params.protocol));
+            t = self.lock_timers();
         }
         if t.expiry_check.is_some_and(|d| now >= d) {
             t.expiry_check = None;
@@ -192,32 +216,5 @@ impl Client {
             }
         }
         self.schedule_expiry_check();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_grid_rounds_up_by_less_than_one_step_and_groups_nearby_instants() {
-        let interval = Duration::from_secs(25);
-        let step = Duration::from_millis(250);
-        // Past the grid's base (set by the first call) by more than a step.
-        let _ = on_grid(Instant::now(), interval);
-        let now = Instant::now() + Duration::from_secs(1);
-        for ms in [0u64, 1, 90, 249, 250, 251, 10_000, 24_999] {
-            let at = now + Duration::from_millis(ms);
-            let g = on_grid(at, interval);
-            assert!(g >= at && g < at + step, "{ms} ms");
-            assert_eq!(on_grid(g, interval), g, "a grid point stays put");
-        }
-        // Instants within one step share their grid point.
-        let g = on_grid(now, interval);
-        let earlier_in_step = g - Duration::from_millis(249);
-        assert_eq!(on_grid(earlier_in_step, interval), g);
-        // Short intervals get a finer grid (interval / 20).
-        let fine = on_grid(now, Duration::from_secs(1));
-        assert!(fine >= now && fine < now + Duration::from_millis(50));
     }
 }
