@@ -1,115 +1,28 @@
-//! One client connection: TCP connect from a chosen source address, WebSocket upgrade,
-//! `connect` + `subscribe` in one frame, then a read loop that answers pings, records
-//! deliveries and (with `--publish-via client`) a writer that publishes on schedule.
+//! One client connection: the handshake (`handshake`), then a read loop that answers pings,
+//! records deliveries and resubscribes with recovery, and a writer task that sends pongs,
+//! resubscribes and — when the connection is a publisher — publications on schedule.
+//! Frames are interpreted by `adapter` only.
 
-use std::net::{IpAddr, SocketAddr};
+pub mod adapter;
+pub mod handshake;
+
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use bytes::Bytes;
 use chorus_protocol::{
-    decode_replies, encode_command, join_frame, Command, ConnectRequest, Protocol, Publication,
-    PublishRequest, Reply, SubscribeResult,
+    encode_command, Command, Protocol, Publication, PublishRequest, SubscribeResult,
 };
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
-use http_body_util::Empty;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
-use tokio::sync::{mpsc, watch};
+use fastwebsockets::{Frame, OpCode, Payload};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
+use crate::net::Target;
 use crate::recovery::{SubState, SubscribeOutcome};
-use crate::stats::{decode_payload, encode_payload, ConnReport, Shared};
-
-/// A parsed `ws://host:port/path` URL with its resolved address.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub addr: SocketAddr,
-    pub authority: String,
-    pub path: String,
-}
-
-pub async fn parse_target(url: &str) -> anyhow::Result<Target> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| anyhow!("only ws:// URLs are supported: {url}"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let hostport = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = tokio::net::lookup_host(&hostport)
-        .await?
-        .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| anyhow!("cannot resolve {hostport}"))?;
-    Ok(Target {
-        addr,
-        authority: authority.to_string(),
-        path: path.to_string(),
-    })
-}
-
-struct SpawnExecutor;
-
-impl<Fut> hyper::rt::Executor<Fut> for SpawnExecutor
-where
-    Fut: std::future::Future + Send + 'static,
-    Fut::Output: Send + 'static,
-{
-    fn execute(&self, fut: Fut) {
-        tokio::task::spawn(fut);
-    }
-}
-
-pub type Ws = WebSocket<TokioIo<Upgraded>>;
-
-/// TCP connect (bound to `source` with port 0 first) and WebSocket upgrade.
-pub async fn open(
-    target: &Target,
-    source: Option<IpAddr>,
-    protocol: Protocol,
-) -> anyhow::Result<Ws> {
-    let sock = TcpSocket::new_v4()?;
-    if let Some(ip) = source {
-        sock.bind(SocketAddr::new(ip, 0))
-            .with_context(|| format!("bind {ip}"))?;
-    }
-    let stream = sock.connect(target.addr).await.context("tcp connect")?;
-    stream.set_nodelay(true)?;
-    let mut req = hyper::Request::builder()
-        .method("GET")
-        .uri(target.path.as_str())
-        .header("Host", target.authority.as_str())
-        .header("Upgrade", "websocket")
-        .header("Connection", "upgrade")
-        .header(
-            "Sec-WebSocket-Key",
-            fastwebsockets::handshake::generate_key(),
-        )
-        .header("Sec-WebSocket-Version", "13");
-    if protocol == Protocol::Protobuf {
-        req = req.header("Sec-WebSocket-Protocol", "centrifuge-protobuf");
-    }
-    let req = req.body(Empty::<Bytes>::new())?;
-    let (ws, _) = fastwebsockets::handshake::client(&SpawnExecutor, req, stream)
-        .await
-        .context("websocket upgrade")?;
-    Ok(ws)
-}
-
-fn frame_of(protocol: Protocol, data: Bytes) -> Frame<'static> {
-    let payload = Payload::Owned(data.to_vec());
-    match protocol {
-        Protocol::Json => Frame::text(payload),
-        Protocol::Protobuf => Frame::binary(payload),
-    }
-}
+use crate::stats::{decode_payload, encode_payload, ConnReport, Counter, Shared};
+use adapter::Event;
+use handshake::{frame_of, handshake, HandshakeError, Opened, Ws};
 
 /// Where and how one connection runs.
 #[derive(Debug, Clone)]
@@ -124,21 +37,32 @@ pub struct ConnPlan {
     pub reconnect: bool,
 }
 
-/// When a client publisher sends: publication `j` of the connection in room `r` with slot
-/// `m` is global publication `k = r + rooms * m + j * stride` (stride = rooms × members),
-/// scheduled at `start_ns + k * period_ns`, until `end_ns`.
-#[derive(Debug, Clone, Copy)]
+/// When client publishers send. The connection in room `r` with slot `m < publishers`
+/// sends its publication `j` as global publication `k = r + rooms·m + j·rooms·publishers`,
+/// scheduled at `start_ns + k·period_ns`, until `end_ns`: one fixed interleaving of all
+/// publishers at the total rate `1 / period`. Connections with `m ≥ publishers` only listen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     pub start_ns: u64,
     pub end_ns: u64,
     pub period_ns: f64,
     pub rooms: u64,
-    pub stride: u64,
+    pub publishers: u64,
     pub payload_bytes: usize,
 }
 
-const CONNECT_ID: u32 = 1;
-const SUBSCRIBE_ID: u32 = 2;
+impl Schedule {
+    /// The scheduled time of publication `j` of (room, slot), if before the end.
+    pub fn at(&self, room: u64, slot: u64, j: u64) -> Option<u64> {
+        if slot >= self.publishers {
+            return None;
+        }
+        let k = room + self.rooms * slot + j * self.rooms * self.publishers;
+        let at = self.start_ns + (k as f64 * self.period_ns) as u64;
+        (at < self.end_ns).then_some(at)
+    }
+}
+
 const FIRST_PUBLISH_ID: u32 = 3;
 /// Resubscribes (after an unsubscribe push) use ids from here up; publish ids stay below.
 const FIRST_RESUBSCRIBE_ID: u32 = 0xF000_0000;
@@ -147,9 +71,22 @@ const RESUBSCRIBE_RETRY: Duration = Duration::from_millis(50);
 /// First and largest pause between reconnect attempts.
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// The first few failures of each kind are printed in full; the rest only counted.
+const PRINTED_FAILURES: u64 = 3;
 
-/// What a handshake yields: the socket, the subscribe result and frames that came along.
-type Opened = (Ws, SubscribeResult, Vec<Vec<u8>>);
+/// Everything one connection task needs.
+pub struct ConnCtx {
+    pub target: Target,
+    pub source: Option<IpAddr>,
+    pub plan: ConnPlan,
+    pub shared: Arc<Shared>,
+    /// `true` once subscribed, `false` when the handshake failed (sent exactly once).
+    pub ready: mpsc::UnboundedSender<bool>,
+    pub schedule: watch::Receiver<Option<Schedule>>,
+    pub stop: watch::Receiver<bool>,
+    /// The first handshake must be done by then (`--connect-timeout`).
+    pub deadline: tokio::time::Instant,
+}
 
 /// How one connection session ended.
 enum Ended {
@@ -169,17 +106,17 @@ struct ConnState {
 }
 
 /// Runs one connection until `stop`. Returns `None` when it never got subscribed.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    target: Target,
-    source: Option<IpAddr>,
-    plan: ConnPlan,
-    shared: Arc<Shared>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    ready: mpsc::UnboundedSender<bool>,
-    schedule: watch::Receiver<Option<Schedule>>,
-    mut stop: watch::Receiver<bool>,
-) -> Option<ConnReport> {
+pub async fn run(ctx: ConnCtx, permit: OwnedSemaphorePermit) -> Option<ConnReport> {
+    let ConnCtx {
+        target,
+        source,
+        plan,
+        shared,
+        ready,
+        schedule,
+        mut stop,
+        deadline,
+    } = ctx;
     let started = Instant::now();
     let mut st = ConnState {
         report: ConnReport {
@@ -193,28 +130,29 @@ pub async fn run(
         next_resub_id: FIRST_RESUBSCRIBE_ID,
     };
     let opened = tokio::select! {
-        r = handshake(&target, source, &plan, &st.sub) => r,
-        _ = stop.changed() => Err(anyhow!("stopped during connect")),
+        r = tokio::time::timeout_at(deadline, handshake(&target, source, &plan, &st.sub)) => {
+            r.unwrap_or(Err(HandshakeError::Timeout))
+        }
+        _ = stop.changed() => Err(HandshakeError::Stopped),
     };
     drop(permit);
     let mut opened = match opened {
         Ok(v) => v,
         Err(e) => {
-            let counter = if e.to_string().starts_with("subscribe") {
-                &shared.subscribe_failures
+            let counter = if e.at_subscribe() {
+                Counter::SubscribeFailures
             } else {
-                &shared.connect_failures
+                Counter::ConnectFailures
             };
-            if counter.fetch_add(1, Relaxed) < 3 {
-                eprintln!("conn {}: {e:#}", plan.id);
+            if shared.bump(counter) < PRINTED_FAILURES {
+                crate::progress::log(&format!("conn {}: {e}", plan.id));
             }
+            shared.failed(e.reason());
             let _ = ready.send(false);
             return None;
         }
     };
-    if let Ok(mut h) = shared.handshake.lock() {
-        h.record(started.elapsed().as_nanos() as u64);
-    }
+    shared.connected(started.elapsed().as_nanos() as u64);
     let _ = ready.send(true);
     // Publications sent so far by this connection (survives reconnects).
     let published = Arc::new(AtomicU64::new(0));
@@ -235,39 +173,50 @@ pub async fn run(
         if matches!(ended, Ended::Stopped) || !plan.reconnect || *stop.borrow() {
             break;
         }
-        let now = shared.clock.now_ns();
-        st.sub.on_disconnect(now);
-        shared.recovery.lost_at(now);
-        st.resub_id = None;
-        st.resub_retry = None;
-        let mut pause = RECONNECT_MIN;
-        let next = loop {
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = stop.changed() => break None,
-            }
-            shared.recovery.reconnect_attempts.fetch_add(1, Relaxed);
-            let r = tokio::select! {
-                r = handshake(&target, source, &plan, &st.sub) => r,
-                _ = stop.changed() => break None,
-            };
-            match r {
-                Ok(v) => break Some(v),
-                Err(_) => {
-                    shared.recovery.reconnect_failures.fetch_add(1, Relaxed);
-                    pause = (pause * 2).min(RECONNECT_MAX);
-                }
-            }
-        };
-        match next {
-            Some(v) => {
-                shared.recovery.reconnected.fetch_add(1, Relaxed);
-                opened = v;
-            }
+        match reconnect(&target, source, &plan, &shared, &mut st, &mut stop).await {
+            Some(v) => opened = v,
             None => break,
         }
     }
     Some(st.report)
+}
+
+/// Reconnects with backoff until it works or the run stops.
+async fn reconnect(
+    target: &Target,
+    source: Option<IpAddr>,
+    plan: &ConnPlan,
+    shared: &Shared,
+    st: &mut ConnState,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Opened> {
+    let now = shared.clock.now_ns();
+    st.sub.on_disconnect(now);
+    shared.lost_at(now);
+    st.resub_id = None;
+    st.resub_retry = None;
+    let mut pause = RECONNECT_MIN;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return None,
+        }
+        shared.add(Counter::ReconnectAttempts, 1);
+        let r = tokio::select! {
+            r = handshake(target, source, plan, &st.sub) => r,
+            _ = stop.changed() => return None,
+        };
+        match r {
+            Ok(v) => {
+                shared.add(Counter::Reconnected, 1);
+                return Some(v);
+            }
+            Err(_) => {
+                shared.add(Counter::ReconnectFailures, 1);
+                pause = (pause * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
 }
 
 /// One WebSocket session: a writer task (pongs, resubscribes, scheduled publications) and
@@ -275,7 +224,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn session(
     ws: Ws,
-    pending: Vec<Vec<u8>>,
+    pending: Vec<Event>,
     plan: &ConnPlan,
     shared: &Arc<Shared>,
     st: &mut ConnState,
@@ -283,76 +232,26 @@ async fn session(
     mut stop: watch::Receiver<bool>,
     published: Arc<AtomicU64>,
 ) -> Ended {
-    let (mut rd, mut wr) = ws.split(tokio::io::split);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Frame<'static>>();
-    let writer_shared = shared.clone();
-    let wplan = plan.clone();
-    let mut wstop = stop.clone();
-    let writer = tokio::spawn(async move {
-        // Pongs and other replies flow from the first moment; publishing starts once the
-        // schedule is published (never in API mode).
-        let mut schedule = schedule;
-        let mut sched: Option<Schedule> = *schedule.borrow_and_update();
-        loop {
-            let j = published.load(Relaxed);
-            let next = sched.and_then(|s| {
-                let k = wplan.room as u64 + s.rooms * u64::from(wplan.slot) + j * s.stride;
-                let at = s.start_ns + (k as f64 * s.period_ns) as u64;
-                (at < s.end_ns).then_some((s, at))
-            });
-            let tick = async {
-                match next {
-                    Some((_, at)) => {
-                        tokio::time::sleep_until(writer_shared.clock.instant_at(at).into()).await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                f = rx.recv() => match f {
-                    Some(f) => if wr.write_frame(f).await.is_err() { break },
-                    None => break,
-                },
-                _ = tick => {
-                    let Some((s, at)) = next else { break };
-                    let data = encode_payload(wplan.slot, j, at, s.payload_bytes);
-                    let cmd = Command {
-                        id: FIRST_PUBLISH_ID.wrapping_add(j as u32),
-                        publish: Some(PublishRequest { channel: wplan.channel.clone(), data: data.into() }),
-                        ..Default::default()
-                    };
-                    published.store(j + 1, Relaxed);
-                    let Ok(bytes) = encode_command(wplan.protocol, &cmd) else { break };
-                    if wr.write_frame(frame_of(wplan.protocol, bytes)).await.is_err() { break }
-                }
-                r = schedule.changed(), if sched.is_none() => {
-                    if r.is_err() { break }
-                    sched = *schedule.borrow_and_update();
-                }
-                _ = wstop.changed() => break,
-            }
-        }
-    });
-
-    let handle = |data: &[u8], st: &mut ConnState| {
-        let Ok(replies) = decode_replies(plan.protocol, data) else {
-            shared.bad_frames.fetch_add(1, Relaxed);
-            return;
-        };
-        for reply in replies {
-            on_reply(plan, shared, &tx, reply, st);
-        }
-    };
-    for f in pending {
-        handle(&f, st);
+    let (mut rd, wr) = ws.split(tokio::io::split);
+    let (tx, rx) = mpsc::unbounded_channel::<Frame<'static>>();
+    let writer = tokio::spawn(writer(
+        wr,
+        rx,
+        plan.clone(),
+        shared.clone(),
+        schedule,
+        stop.clone(),
+        published,
+    ));
+    for e in pending {
+        on_event(plan, shared, &tx, e, st);
     }
     flush(shared, plan.id, &mut st.scheduled);
     let ended = loop {
         let obligated = tx.clone();
         let mut send_fn = move |f: Frame<'_>| {
             let owned = Frame::new(f.fin, f.opcode, None, Payload::Owned(f.payload.to_vec()));
-            let r = obligated.send(owned).map_err(|_| anyhow!("writer gone"));
-            std::future::ready(r)
+            std::future::ready(obligated.send(owned).map_err(|_| "writer gone"))
         };
         let retry_at = st.resub_retry;
         let retry = async move {
@@ -369,20 +268,27 @@ async fn session(
                 send_resubscribe(plan, shared, &tx, st);
                 continue;
             }
-            f = rd.read_frame::<_, anyhow::Error>(&mut send_fn) => f,
+            f = rd.read_frame::<_, &'static str>(&mut send_fn) => f,
         };
         match frame {
             Ok(f) if matches!(f.opcode, OpCode::Text | OpCode::Binary) => {
-                handle(&f.payload, st);
+                match adapter::decode(plan.protocol, &f.payload) {
+                    Ok(events) => {
+                        for e in events {
+                            on_event(plan, shared, &tx, e, st);
+                        }
+                    }
+                    Err(_) => shared.add(Counter::BadFrames, 1),
+                }
                 flush(shared, plan.id, &mut st.scheduled);
             }
             Ok(f) if f.opcode == OpCode::Close => {
-                shared.disconnects.fetch_add(1, Relaxed);
+                shared.add(Counter::Disconnects, 1);
                 break Ended::Dropped;
             }
             Ok(_) => {}
             Err(_) => {
-                shared.disconnects.fetch_add(1, Relaxed);
+                shared.add(Counter::Disconnects, 1);
                 break Ended::Dropped;
             }
         }
@@ -390,6 +296,55 @@ async fn session(
     drop(tx);
     writer.abort();
     ended
+}
+
+/// The write half: frames queued by the reader, and publications on schedule (once the
+/// schedule is announced; never for listeners or with the HTTP API publisher).
+async fn writer(
+    mut wr: fastwebsockets::WebSocketWrite<
+        tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+    >,
+    mut rx: mpsc::UnboundedReceiver<Frame<'static>>,
+    plan: ConnPlan,
+    shared: Arc<Shared>,
+    mut schedule: watch::Receiver<Option<Schedule>>,
+    mut stop: watch::Receiver<bool>,
+    published: Arc<AtomicU64>,
+) {
+    let mut sched: Option<Schedule> = *schedule.borrow_and_update();
+    loop {
+        let j = published.load(Relaxed);
+        let next = sched.and_then(|s| Some((s, s.at(plan.room as u64, u64::from(plan.slot), j)?)));
+        let tick = async {
+            match next {
+                Some((_, at)) => tokio::time::sleep_until(shared.clock.instant_at(at).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => if wr.write_frame(f).await.is_err() { break },
+                None => break,
+            },
+            _ = tick => {
+                let Some((s, at)) = next else { break };
+                let data = encode_payload(plan.slot, j, at, s.payload_bytes);
+                let cmd = Command {
+                    id: FIRST_PUBLISH_ID.wrapping_add(j as u32),
+                    publish: Some(PublishRequest { channel: plan.channel.clone(), data: data.into() }),
+                    ..Default::default()
+                };
+                published.store(j + 1, Relaxed);
+                let Ok(bytes) = encode_command(plan.protocol, &cmd) else { break };
+                if wr.write_frame(frame_of(plan.protocol, bytes)).await.is_err() { break }
+            }
+            r = schedule.changed(), if sched.is_none() => {
+                if r.is_err() { break }
+                sched = *schedule.borrow_and_update();
+            }
+            _ = stop.changed() => break,
+        }
+    }
 }
 
 fn flush(shared: &Shared, id: usize, scheduled: &mut Vec<u64>) {
@@ -405,9 +360,7 @@ fn on_publication(shared: &Shared, st: &mut ConnState, p: &Publication) {
             st.report.streams.entry(publisher).or_default().observe(seq);
             st.scheduled.push(sched);
         }
-        None => {
-            shared.bad_frames.fetch_add(1, Relaxed);
-        }
+        None => shared.add(Counter::BadFrames, 1),
     }
 }
 
@@ -419,12 +372,12 @@ fn on_subscribe_reply(plan: &ConnPlan, shared: &Shared, st: &mut ConnState, res:
         waited_ns,
     } = st.sub.on_subscribed(res, now)
     {
-        shared.recovery.resubscribed(recovered, waited_ns, now);
+        shared.resubscribed(recovered, waited_ns, now);
     }
-    shared
-        .recovery
-        .recovered_publications
-        .fetch_add(res.publications.len() as u64, Relaxed);
+    shared.add(
+        Counter::RecoveredPublications,
+        res.publications.len() as u64,
+    );
     for p in &res.publications {
         on_publication(shared, st, p);
     }
@@ -445,127 +398,81 @@ fn send_resubscribe(
         subscribe: Some(st.sub.subscribe_request(&plan.channel)),
         ..Default::default()
     };
-    shared.recovery.resubscribes_sent.fetch_add(1, Relaxed);
+    shared.add(Counter::ResubscribesSent, 1);
     if let Ok(bytes) = encode_command(plan.protocol, &cmd) {
         let _ = tx.send(frame_of(plan.protocol, bytes));
     }
 }
 
-fn on_reply(
+fn on_event(
     plan: &ConnPlan,
     shared: &Shared,
     tx: &mpsc::UnboundedSender<Frame<'static>>,
-    reply: Reply,
+    event: Event,
     st: &mut ConnState,
 ) {
-    if reply.is_ping() {
-        shared.pings.fetch_add(1, Relaxed);
-        if let Ok(pong) = encode_command(plan.protocol, &Command::default()) {
-            let _ = tx.send(frame_of(plan.protocol, pong));
-        }
-        return;
-    }
-    if reply.id >= FIRST_RESUBSCRIBE_ID {
-        if st.resub_id != Some(reply.id) {
-            return;
-        }
-        st.resub_id = None;
-        match (reply.error, reply.subscribe) {
-            (None, Some(res)) => on_subscribe_reply(plan, shared, st, &res),
-            _ => {
-                // E.g. the broker is still down: try again shortly.
-                shared.recovery.resubscribe_errors.fetch_add(1, Relaxed);
-                st.resub_retry = Some(tokio::time::Instant::now() + RESUBSCRIBE_RETRY);
+    match event {
+        Event::Ping => {
+            shared.add(Counter::Pings, 1);
+            if let Ok(pong) = encode_command(plan.protocol, &Command::default()) {
+                let _ = tx.send(frame_of(plan.protocol, pong));
             }
         }
-        return;
-    }
-    if reply.id >= FIRST_PUBLISH_ID {
-        if reply.error.is_some() {
-            shared.publish_errors.fetch_add(1, Relaxed);
-        } else {
-            shared.published_ok(plan.room, plan.slot);
+        Event::Publication { publication, .. } => on_publication(shared, st, &publication),
+        // Only the answer to the pending resubscribe counts; stale ones are dropped below.
+        Event::Subscribed { id, result } if st.resub_id == Some(id) => {
+            st.resub_id = None;
+            on_subscribe_reply(plan, shared, st, &result);
         }
-        return;
-    }
-    let Some(push) = reply.push else {
-        return;
-    };
-    if let Some(u) = push.unsubscribe {
-        shared.recovery.unsubscribe_pushes.fetch_add(1, Relaxed);
-        if push.channel == plan.channel {
+        Event::Error { id, .. } if st.resub_id == Some(id) => {
+            // E.g. the broker is still down: try again shortly.
+            st.resub_id = None;
+            shared.add(Counter::ResubscribeErrors, 1);
+            st.resub_retry = Some(tokio::time::Instant::now() + RESUBSCRIBE_RETRY);
+        }
+        Event::Subscribed { .. } => {}
+        Event::Error { id, .. } | Event::Ok { id } if id >= FIRST_RESUBSCRIBE_ID => {}
+        Event::Ok { id } if id >= FIRST_PUBLISH_ID => shared.published_ok(plan.room, plan.slot),
+        Event::Error { id, .. } if id >= FIRST_PUBLISH_ID => shared.add(Counter::PublishErrors, 1),
+        Event::Unsubscribed { channel, code } => {
+            shared.add(Counter::UnsubscribePushes, 1);
             let now = shared.clock.now_ns();
-            if st.sub.on_unsubscribe(u.code, now) {
-                shared.recovery.resubscribe_pushes.fetch_add(1, Relaxed);
-                shared.recovery.lost_at(now);
+            if channel == plan.channel && st.sub.on_unsubscribe(code, now) {
+                shared.add(Counter::ResubscribePushes, 1);
+                shared.lost_at(now);
                 send_resubscribe(plan, shared, tx, st);
             }
         }
-        return;
-    }
-    if let Some(p) = push.publication {
-        on_publication(shared, st, &p);
+        Event::Disconnect { .. } => shared.add(Counter::DisconnectPushes, 1),
+        _ => {}
     }
 }
 
-/// Opens the socket, sends `connect` and `subscribe` (with recovery after the first time)
-/// in one frame and waits for both replies. Frames that arrived along with them are
-/// returned for processing.
-async fn handshake(
-    target: &Target,
-    source: Option<IpAddr>,
-    plan: &ConnPlan,
-    sub: &SubState,
-) -> anyhow::Result<Opened> {
-    let mut ws = open(target, source, plan.protocol).await?;
-    let connect = Command {
-        id: CONNECT_ID,
-        connect: Some(ConnectRequest {
-            token: plan.token.clone(),
-            name: "chorus-load".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let subscribe = Command {
-        id: SUBSCRIBE_ID,
-        subscribe: Some(sub.subscribe_request(&plan.channel)),
-        ..Default::default()
-    };
-    let frame = join_frame(
-        plan.protocol,
-        &[
-            encode_command(plan.protocol, &connect)?,
-            encode_command(plan.protocol, &subscribe)?,
-        ],
-    );
-    ws.write_frame(frame_of(plan.protocol, frame)).await?;
-    let mut extra = Vec::new();
-    let (mut connected, mut subscribed) = (false, None);
-    while !(connected && subscribed.is_some()) {
-        let f = ws.read_frame().await?;
-        match f.opcode {
-            OpCode::Text | OpCode::Binary => {}
-            OpCode::Close => bail!("closed by server during handshake"),
-            _ => continue,
-        }
-        let mut keep = false;
-        for r in decode_replies(plan.protocol, &f.payload)? {
-            match r.id {
-                CONNECT_ID => match r.error {
-                    Some(e) => bail!("connect error {} {}", e.code, e.message),
-                    None => connected = true,
-                },
-                SUBSCRIBE_ID => match r.error {
-                    Some(e) => bail!("subscribe error {} {}", e.code, e.message),
-                    None => subscribed = Some(r.subscribe.unwrap_or_default()),
-                },
-                _ => keep = true,
-            }
-        }
-        if keep {
-            extra.push(f.payload.to_vec());
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_interleaves_publishers_at_the_total_rate() {
+        // 2 rooms, 2 of 3 members publish, 1 ms apart overall.
+        let s = Schedule {
+            start_ns: 1_000,
+            end_ns: 1_000 + 8_000_000,
+            period_ns: 1_000_000.0,
+            rooms: 2,
+            publishers: 2,
+            payload_bytes: 10,
+        };
+        let times = |room, slot| -> Vec<u64> {
+            (0..10)
+                .map_while(|j| s.at(room, slot, j))
+                .map(|t| (t - 1_000) / 1_000_000)
+                .collect()
+        };
+        assert_eq!(times(0, 0), [0, 4]);
+        assert_eq!(times(1, 0), [1, 5]);
+        assert_eq!(times(0, 1), [2, 6]);
+        assert_eq!(times(1, 1), [3, 7]);
+        assert!(times(0, 2).is_empty(), "a listener never publishes");
     }
-    Ok((ws, subscribed.unwrap_or_default(), extra))
 }

@@ -2,56 +2,53 @@
 //! over keep-alive HTTP/1.1 connections. Rooms are split between workers so that each
 //! room's publications leave in order on one connection.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-use crate::stats::{encode_payload, Shared};
+use crate::error::LoadError;
+use crate::net::{self, Target};
+use crate::stats::{encode_payload, Counter, Shared};
 
+/// The API endpoint and key.
 #[derive(Debug, Clone)]
 pub struct ApiTarget {
-    pub addr: std::net::SocketAddr,
-    pub authority: String,
-    pub path: String,
+    pub target: Target,
     pub key: String,
 }
 
-pub async fn parse_api(url: &str, key: &str) -> anyhow::Result<ApiTarget> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("only http:// API URLs are supported: {url}"))?;
-    let (authority, base) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let hostport = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = tokio::net::lookup_host(&hostport)
-        .await?
-        .find(std::net::SocketAddr::is_ipv4)
-        .ok_or_else(|| anyhow!("cannot resolve {hostport}"))?;
+/// `http://host:port/api` → `POST /api/publish` on that host.
+pub async fn parse_api(url: &str, key: &str) -> Result<ApiTarget, LoadError> {
+    let mut target = net::resolve(url, "http").await?;
+    target.path = format!("{}/publish", target.path.trim_end_matches('/'));
     Ok(ApiTarget {
-        addr,
-        authority: authority.to_string(),
-        path: format!("{base}/publish"),
+        target,
         key: key.to_string(),
     })
 }
 
-async fn connect(t: &ApiTarget) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(t.addr)
-        .await
-        .context("api connect")?;
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("api connect: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("api http: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("api request: {0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("api status {0}")]
+    Status(hyper::StatusCode),
+    #[error("api error reply: {0}")]
+    Reply(String),
+}
+
+async fn connect(t: &ApiTarget) -> Result<SendRequest<Full<Bytes>>, PublishError> {
+    let stream = tokio::net::TcpStream::connect(t.target.addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // The connection task ends with the sender (dropped when the worker ends).
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -76,14 +73,15 @@ pub struct ApiPlan {
 /// scheduled time). Publisher id 0, sequence `k / rooms` per room.
 pub async fn run_api_worker(t: ApiTarget, plan: ApiPlan, shared: Arc<Shared>) {
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    let mut k: u64 = 0;
     let rooms = plan.rooms as u64;
+    // The first publication of this worker's first room, then every `workers` rooms.
+    let mut k: u64 = plan.worker as u64;
     loop {
-        let room = (k % rooms) as usize;
-        if room % plan.workers != plan.worker {
+        if (k % rooms) as usize % plan.workers != plan.worker {
             k += 1;
             continue;
         }
+        let room = (k % rooms) as usize;
         let at = plan.start_ns + (k as f64 * plan.period_ns) as u64;
         if at >= plan.end_ns {
             break;
@@ -101,8 +99,8 @@ pub async fn run_api_worker(t: ApiTarget, plan: ApiPlan, shared: Arc<Shared>) {
         match publish_once(&t, &mut sender, Bytes::from(body)).await {
             Ok(()) => shared.published_ok(room, 0),
             Err(e) => {
-                if shared.publish_errors.fetch_add(1, Relaxed) < 3 {
-                    eprintln!("publish: {e:#}");
+                if shared.bump(Counter::PublishErrors) < 3 {
+                    crate::progress::log(&format!("publish: {e}"));
                 }
                 sender = None;
             }
@@ -114,7 +112,7 @@ async fn publish_once(
     t: &ApiTarget,
     sender: &mut Option<SendRequest<Full<Bytes>>>,
     body: Bytes,
-) -> anyhow::Result<()> {
+) -> Result<(), PublishError> {
     let s = match sender {
         Some(s) if !s.is_closed() => s,
         _ => sender.insert(connect(t).await?),
@@ -122,8 +120,8 @@ async fn publish_once(
     s.ready().await?;
     let req = hyper::Request::builder()
         .method("POST")
-        .uri(t.path.as_str())
-        .header("Host", t.authority.as_str())
+        .uri(t.target.path.as_str())
+        .header("Host", t.target.authority.as_str())
         .header("Content-Type", "application/json")
         .header("X-API-Key", t.key.as_str())
         .body(Full::new(body))?;
@@ -131,10 +129,12 @@ async fn publish_once(
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        return Err(anyhow!("HTTP {status}"));
+        return Err(PublishError::Status(status));
     }
     if body.windows(8).any(|w| w == b"\"error\":") {
-        return Err(anyhow!("api error: {}", String::from_utf8_lossy(&body)));
+        return Err(PublishError::Reply(
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
     }
     Ok(())
 }

@@ -1,24 +1,36 @@
-//! Shared counters, the payload format, per-stream loss/duplicate/reorder tracking and
-//! `/proc` sampling of server processes.
+//! What the tasks of one process count: the clock shared by every load process of the
+//! machine, the payload format, per-stream order tracking, the named counters, per-second
+//! timelines and [`Shared`], which holds them all for one run.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::histogram::Histogram;
+use crate::hist::{self, Hist};
 
-const SHARDS: usize = 64;
+/// Latency histograms are sharded by connection so receivers rarely contend on a lock.
+const LATENCY_SHARDS: usize = 16;
 /// At most this many missing sequence numbers are remembered per stream (beyond it a late
 /// arrival is counted as a duplicate rather than a reorder).
 const MAX_MISSING: usize = 100_000;
+/// At most this many distinct failure reasons are kept (codes are bounded; OS error texts
+/// are not, in theory).
+const MAX_REASONS: usize = 64;
 
 /// Wall-clock nanoseconds since the Unix epoch, read from a monotonic clock anchored once.
-/// The epoch is the "shared start" of every load process on the machine.
+/// The epoch is the "shared start" of every load process on the machine (workers and the
+/// coordinator agree on scheduled send times through it).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     base: Instant,
     base_epoch_ns: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Clock {
@@ -99,60 +111,268 @@ impl Stream {
     }
 }
 
-/// What one receiving connection reports at the end.
+/// What one receiving connection reports at the end: its room and its streams by publisher.
 #[derive(Debug, Default)]
 pub struct ConnReport {
     pub room: usize,
     pub streams: HashMap<u32, Stream>,
 }
 
-/// Resubscribe / reconnect counters (see `recovery.rs`).
-#[derive(Debug)]
-pub struct RecoveryStats {
-    /// `unsubscribe` pushes received (any code) and those asking to resubscribe (≥ 2500).
-    pub unsubscribe_pushes: AtomicU64,
-    pub resubscribe_pushes: AtomicU64,
-    /// Subscribe commands with `recover: true` sent (retries included), successful replies,
-    /// and error replies.
-    pub resubscribes_sent: AtomicU64,
-    pub resubscribed: AtomicU64,
-    pub resubscribe_errors: AtomicU64,
-    /// Successful resubscribe replies with `recovered: true` / `false`.
-    pub recovered_true: AtomicU64,
-    pub recovered_false: AtomicU64,
+/// Every event a run counts. The JSON key of each is [`Counter::name`]; worker processes
+/// ship them as an array in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Publications received (live and recovered), whatever their scheduled time.
+    Deliveries,
+    /// Deliveries whose scheduled time is inside the measured window (latency samples).
+    Measured,
+    PublishErrors,
+    /// Handshakes that failed before the subscribe reply (TCP, upgrade, connect, timeout).
+    ConnectFailures,
+    /// Handshakes that failed on the subscribe reply.
+    SubscribeFailures,
+    /// Close frames or read errors after a connection was up.
+    Disconnects,
+    /// `disconnect` pushes received (the server says why before closing).
+    DisconnectPushes,
+    /// Frames that did not decode, or publications whose payload is not ours.
+    BadFrames,
+    /// Server pings answered with a pong.
+    Pings,
+    /// `unsubscribe` pushes (any code) and those asking to resubscribe (code ≥ 2500).
+    UnsubscribePushes,
+    ResubscribePushes,
+    /// Subscribe commands with `recover: true` (retries included), successes, error replies.
+    ResubscribesSent,
+    Resubscribed,
+    ResubscribeErrors,
+    RecoveredTrue,
+    RecoveredFalse,
     /// Publications that arrived inside subscribe replies.
-    pub recovered_publications: AtomicU64,
-    /// Reconnect attempts (`--reconnect`), failed attempts, successful reconnects.
-    pub reconnect_attempts: AtomicU64,
-    pub reconnect_failures: AtomicU64,
-    pub reconnected: AtomicU64,
-    /// Time from the unsubscribe push (or the disconnect) to the successful resubscribe
-    /// reply.
-    pub wait: Mutex<Histogram>,
-    /// Earliest loss and latest successful resubscribe (ns, load-generator clock): the span
-    /// in which the whole fleet was resubscribing.
-    pub first_loss_ns: AtomicU64,
-    pub last_resubscribed_ns: AtomicU64,
+    RecoveredPublications,
+    ReconnectAttempts,
+    ReconnectFailures,
+    Reconnected,
 }
 
-impl RecoveryStats {
-    fn new() -> Self {
+impl Counter {
+    pub const COUNT: usize = 20;
+    pub const ALL: [Counter; Counter::COUNT] = [
+        Counter::Deliveries,
+        Counter::Measured,
+        Counter::PublishErrors,
+        Counter::ConnectFailures,
+        Counter::SubscribeFailures,
+        Counter::Disconnects,
+        Counter::DisconnectPushes,
+        Counter::BadFrames,
+        Counter::Pings,
+        Counter::UnsubscribePushes,
+        Counter::ResubscribePushes,
+        Counter::ResubscribesSent,
+        Counter::Resubscribed,
+        Counter::ResubscribeErrors,
+        Counter::RecoveredTrue,
+        Counter::RecoveredFalse,
+        Counter::RecoveredPublications,
+        Counter::ReconnectAttempts,
+        Counter::ReconnectFailures,
+        Counter::Reconnected,
+    ];
+
+    /// The JSON key (kept from the first versions of the tool: scripts read them).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Deliveries => "deliveries_total",
+            Counter::Measured => "deliveries_measured",
+            Counter::PublishErrors => "publish_errors",
+            Counter::ConnectFailures => "connect_failures",
+            Counter::SubscribeFailures => "subscribe_failures",
+            Counter::Disconnects => "disconnects",
+            Counter::DisconnectPushes => "disconnect_pushes",
+            Counter::BadFrames => "bad_frames",
+            Counter::Pings => "pings",
+            Counter::UnsubscribePushes => "unsubscribe_pushes",
+            Counter::ResubscribePushes => "resubscribe_pushes",
+            Counter::ResubscribesSent => "resubscribes_sent",
+            Counter::Resubscribed => "resubscribed",
+            Counter::ResubscribeErrors => "resubscribe_errors",
+            Counter::RecoveredTrue => "recovered_true",
+            Counter::RecoveredFalse => "recovered_false",
+            Counter::RecoveredPublications => "recovered_publications",
+            Counter::ReconnectAttempts => "reconnect_attempts",
+            Counter::ReconnectFailures => "reconnect_failures",
+            Counter::Reconnected => "reconnected",
+        }
+    }
+}
+
+/// Per-second event counts from an origin (epoch ns) set once the phase starts.
+#[derive(Debug)]
+pub struct Timeline {
+    origin_ns: AtomicU64,
+    buckets: Vec<AtomicU64>,
+}
+
+impl Timeline {
+    pub fn new(secs: usize) -> Self {
         Self {
-            unsubscribe_pushes: AtomicU64::new(0),
-            resubscribe_pushes: AtomicU64::new(0),
-            resubscribes_sent: AtomicU64::new(0),
-            resubscribed: AtomicU64::new(0),
-            resubscribe_errors: AtomicU64::new(0),
-            recovered_true: AtomicU64::new(0),
-            recovered_false: AtomicU64::new(0),
-            recovered_publications: AtomicU64::new(0),
-            reconnect_attempts: AtomicU64::new(0),
-            reconnect_failures: AtomicU64::new(0),
-            reconnected: AtomicU64::new(0),
-            wait: Mutex::new(Histogram::new()),
+            origin_ns: AtomicU64::new(u64::MAX),
+            buckets: (0..secs.max(1)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn set_origin(&self, ns: u64) {
+        self.origin_ns.store(ns, Relaxed);
+    }
+
+    /// Counts `n` events at `now_ns`; events before the origin or past the last bucket are
+    /// not kept (the totals are counted elsewhere).
+    pub fn record(&self, now_ns: u64, n: u64) {
+        let origin = self.origin_ns.load(Relaxed);
+        if origin == u64::MAX || now_ns < origin {
+            return;
+        }
+        let i = ((now_ns - origin) / 1_000_000_000) as usize;
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
+    }
+}
+
+/// Everything the tasks of one process count during one run.
+#[derive(Debug)]
+pub struct Shared {
+    pub clock: Clock,
+    counters: [AtomicU64; Counter::COUNT],
+    latency: Vec<Mutex<Hist>>,
+    handshake: Mutex<Hist>,
+    /// Unsubscribe push (or disconnect) → successful resubscribe reply.
+    resubscribe_wait: Mutex<Hist>,
+    /// Deliveries whose scheduled time is in [from, to) are timed.
+    measure_from_ns: AtomicU64,
+    measure_to_ns: AtomicU64,
+    /// Successful publications per (room, publisher slot).
+    sent_ok: Vec<AtomicU64>,
+    publishers: usize,
+    failures: Mutex<BTreeMap<String, u64>>,
+    /// Earliest loss and latest successful resubscribe (ns): the span in which the fleet
+    /// was resubscribing.
+    first_loss_ns: AtomicU64,
+    last_resubscribed_ns: AtomicU64,
+    /// Successful handshakes per second since the connect phase began.
+    pub connects: Timeline,
+    /// Deliveries per second since the measured run began.
+    pub deliveries: Timeline,
+}
+
+impl Shared {
+    /// `rooms` × `publishers` publication streams; timelines of `timeline_secs` seconds.
+    pub fn new(rooms: usize, publishers: usize, timeline_secs: usize) -> Self {
+        Self {
+            clock: Clock::new(),
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: (0..LATENCY_SHARDS)
+                .map(|_| Mutex::new(hist::new_ns()))
+                .collect(),
+            handshake: Mutex::new(hist::new_ns()),
+            resubscribe_wait: Mutex::new(hist::new_ns()),
+            measure_from_ns: AtomicU64::new(u64::MAX),
+            measure_to_ns: AtomicU64::new(u64::MAX),
+            sent_ok: (0..rooms * publishers).map(|_| AtomicU64::new(0)).collect(),
+            publishers,
+            failures: Mutex::new(BTreeMap::new()),
             first_loss_ns: AtomicU64::new(u64::MAX),
             last_resubscribed_ns: AtomicU64::new(0),
+            connects: Timeline::new(timeline_secs),
+            deliveries: Timeline::new(timeline_secs),
         }
+    }
+
+    pub fn add(&self, c: Counter, n: u64) {
+        self.counters[c as usize].fetch_add(n, Relaxed);
+    }
+
+    /// Adds one and returns the previous value (to log only the first few of a kind).
+    pub fn bump(&self, c: Counter) -> u64 {
+        self.counters[c as usize].fetch_add(1, Relaxed)
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Relaxed)
+    }
+
+    pub fn counters(&self) -> Vec<u64> {
+        Counter::ALL.iter().map(|c| self.get(*c)).collect()
+    }
+
+    pub fn set_window(&self, from_ns: u64, to_ns: u64) {
+        self.measure_from_ns.store(from_ns, Relaxed);
+        self.measure_to_ns.store(to_ns, Relaxed);
+    }
+
+    pub fn published_ok(&self, room: usize, slot: u32) {
+        if let Some(c) = self.sent_ok.get(room * self.publishers + slot as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn sent_ok(&self) -> Vec<u64> {
+        self.sent_ok.iter().map(|c| c.load(Relaxed)).collect()
+    }
+
+    pub fn publishers(&self) -> usize {
+        self.publishers
+    }
+
+    /// Records the deliveries of one frame: the scheduled send time of each publication.
+    pub fn record_deliveries(&self, shard: usize, now_ns: u64, scheduled: &[u64]) {
+        if scheduled.is_empty() {
+            return;
+        }
+        let n = scheduled.len() as u64;
+        self.add(Counter::Deliveries, n);
+        self.deliveries.record(now_ns, n);
+        let from = self.measure_from_ns.load(Relaxed);
+        let to = self.measure_to_ns.load(Relaxed);
+        let mut measured = 0;
+        if let Ok(mut h) = self.latency[shard % LATENCY_SHARDS].lock() {
+            for &s in scheduled {
+                if s >= from && s < to {
+                    h.saturating_record(now_ns.saturating_sub(s));
+                    measured += 1;
+                }
+            }
+        }
+        self.add(Counter::Measured, measured);
+    }
+
+    /// A successful handshake that took `ns`.
+    pub fn connected(&self, ns: u64) {
+        if let Ok(mut h) = self.handshake.lock() {
+            h.saturating_record(ns);
+        }
+        self.connects.record(self.clock.now_ns(), 1);
+    }
+
+    /// A failed handshake, by reason (see `HandshakeError::reason`).
+    pub fn failed(&self, reason: String) {
+        if let Ok(mut m) = self.failures.lock() {
+            let key = if m.len() < MAX_REASONS || m.contains_key(&reason) {
+                reason
+            } else {
+                "other".to_string()
+            };
+            *m.entry(key).or_default() += 1;
+        }
+    }
+
+    pub fn failures(&self) -> BTreeMap<String, u64> {
+        self.failures.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     pub fn lost_at(&self, now_ns: u64) {
@@ -161,175 +381,56 @@ impl RecoveryStats {
 
     /// A successful resubscribe reply.
     pub fn resubscribed(&self, recovered: bool, waited_ns: Option<u64>, now_ns: u64) {
-        self.resubscribed.fetch_add(1, Relaxed);
-        if recovered {
-            self.recovered_true.fetch_add(1, Relaxed);
-        } else {
-            self.recovered_false.fetch_add(1, Relaxed);
-        }
+        self.add(Counter::Resubscribed, 1);
+        self.add(
+            if recovered {
+                Counter::RecoveredTrue
+            } else {
+                Counter::RecoveredFalse
+            },
+            1,
+        );
         if let Some(w) = waited_ns {
-            if let Ok(mut h) = self.wait.lock() {
-                h.record(w);
+            if let Ok(mut h) = self.resubscribe_wait.lock() {
+                h.saturating_record(w);
             }
         }
         self.last_resubscribed_ns.fetch_max(now_ns, Relaxed);
     }
 
-    /// Earliest loss to latest resubscribe, when there was any.
-    pub fn span_ns(&self) -> Option<u64> {
+    /// Earliest loss and latest resubscribe, when there was a loss.
+    pub fn loss_span(&self) -> (Option<u64>, Option<u64>) {
         let first = self.first_loss_ns.load(Relaxed);
         let last = self.last_resubscribed_ns.load(Relaxed);
-        (first != u64::MAX && last >= first).then(|| last - first)
-    }
-}
-
-/// Counters shared by every task of one run.
-#[derive(Debug)]
-pub struct Shared {
-    pub clock: Clock,
-    latency: Vec<Mutex<Histogram>>,
-    pub handshake: Mutex<Histogram>,
-    /// Deliveries whose scheduled time is inside the measured window are timed.
-    pub measure_from_ns: AtomicU64,
-    pub measure_to_ns: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub measured: AtomicU64,
-    /// Successful publications per (room, publisher slot).
-    pub sent_ok: Vec<AtomicU64>,
-    pub pubs_per_room: usize,
-    pub publish_errors: AtomicU64,
-    pub connect_failures: AtomicU64,
-    pub subscribe_failures: AtomicU64,
-    pub disconnects: AtomicU64,
-    pub bad_frames: AtomicU64,
-    pub pings: AtomicU64,
-    pub recovery: RecoveryStats,
-}
-
-impl Shared {
-    pub fn new(rooms: usize, pubs_per_room: usize) -> Self {
-        Self {
-            clock: Clock::new(),
-            latency: (0..SHARDS).map(|_| Mutex::new(Histogram::new())).collect(),
-            handshake: Mutex::new(Histogram::new()),
-            measure_from_ns: AtomicU64::new(u64::MAX),
-            measure_to_ns: AtomicU64::new(u64::MAX),
-            deliveries: AtomicU64::new(0),
-            measured: AtomicU64::new(0),
-            sent_ok: (0..rooms * pubs_per_room)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            pubs_per_room,
-            publish_errors: AtomicU64::new(0),
-            connect_failures: AtomicU64::new(0),
-            subscribe_failures: AtomicU64::new(0),
-            disconnects: AtomicU64::new(0),
-            bad_frames: AtomicU64::new(0),
-            pings: AtomicU64::new(0),
-            recovery: RecoveryStats::new(),
-        }
+        (
+            (first != u64::MAX).then_some(first),
+            (last > 0).then_some(last),
+        )
     }
 
-    pub fn published_ok(&self, room: usize, slot: u32) {
-        if let Some(c) = self.sent_ok.get(room * self.pubs_per_room + slot as usize) {
-            c.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// Records the deliveries of one frame: `(scheduled ns)` per publication.
-    pub fn record_deliveries(&self, shard: usize, now_ns: u64, scheduled: &[u64]) {
-        if scheduled.is_empty() {
-            return;
-        }
-        self.deliveries.fetch_add(scheduled.len() as u64, Relaxed);
-        let from = self.measure_from_ns.load(Relaxed);
-        let to = self.measure_to_ns.load(Relaxed);
-        let mut measured = 0;
-        let Ok(mut h) = self.latency[shard % SHARDS].lock() else {
-            return;
-        };
-        for &s in scheduled {
-            if s >= from && s < to {
-                h.record(now_ns.saturating_sub(s));
-                measured += 1;
-            }
-        }
-        drop(h);
-        self.measured.fetch_add(measured, Relaxed);
-    }
-
-    pub fn latency(&self) -> Histogram {
-        let mut all = Histogram::new();
+    pub fn latency(&self) -> Hist {
+        let mut all = hist::new_ns();
         for h in &self.latency {
             if let Ok(h) = h.lock() {
-                all.merge(&h);
+                hist::merge(&mut all, &h);
             }
         }
         all
     }
 
-    /// Loss, duplicates and reorders over all receivers: loss is, per receiver and stream of
-    /// its room, successful publications minus distinct publications received.
-    pub fn order_totals(&self, reports: &[ConnReport]) -> (u64, u64, u64, u64) {
-        let (mut loss, mut dups, mut reorders, mut expected) = (0, 0, 0, 0);
-        for r in reports {
-            for slot in 0..self.pubs_per_room {
-                let sent = self
-                    .sent_ok
-                    .get(r.room * self.pubs_per_room + slot)
-                    .map_or(0, |c| c.load(Relaxed));
-                expected += sent;
-                let got = r.streams.get(&(slot as u32)).map_or(0, |s| s.unique);
-                loss += sent.saturating_sub(got);
-            }
-            for s in r.streams.values() {
-                dups += s.dups;
-                reorders += s.reorders;
-            }
-        }
-        (loss, dups, reorders, expected)
+    pub fn handshake(&self) -> Hist {
+        self.handshake
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| hist::new_ns())
     }
-}
 
-/// CPU (utime + stime) and RSS of one process.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcSample {
-    pub cpu_secs: f64,
-    pub rss_kib: u64,
-}
-
-/// Reads `/proc/PID/stat` fields 14–15 (clock ticks, USER_HZ = 100 on Linux) and `VmRSS`.
-pub fn sample_proc(pid: &str) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    Some(ProcSample {
-        cpu_secs: (utime + stime) as f64 / 100.0,
-        rss_kib,
-    })
-}
-
-/// Sums samples of several processes; `None` when there are none or any is unreadable.
-pub fn sample_all(pids: &[String]) -> Option<ProcSample> {
-    if pids.is_empty() {
-        return None;
+    pub fn resubscribe_wait(&self) -> Hist {
+        self.resubscribe_wait
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| hist::new_ns())
     }
-    let mut total = ProcSample::default();
-    for p in pids {
-        let s = sample_proc(p)?;
-        total.cpu_secs += s.cpu_secs;
-        total.rss_kib += s.rss_kib;
-    }
-    Some(total)
 }
 
 #[cfg(test)]
@@ -367,36 +468,54 @@ mod tests {
     }
 
     #[test]
-    fn order_totals_counts_loss_per_receiver() {
-        let shared = Shared::new(2, 1);
-        for _ in 0..10 {
-            shared.published_ok(0, 0);
+    fn counter_names_are_distinct_and_in_index_order() {
+        let names: BTreeSet<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Counter::COUNT);
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
         }
-        let mut r = ConnReport::default();
-        let mut st = Stream::default();
-        (0..8).for_each(|s| st.observe(s));
-        r.streams.insert(0, st);
-        let (loss, dups, reorders, expected) = shared.order_totals(&[r]);
-        assert_eq!((loss, dups, reorders, expected), (2, 0, 0, 10));
     }
 
     #[test]
-    fn recovery_stats_span_and_counts() {
-        let r = RecoveryStats::new();
-        assert_eq!(r.span_ns(), None);
-        r.lost_at(1_000);
-        r.lost_at(500);
-        r.resubscribed(true, Some(300), 800);
-        r.resubscribed(false, None, 2_500);
-        assert_eq!(r.span_ns(), Some(2_000));
-        assert_eq!(r.recovered_true.load(Relaxed), 1);
-        assert_eq!(r.recovered_false.load(Relaxed), 1);
-        assert_eq!(r.wait.lock().unwrap().count(), 1);
+    fn deliveries_are_timed_only_inside_the_window_and_bucketed_per_second() {
+        let s = Shared::new(1, 1, 3);
+        s.deliveries.set_origin(10_000_000_000);
+        s.set_window(100, 200);
+        s.record_deliveries(3, 10_500_000_000, &[50, 100, 150, 200]);
+        s.record_deliveries(4, 11_000_000_000, &[150]);
+        s.record_deliveries(5, 99_000_000_000, &[150]); // past the timeline
+        assert_eq!(s.get(Counter::Deliveries), 6);
+        assert_eq!(s.get(Counter::Measured), 4);
+        assert_eq!(s.latency().len(), 4);
+        assert_eq!(s.deliveries.snapshot(), [4, 1, 0]);
     }
 
     #[test]
-    fn proc_self_is_readable() {
-        let s = sample_proc("self").expect("own /proc entry");
-        assert!(s.rss_kib > 0);
+    fn recovery_span_and_counts() {
+        let s = Shared::new(1, 1, 1);
+        assert_eq!(s.loss_span(), (None, None));
+        s.lost_at(1_000);
+        s.lost_at(500);
+        s.resubscribed(true, Some(300), 800);
+        s.resubscribed(false, None, 2_500);
+        assert_eq!(s.loss_span(), (Some(500), Some(2_500)));
+        assert_eq!(s.get(Counter::RecoveredTrue), 1);
+        assert_eq!(s.get(Counter::RecoveredFalse), 1);
+        assert_eq!(s.get(Counter::Resubscribed), 2);
+        assert_eq!(s.resubscribe_wait().len(), 1);
+    }
+
+    #[test]
+    fn failure_reasons_are_counted_and_bounded() {
+        let s = Shared::new(1, 1, 1);
+        s.failed("tcp_refused".into());
+        s.failed("tcp_refused".into());
+        for i in 0..100 {
+            s.failed(format!("r{i}"));
+        }
+        let f = s.failures();
+        assert_eq!(f["tcp_refused"], 2);
+        assert_eq!(f.len(), MAX_REASONS + 1);
+        assert_eq!(f["other"], 100 - (MAX_REASONS as u64 - 1));
     }
 }
