@@ -26,6 +26,8 @@ use crate::stats::{Clock, Counter, Shared};
 /// schedule before it starts.
 const LEAD_LOCAL: Duration = Duration::from_millis(100);
 const LEAD_WORKERS: Duration = Duration::from_millis(500);
+/// How long the API publisher may run past the end of the schedule (requests in flight).
+const API_GRACE: Duration = Duration::from_secs(10);
 
 struct Plan<'a> {
     scenario: &'static str,
@@ -170,8 +172,12 @@ async fn run(c: &Common, plan: Plan<'_>, progress: &Progress) -> Result<Report, 
     let self_cpu = crate::procfs::sample_proc("self")
         .zip(self_before)
         .map(|(a, b)| a.cpu_secs - b.cpu_secs);
-    for t in api_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    // Late API sends still count; past this grace they are abandoned (the drain follows).
+    let api_deadline = tokio::time::Instant::now() + API_GRACE;
+    for mut t in api_tasks {
+        if tokio::time::timeout_at(api_deadline, &mut t).await.is_err() {
+            t.abort();
+        }
     }
     let pb = progress.timer("drain", run.drain);
     progress::tick_until(&pb, Instant::now() + run.drain, || live(&fleet)).await;
