@@ -27,6 +27,8 @@ use crate::workers::WorkerSet;
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// How long finish waits for connection tasks to hand in their reports.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open files a process keeps besides its client sockets (runtime, API publisher, /proc).
+const SPARE_FDS: u64 = 256;
 
 /// How clients authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +124,9 @@ impl LocalFleet {
         let mut targets = Vec::new();
         for u in &spec.urls {
             targets.push(net::resolve(u, "ws").await?);
+        }
+        if targets.is_empty() {
+            return Err(LoadError::Args("give at least one --url".into()));
         }
         if let Auth::HmacSecret(s) = &spec.auth {
             // Fail the run, not every connection, on a secret jsonwebtoken refuses.
@@ -280,6 +285,11 @@ impl Fleet {
         bar: &ProgressBar,
     ) -> Result<(Fleet, Connected), LoadError> {
         let total = spec.hi - spec.lo;
+        // Never plan more sockets per process than it may open (workers inherit the limit).
+        let max_per_process = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            Ok((soft, _)) => max_per_process.min(soft.saturating_sub(SPARE_FDS).max(1) as usize),
+            Err(_) => max_per_process,
+        };
         let progress = |done: u64, ok: u64| {
             bar.set_position(done);
             bar.set_message(format!("{} failed", done - ok));

@@ -241,7 +241,7 @@ async fn fanout_through_the_api_loses_nothing() {
         "--warmup",
         "500ms",
         "--drain",
-        "500ms",
+        "1s",
         "--quiet",
     ])
     .await;
@@ -278,7 +278,7 @@ async fn rooms_members_get_every_message_in_order() {
         "--warmup",
         "500ms",
         "--drain",
-        "500ms",
+        "1s",
         "--quiet",
     ])
     .await;
@@ -313,7 +313,7 @@ async fn fanout_client_publish_with_reconnect_flag_loses_nothing() {
         "--warmup",
         "200ms",
         "--drain",
-        "500ms",
+        "1s",
         "--reconnect",
         "--quiet",
     ])
@@ -371,7 +371,7 @@ async fn worker_processes_merge_into_one_result() {
             "--warmup",
             "300ms",
             "--drain",
-            "700ms",
+            "1s",
             "--max-per-process",
             "20",
             "--json",
