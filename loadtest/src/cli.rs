@@ -177,8 +177,8 @@ pub struct ServerArgs {
     /// Server process to sample (utime+stime of /proc/PID/stat, VmRSS); repeatable, summed.
     #[arg(long = "server-pid")]
     pub server_pids: Vec<String>,
-    /// Another process (e.g. redis-server) whose CPU over the window is reported apart
-    /// (`extra_cpu_s`, `extra_cpu_pct_core`); repeatable, summed.
+    /// Another process (e.g. redis-server) whose CPU over the measured window (idle: the
+    /// hold) is reported apart (`extra_cpu_s`, `extra_cpu_pct_core`); repeatable, summed.
     #[arg(long = "extra-pid")]
     pub extra_pids: Vec<String>,
 }

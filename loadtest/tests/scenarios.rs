@@ -136,6 +136,8 @@ async fn idle_holds_every_connection_and_samples_the_server() {
         "1s",
         "--server-pid",
         &pid,
+        "--extra-pid",
+        &pid,
         "--quiet",
     ])
     .await;
@@ -145,6 +147,7 @@ async fn idle_holds_every_connection_and_samples_the_server() {
     assert_eq!(r.u64("processes"), Some(1));
     assert!(r.u64("server_rss_kib").unwrap() > 0);
     assert!(r.f64("server_cpu_us_per_conn_s").is_some());
+    assert!(r.f64("extra_cpu_pct_core").is_some());
     let (connects, _) = r.timeline.as_ref().unwrap();
     assert_eq!(connects.iter().sum::<u64>(), 50);
     assert_eq!(r.latency.as_ref().unwrap().0.len(), 50);

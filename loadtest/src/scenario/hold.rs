@@ -51,6 +51,7 @@ async fn run(
     let connect_s = started.elapsed().as_secs_f64();
     scenario::log_connected(connected, layout.total, connect_s);
     let after_connect = sample_all(pids);
+    let extra_before = sample_all(&c.server.extra_pids);
     let now = clock.now_ns();
     fleet
         .go(Go {
@@ -69,6 +70,7 @@ async fn run(
         .await;
     }
     let end = sample_all(pids);
+    let extra = cpu_delta(extra_before, sample_all(&c.server.extra_pids));
     let p = fleet.finish().await?;
 
     let (name, what) = match kind {
@@ -120,6 +122,10 @@ async fn run(
                 cpu * 1e6 / conns / hold.as_secs_f64(),
             );
         }
+    }
+    if let (Some(cpu), false) = (extra, hold.is_zero()) {
+        r.put("extra_cpu_s", cpu);
+        r.put("extra_cpu_pct_core", cpu * 100.0 / hold.as_secs_f64());
     }
     recovery_fields(&mut r, &p);
     r.latency = Some((
