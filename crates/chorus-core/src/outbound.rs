@@ -542,6 +542,12 @@ impl Outbound {
             return Some(Taken::Messages(batch));
         }
         st.writing = false;
+        // The writer goes idle: give the queue's slots back (an idle connection held 164 B
+        // for the reply that was queued at subscribe). Flush passes keep theirs (QUEUE_KEEP):
+        // they run per delivery, the writer only for backlogs and replies.
+        if st.queue.capacity() > 0 {
+            st.queue = VecDeque::new();
+        }
         match st.close.clone() {
             Some(close) if !st.close_taken => {
                 st.close_taken = true;

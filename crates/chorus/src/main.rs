@@ -18,6 +18,13 @@ use tracing_subscriber::EnvFilter;
 use chorus_gateway::auth;
 use chorus_gateway::config::{Config, Loaded, LogConfig, LogFormat};
 
+/// jemalloc instead of glibc malloc: glibc's per-thread arenas fragment around the
+/// handshake-time buffers of many connections (0.7 KiB per idle connection more; numbers in
+/// Cargo.toml and docs/benchmarks.md). Feature `jemalloc`, on by default.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "chorus",
