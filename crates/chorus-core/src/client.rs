@@ -391,21 +391,27 @@ impl Client {
     /// Packs what is queued into the next frame, or waits. Cancel-safe. (Timers run on the
     /// node's wheel task and queue or write directly what they send.)
     pub async fn next_write(&self) -> WriteEvent {
+        std::future::poll_fn(|cx| self.poll_next_write(cx)).await
+    }
+
+    /// [`Client::next_write`] as a poll function: waiting holds no state (only the task's
+    /// waker, registered with the queue). For the connection's single writer.
+    pub fn poll_next_write(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<WriteEvent> {
         let opts = &self.node.options().client;
         let max_messages = opts.write_batch_max_messages.max(1);
         let max_bytes = opts.write_batch_max_bytes.max(1);
         loop {
             if let Some(taken) = self.outbound.try_take(max_messages, max_bytes) {
-                return match taken {
+                return std::task::Poll::Ready(match taken {
                     Taken::Messages(m) => WriteEvent::Frame(join_frame(self.params.protocol, &m)),
                     Taken::Raw(b) => WriteEvent::Raw(b),
                     Taken::Close(d) => {
                         metrics::disconnect(d.code);
                         WriteEvent::Close(d)
                     }
-                };
+                });
             }
-            self.outbound.wait().await;
+            std::task::ready!(self.outbound.poll_wait(cx));
         }
     }
 

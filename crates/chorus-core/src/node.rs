@@ -375,6 +375,11 @@ impl Node {
         }
         drop(clients);
         while self.inner.hub.num_clients() > 0 && tokio::time::Instant::now() < deadline {
+            // A connection that registered while the drain began (it passed the draining
+            // check just before) is closed too: transports rely on the node for this.
+            for client in self.inner.hub.all_clients() {
+                client.disconnect(chorus_protocol::codes::DISCONNECT_SHUTDOWN.into());
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.inner.cancel.cancel();

@@ -275,11 +275,11 @@ pub fn upgrade<B>(
             match tcp_parts(ws.into_inner()) {
                 Ok((stream, early)) => {
                     // Its own task: this one (the upgrade wait, its timer) ends here, and
-                    // the connection's task holds only the lean driver (its future: 1,368 B;
+                    // the connection's task holds only the lean driver (its future: 920 B;
                     // with both in one task: 4 KiB per idle connection).
                     // (No wrapping `async move { run.await }`: rustc would store the
                     // captured future and the awaited one side by side, 2 × its size.)
-                    let run = lean::run(session, stream, early, limits, shutdown, (held, guard));
+                    let run = lean::run(session, stream, early, limits, (held, guard));
                     tracker.spawn(run.instrument(tracing::Span::current()));
                 }
                 Err(upgraded) => {

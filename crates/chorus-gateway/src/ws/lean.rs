@@ -11,9 +11,11 @@
 //!   reader and writer futures, armed a write timer and copied the frame — 48 % of server CPU
 //!   was user space.
 //! * **Nothing held while idle.** Bytes are read into a per-thread scratch buffer and parsed
-//!   in place ([`Parser`]); the command future is boxed only while a command runs. Before
-//!   (heaptrack, idle subscribed connection): an 8.2 KiB task (the reader and writer futures
-//!   with their selects, timers and fastwebsockets state) plus an 8 KiB read buffer.
+//!   in place (`Parser`); the command future is boxed only while a command runs; the reader is
+//!   a poll function ([`reader`]) and waiting holds only wakers (no timer, no `Notified`, no
+//!   cancellation future). The whole task's future: 920 B. Before (heaptrack, idle
+//!   subscribed connection): an 8.2 KiB task (the reader and writer futures with their
+//!   selects, timers and fastwebsockets state) plus an 8 KiB read buffer.
 //!
 //! Close handshake (as [`super::conn`]): the peer's Close is echoed (status code only) after the
 //! frame on the wire is finished, TCP is half-closed, and input is drained until EOF or
@@ -34,13 +36,14 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_util::sync::CancellationToken;
 
 use super::conn::{ConnLimits, Ctrl};
-use super::frame::{server_frame, server_head, Event, Parser, MAX_HEAD};
+use super::frame::{server_frame, server_head, MAX_HEAD};
 use super::message::{close_echo, close_payload, violation_close, Violation};
 use super::session::{data_opcode, Outgoing, Session};
 use crate::metrics;
+
+mod reader;
 
 /// Per-thread read buffer. 32 KiB: a read takes what the socket holds up to this; a bigger
 /// frame is assembled over several reads in the connection's `partial` buffer.
@@ -183,12 +186,15 @@ enum ReadEnd {
 /// Runs a connection over our own TCP socket to its end, then cleans the session up.
 /// `early` holds bytes hyper read past the handshake; `hold` is kept until the end (the
 /// connection's registry entry and gauge guard).
+///
+/// No shutdown signal of its own: at shutdown the node closes every client it holds (3001,
+/// spread over the drain window, then any that registered meanwhile), and the echo session
+/// watches its own token. (Waiting on a cancellation token here cost 72 B per connection.)
 pub async fn run<H: Send>(
     session: Session,
     stream: TcpStream,
     early: Bytes,
     limits: ConnLimits,
-    shutdown: CancellationToken,
     hold: H,
 ) {
     let opcode = match &session {
@@ -216,17 +222,10 @@ pub async fn run<H: Send>(
             echo_rx.as_mut(),
             limits.write_timeout
         ));
-        let mut shutdown_seen = false;
-        loop {
-            tokio::select! {
-                biased;
-                w = &mut writing => break Ok(w),
-                r = &mut reader => break Err(r),
-                _ = shutdown.cancelled(), if !shutdown_seen => {
-                    shutdown_seen = true;
-                    session.server_shutdown();
-                }
-            }
+        tokio::select! {
+            biased;
+            w = &mut writing => Ok(w),
+            r = &mut reader => Err(r),
         }
     };
     match end {
@@ -296,16 +295,9 @@ async fn write_loop(
             return WriteEnd::Failed;
         }
         let next = match echo.as_deref_mut() {
-            Some(rx) => tokio::select! {
-                biased;
-                c = rx.recv() => match c {
-                    Some(Ctrl::Data(op, b)) => Outgoing::Data(op, b),
-                    Some(Ctrl::Pong(b)) => Outgoing::Raw(server_frame(OpCode::Pong, &b)),
-                    Some(Ctrl::Raw(b)) => Outgoing::Raw(b),
-                    Some(Ctrl::Close(_)) | None => std::future::pending().await,
-                },
-                out = session.next_write() => out,
-            },
+            // Boxed: the echo endpoint (Autobahn) only; unboxed, its select would size every
+            // client connection's task.
+            Some(rx) => Box::pin(echo_next(session, rx)).await,
             None => session.next_write().await,
         };
         match next {
@@ -331,7 +323,22 @@ async fn write_loop(
     }
 }
 
-/// Reads and parses until the transport ends, the peer closes, or a violation.
+/// The echo endpoint's next write: an echoed message or pong, or the session's close.
+async fn echo_next(session: &Session, rx: &mut mpsc::Receiver<Ctrl>) -> Outgoing {
+    tokio::select! {
+        biased;
+        c = rx.recv() => match c {
+            Some(Ctrl::Data(op, b)) => Outgoing::Data(op, b),
+            Some(Ctrl::Pong(b)) => Outgoing::Raw(server_frame(OpCode::Pong, &b)),
+            Some(Ctrl::Raw(b)) => Outgoing::Raw(b),
+            Some(Ctrl::Close(_)) | None => std::future::pending().await,
+        },
+        out = session.next_write() => out,
+    }
+}
+
+/// Reads and parses until the transport ends, the peer closes, or a violation (see
+/// [`reader`]).
 async fn read_loop(
     session: &Session,
     sock: &Socket,
@@ -339,57 +346,10 @@ async fn read_loop(
     echo: Option<mpsc::Sender<Ctrl>>,
     limits: ConnLimits,
 ) -> ReadEnd {
-    let mut parser = Parser::new(limits.message_size_limit);
-    let mut discard = false;
-    let mut events = Vec::new();
-    if !early.is_empty() {
-        parser.feed(&early, &mut events);
-    }
+    let mut reader = reader::Reader::new(limits.message_size_limit, &early);
     drop(early);
-    loop {
-        for event in events.drain(..) {
-            match event {
-                Event::Message(opcode, payload) => {
-                    if discard || session.is_closing() {
-                        discard = true;
-                        continue;
-                    }
-                    metrics::message_received(payload.len());
-                    if !session.on_message(opcode, payload, echo.as_ref()).await {
-                        discard = true;
-                    }
-                }
-                Event::Ping(payload) => {
-                    if !discard && !Box::pin(pong(session, payload, echo.as_ref())).await {
-                        discard = true;
-                    }
-                }
-                Event::Pong => {}
-                Event::Close(payload) => return ReadEnd::PeerClose(payload),
-                Event::Violation(v) => return ReadEnd::Violation(v),
-            }
-        }
-        // Release the event list's memory between reads: idle connections hold nothing.
-        events = Vec::new();
-        if sock.stream.readable().await.is_err() {
-            return ReadEnd::Gone;
-        }
-        let read = SCRATCH_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            match sock.stream.try_read(&mut buf) {
-                Ok(0) => Err(()),
-                Ok(n) => {
-                    parser.feed(&buf[..n], &mut events);
-                    Ok(())
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-                Err(_) => Err(()),
-            }
-        });
-        if read.is_err() {
-            return ReadEnd::Gone;
-        }
-    }
+    let echo = echo.as_ref();
+    std::future::poll_fn(|cx| reader.poll_read(cx, session, sock, echo)).await
 }
 
 /// Answers a ping, in order with everything else the connection writes.
