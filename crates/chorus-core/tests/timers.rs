@@ -90,6 +90,15 @@ impl chorus_core::outbound::DirectWrite for Wire {
     }
 }
 
+/// Advances (paused) time in 50 ms steps until `n` writes reached the wire; fails after `within`.
+async fn wait_for_writes(wire: &Wire, n: usize, within: Duration) {
+    let start = tokio::time::Instant::now();
+    while wire.0.lock().unwrap().len() < n {
+        assert!(start.elapsed() <= within, "no write {n} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn pings_go_out_from_the_wheel_without_the_connection_writer_and_a_pong_keeps_it() {
     // The quiet-connection rule measures real time; this test's clock is paused.
@@ -101,19 +110,22 @@ async fn pings_go_out_from_the_wheel_without_the_connection_writer_and_a_pong_ke
     c.client.set_direct_writer(wire.clone());
     // The writer comes back for more after the connect reply (it holds no batch now)...
     assert_eq!(next_event(&c, Duration::ZERO).await, None);
-    // ...and is not polled again: the node's timer wheel writes the ping directly.
-    tokio::time::sleep(Duration::from_secs(26)).await;
+    // ...and is not polled again: the node's timer wheel writes the ping directly, at a
+    // random point of [12.5 s, 25 s] (plus at most one 250 ms wheel step).
+    wait_for_writes(&wire, 1, Duration::from_millis(25_300)).await;
     assert_eq!(*wire.0.lock().unwrap(), vec![b"{}".to_vec()]);
     assert_eq!(next_event(&c, Duration::ZERO).await, None, "nothing queued");
-    // The pong arrives: 8 s later (the pong timeout) the connection is still open, and the
-    // next ping follows 25 s after the first.
+    // The pong arrives at once: past the pong timeout (8 s) the connection is still open,
+    // and the next ping follows 25 s after the first.
     c.send("{}").await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(!c.client.is_closed());
-    tokio::time::sleep(Duration::from_secs(16)).await;
-    assert_eq!(wire.0.lock().unwrap().len(), 2, "second ping");
-    // No pong this time: closed with 3012 within the pong timeout and one wheel step.
-    tokio::time::sleep(Duration::from_millis(8_250)).await;
+    assert_eq!(wire.0.lock().unwrap().len(), 1, "no second ping yet");
+    wait_for_writes(&wire, 2, Duration::from_millis(15_300)).await;
+    // No pong this time: closed with 3012 after the pong timeout, within one wheel step.
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    assert!(!c.client.is_closed(), "not before the pong timeout");
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(c.client.is_closed());
     match next_event(&c, Duration::ZERO).await {
         Some(WriteEvent::Close(d)) => assert_eq!(d.code, 3012),
