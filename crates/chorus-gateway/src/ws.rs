@@ -272,6 +272,9 @@ pub fn upgrade<B>(
                 }
             };
             let guard = ConnectionGuard::open();
+            // The socket is ours now: the session keeps the registry entry, and the
+            // connection's shed token and request clock go (see `SessionHold`).
+            let held = held.map(Conn::into_session);
             match tcp_parts(ws.into_inner()) {
                 Ok((stream, early)) => {
                     // Its own task: this one (the upgrade wait, its timer) ends here, and

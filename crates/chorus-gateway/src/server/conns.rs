@@ -28,7 +28,7 @@ pub mod io;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -154,7 +154,8 @@ struct Inner {
 #[derive(Debug)]
 struct Entry {
     state: State,
-    shed: CancellationToken,
+    /// `None` once the connection became a session ([`Conn::into_session`]): never shed.
+    shed: Option<CancellationToken>,
 }
 
 impl Inner {
@@ -193,7 +194,7 @@ impl Inner {
         };
         let entry = self.remove(id)?;
         self.closing += 1;
-        Some((state, entry.shed))
+        Some((state, entry.shed.unwrap_or_default()))
     }
 
     fn remove(&mut self, id: u64) -> Option<Entry> {
@@ -285,7 +286,7 @@ impl Registry {
                 id,
                 Entry {
                     state: State::Pending,
-                    shed: shed_signal.clone(),
+                    shed: Some(shed_signal.clone()),
                 },
             );
             inner.enter(id, State::Pending);
@@ -299,6 +300,7 @@ impl Registry {
         let conn = Conn(Arc::new(Shared {
             id,
             registry: self.clone(),
+            handed_over: AtomicBool::new(false),
             shed: shed_signal,
             request_start: AtomicU64::new(0),
         }));
@@ -338,6 +340,20 @@ impl Registry {
         }
     }
 
+    /// Makes `id` a session (Upgraded, final) and drops the entry's shed token. False if the
+    /// entry is gone (shed before the 101).
+    fn hand_over(&self, id: u64) -> bool {
+        self.transition(id, State::Upgraded);
+        let mut inner = self.lock();
+        match inner.entries.get_mut(&id) {
+            Some(entry) if entry.state == State::Upgraded => {
+                entry.shed = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn release(&self, id: u64, was_shed: bool) {
         let entry = {
             let mut inner = self.lock();
@@ -370,6 +386,8 @@ pub struct Conn(Arc<Shared>);
 struct Shared {
     id: u64,
     registry: Arc<Registry>,
+    /// The entry was handed to a [`SessionHold`], which releases it.
+    handed_over: AtomicBool,
     shed: CancellationToken,
     /// When the current request's first byte was read: nanoseconds since the registry's epoch,
     /// plus one; 0 = no request under way.
@@ -378,7 +396,31 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.registry.release(self.id, self.shed.is_cancelled());
+        if !self.handed_over.load(Ordering::Acquire) {
+            self.registry.release(self.id, self.shed.is_cancelled());
+        }
+    }
+}
+
+/// What a WebSocket session holds of its registry entry from the 101 on: the entry counts
+/// toward the descriptor budget until this is dropped, and is never shed. The connection's
+/// [`Conn`] (its shed token, its request clock) is freed as soon as hyper lets the socket go:
+/// 124 B per idle connection (heaptrack).
+#[derive(Debug)]
+pub struct SessionHold(Hold);
+
+#[derive(Debug)]
+enum Hold {
+    Session { registry: Arc<Registry>, id: u64 },
+    /// Shed before the 101 (a race): the connection keeps its `Conn` and ends as shed.
+    Conn(#[allow(dead_code)] Conn),
+}
+
+impl Drop for SessionHold {
+    fn drop(&mut self) {
+        if let Hold::Session { registry, id } = &self.0 {
+            registry.release(*id, false);
+        }
     }
 }
 
@@ -401,6 +443,20 @@ impl Conn {
     /// The connection answered `101 Switching Protocols`: from now on a session, never shed.
     pub fn set_upgraded(&self) {
         self.0.registry.transition(self.0.id, State::Upgraded);
+    }
+
+    /// [`Conn::set_upgraded`], and the registry entry handed to the session: see
+    /// [`SessionHold`].
+    pub fn into_session(self) -> SessionHold {
+        if self.0.registry.hand_over(self.0.id) {
+            self.0.handed_over.store(true, Ordering::Release);
+            SessionHold(Hold::Session {
+                registry: self.0.registry.clone(),
+                id: self.0.id,
+            })
+        } else {
+            SessionHold(Hold::Conn(self))
+        }
     }
 
     /// A response was produced: the connection goes idle (keep-alive) until the next request.

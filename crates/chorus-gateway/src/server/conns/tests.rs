@@ -96,6 +96,40 @@ fn an_entry_lives_until_its_last_clone_is_dropped() {
 }
 
 #[test]
+fn a_session_hold_keeps_the_entry_after_every_conn_clone_is_gone() {
+    let registry = Registry::new(2);
+    let (conn, _) = admitted(&registry);
+    conn.set_busy();
+    conn.set_upgraded();
+    let hyper_side = conn.clone();
+    let hold = conn.into_session();
+    drop(hyper_side); // hyper lets the socket go: the Conn (and its shed token) is freed
+    assert_eq!(registry.counts(), (0, 0, 0, 1));
+    assert!(matches!(registry.lock().entries.values().next(), Some(e) if e.shed.is_none()));
+    // Still counted in the budget, never shed: with one pending the budget is full.
+    let (_pending, _) = admitted(&registry);
+    let (_third, shed) = admitted(&registry);
+    assert_eq!(shed, Some(State::Pending));
+    assert_eq!(registry.counts(), (1, 0, 0, 1));
+    drop(hold); // the session ends
+    assert_eq!(registry.counts(), (1, 0, 0, 0));
+}
+
+#[test]
+fn a_connection_shed_before_its_101_ends_as_shed_even_as_a_session() {
+    let registry = Registry::new(1);
+    let (first, _) = admitted(&registry);
+    let (_second, shed) = admitted(&registry);
+    assert_eq!(shed, Some(State::Pending));
+    let hold = first.into_session(); // the 101 raced the shed
+    assert!(matches!(hold.0, Hold::Conn(_)));
+    assert_eq!(registry.lock().closing, 1);
+    drop(hold); // its socket goes: the closing slot is freed
+    assert_eq!(registry.lock().closing, 0);
+    assert_eq!(registry.counts(), (1, 0, 0, 0));
+}
+
+#[test]
 fn a_shed_entry_frees_its_slot_at_once_and_ignores_later_transitions() {
     let registry = Registry::new(1);
     let (first, _) = admitted(&registry);
