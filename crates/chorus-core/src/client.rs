@@ -154,7 +154,7 @@ impl Client {
             opts.direct_write_min_interval.get(),
             params.protocol,
         ));
-        let timers = timers::Timers::new(opts);
+        let timers = timers::Timers::new(opts, node.wheel());
         Arc::new_cyclic(|me| Client {
             node: node.clone(),
             me: me.clone(),
@@ -431,5 +431,17 @@ impl Client {
         }
         let user = self.user();
         self.node.unregister_client(&self.id, &user);
+    }
+}
+
+#[cfg(test)]
+mod size_guard {
+    /// Every idle connection holds one `Client` and one `Outbound` (each in an `Arc`):
+    /// jemalloc rounds `Client` (+16 B) up to 384 B and `Outbound` (+16 B) to 256 B. Growing
+    /// either past these bounds costs 64 B per connection or more; see docs/benchmarks.md (S1).
+    #[test]
+    fn per_connection_structs_stay_within_their_size_class() {
+        assert!(std::mem::size_of::<super::Client>() <= 368);
+        assert!(std::mem::size_of::<crate::outbound::Outbound>() <= 240);
     }
 }

@@ -79,6 +79,16 @@ impl<T> Wheel<T> {
         u64::try_from(since / self.step.as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// `at` as nanoseconds since the wheel's base (0 for anything earlier).
+    pub(crate) fn nanos_since_base(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant `nanos` after the wheel's base.
+    pub(crate) fn instant_at_nanos(&self, nanos: u64) -> Instant {
+        self.base + Duration::from_nanos(nanos)
+    }
+
     /// When the turn of `tick` comes.
     pub(crate) fn instant_of(&self, tick: u64) -> Instant {
         let nanos = u64::try_from(self.step.as_nanos()).unwrap_or(u64::MAX);

@@ -18,36 +18,65 @@ use super::Client;
 use crate::clock::{self, unix_now};
 use crate::options::ClientOptions;
 use crate::sync;
+use crate::wheel::Wheel;
+
+/// An instant as nanoseconds since the node's wheel base, plus one; 0 = none. 8 B where an
+/// `Option<Instant>` takes 16: five per connection (with the intervals read from the node's
+/// options, this took `Client` from 408 to 328 B, one allocator size class down).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct At(u64);
+
+impl At {
+    const NONE: At = At(0);
+
+    fn new(wheel: &Wheel<Arc<str>>, at: Option<Instant>) -> At {
+        match at {
+            Some(at) => At(wheel.nanos_since_base(at).saturating_add(1)),
+            None => At::NONE,
+        }
+    }
+
+    fn get(self, wheel: &Wheel<Arc<str>>) -> Option<Instant> {
+        (self.0 != 0).then(|| wheel.instant_at_nanos(self.0 - 1))
+    }
+
+    fn is_some(self) -> bool {
+        self.0 != 0
+    }
+
+    /// Due by `now` (given as nanoseconds since the base, plus one).
+    fn due(self, now: At) -> bool {
+        self.0 != 0 && now.0 >= self.0
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     /// Close with 3502 if not connected by then.
-    stale: Option<Instant>,
-    next_ping: Option<Instant>,
+    stale: At,
+    next_ping: At,
     /// Close with 3012 if no pong by then.
-    pong_deadline: Option<Instant>,
+    pong_deadline: At,
     /// Check connection and subscription expiry at this instant.
-    expiry_check: Option<Instant>,
+    expiry_check: At,
     /// The connection expires (3005) at this instant unless refreshed (expiry + grace).
-    conn_deadline: Option<Instant>,
-    ping_interval: Duration,
-    pong_timeout: Duration,
-    /// The wheel tick of this connection's live entry.
-    filed: Option<u64>,
+    conn_deadline: At,
+    /// The wheel tick of this connection's live entry (ticks start at 1; 0 = none).
+    filed: u64,
 }
 
 impl Timers {
-    pub(crate) fn new(opts: &ClientOptions) -> Self {
+    pub(crate) fn new(opts: &ClientOptions, wheel: &Wheel<Arc<str>>) -> Self {
+        let stale = (!opts.stale_close_delay.is_zero())
+            .then(|| Instant::now() + opts.stale_close_delay.get());
         Timers {
-            stale: (!opts.stale_close_delay.is_zero())
-                .then(|| Instant::now() + opts.stale_close_delay.get()),
-            ping_interval: opts.ping_interval.get(),
-            pong_timeout: opts.pong_timeout.get(),
+            stale: At::new(wheel, stale),
             ..Default::default()
         }
     }
 
-    fn earliest(&self) -> Option<Instant> {
+    /// The earliest deadline (as packed: 0 = none).
+    fn earliest(&self) -> At {
         [
             self.stale,
             self.next_ping,
@@ -55,8 +84,9 @@ impl Timers {
             self.expiry_check,
         ]
         .into_iter()
-        .flatten()
-        .min()
+        .filter(|a| a.is_some())
+        .min_by_key(|a| a.0)
+        .unwrap_or(At::NONE)
     }
 }
 
@@ -74,14 +104,14 @@ impl Client {
     /// Files the connection's earliest deadline in the node's wheel unless an entry for the
     /// same or an earlier turn is live (its visit re-files). Called with the timers locked.
     fn file(&self, t: &mut Timers) {
-        let Some(at) = t.earliest() else {
+        let wheel = self.node.wheel();
+        let Some(at) = t.earliest().get(wheel) else {
             return;
         };
-        let wheel = self.node.wheel();
-        if t.filed.is_some_and(|tick| wheel.instant_of(tick) <= at) {
+        if t.filed != 0 && wheel.instant_of(t.filed) <= at {
             return;
         }
-        t.filed = Some(wheel.insert(at, self.id.clone()));
+        t.filed = wheel.insert(at, self.id.clone());
     }
 
     /// Files the stale deadline of a new connection (once it is in the hub).
@@ -93,12 +123,15 @@ impl Client {
     /// Called after a successful connect: stop the stale timer, start pings (first one at a
     /// random point in [interval/2, interval) so mass reconnects do not ping in lockstep).
     pub(super) fn start_session_timers(&self) {
+        let interval = self.node.options().client.ping_interval.get();
+        let wheel = self.node.wheel();
         let mut t = self.lock_timers();
-        t.stale = None;
-        if !t.ping_interval.is_zero() {
-            let half = t.ping_interval / 2;
+        t.stale = At::NONE;
+        if !interval.is_zero() {
+            let half = interval / 2;
             let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-            t.next_ping = Some(Instant::now() + half + Duration::from_millis(jitter));
+            let first = Instant::now() + half + Duration::from_millis(jitter);
+            t.next_ping = At::new(wheel, Some(first));
         }
         self.file(&mut t);
     }
@@ -115,15 +148,16 @@ impl Client {
             .min()
             .map(|t| instant_at(t, Duration::ZERO));
         drop(st);
+        let wheel = self.node.wheel();
         let mut t = self.lock_timers();
-        t.conn_deadline = conn;
-        t.expiry_check = [conn, subs].into_iter().flatten().min();
+        t.conn_deadline = At::new(wheel, conn);
+        t.expiry_check = At::new(wheel, [conn, subs].into_iter().flatten().min());
         self.file(&mut t);
     }
 
     pub(super) fn on_pong(&self) {
         // The deadline moves later (to the next ping): the live entry's visit re-files.
-        self.lock_timers().pong_deadline = None;
+        self.lock_timers().pong_deadline = At::NONE;
     }
 
     /// Drops every deadline: a closed connection has no timers (its wheel entry is ignored).
@@ -136,10 +170,10 @@ impl Client {
     /// Runs on the wheel's task; a ping goes out through the connection's direct write.
     pub(crate) fn on_wheel(&self, tick: u64) {
         let mut t = self.lock_timers();
-        if t.filed != Some(tick) {
+        if t.filed != tick {
             return;
         }
-        t.filed = None;
+        t.filed = 0;
         drop(t);
         if self.is_closed() {
             self.stop_timers();
@@ -156,41 +190,42 @@ impl Client {
 
     /// Runs whatever timers are due.
     fn on_timers(&self) {
-        let now = Instant::now();
+        let opts = &self.node.options().client;
+        let wheel = self.node.wheel();
+        let now_instant = Instant::now();
+        let now = At::new(wheel, Some(now_instant));
         let mut t = self.lock_timers();
-        if t.stale.is_some_and(|d| now >= d) {
-            t.stale = None;
+        if t.stale.due(now) {
+            t.stale = At::NONE;
             drop(t);
             self.disconnect(codes::DISCONNECT_STALE.into());
             return;
         }
-        if t.pong_deadline.is_some_and(|d| now >= d) {
-            t.pong_deadline = None;
+        if t.pong_deadline.due(now) {
+            t.pong_deadline = At::NONE;
             drop(t);
             self.disconnect(codes::DISCONNECT_NO_PONG.into());
             return;
         }
-        if t.next_ping.is_some_and(|d| now >= d) {
-            t.next_ping = Some(now + t.ping_interval);
-            if !t.pong_timeout.is_zero() && t.pong_deadline.is_none() {
-                t.pong_deadline = Some(now + t.pong_timeout);
+        if t.next_ping.due(now) {
+            t.next_ping = At::new(wheel, Some(now_instant + opts.ping_interval.get()));
+            if !opts.pong_timeout.is_zero() && !t.pong_deadline.is_some() {
+                t.pong_deadline = At::new(wheel, Some(now_instant + opts.pong_timeout.get()));
             }
             drop(t);
             self.outbound.push(ping_message(self.params.protocol));
             t = self.lock_timers();
         }
-        if t.expiry_check.is_some_and(|d| now >= d) {
-            t.expiry_check = None;
+        if t.expiry_check.due(now) {
+            t.expiry_check = At::NONE;
             drop(t);
             self.check_expiry();
         }
     }
 
     fn check_expiry(&self) {
-        let due = self
-            .lock_timers()
-            .conn_deadline
-            .is_some_and(|d| Instant::now() >= d);
+        let now = At::new(self.node.wheel(), Some(Instant::now()));
+        let due = self.lock_timers().conn_deadline.due(now);
         if due {
             self.disconnect(codes::DISCONNECT_EXPIRED.into());
             return;

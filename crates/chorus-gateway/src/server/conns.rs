@@ -411,7 +411,10 @@ pub struct SessionHold(Hold);
 
 #[derive(Debug)]
 enum Hold {
-    Session { registry: Arc<Registry>, id: u64 },
+    Session {
+        registry: Arc<Registry>,
+        id: u64,
+    },
     /// Shed before the 101 (a race): the connection keeps its `Conn` and ends as shed.
     Conn(#[allow(dead_code)] Conn),
 }
