@@ -95,12 +95,10 @@ impl Hub {
         self.clients.insert(client.id_shared(), client);
     }
 
-    /// Indexes an authenticated connection by its user.
-    pub(crate) fn add_user(&self, user: Arc<str>, client_id: &str) {
-        self.users
-            .entry(user)
-            .or_default()
-            .insert(Arc::from(client_id));
+    /// Indexes an authenticated connection by its user (`client_id` is the connection's own
+    /// shared id: no copy per connection).
+    pub(crate) fn add_user(&self, user: Arc<str>, client_id: Arc<str>) {
+        self.users.entry(user).or_default().insert(client_id);
     }
 
     pub(crate) fn remove_client(&self, id: &str, user: &Arc<str>) {
@@ -164,6 +162,15 @@ impl Hub {
 
     /// Adds a subscriber (in its buffering phase). Returns false if the client already had
     /// one for this channel.
+    /// The channel's name as the hub already holds it, else a new one: the subscribers of a
+    /// room share one allocation of its name instead of one each.
+    pub(crate) fn channel_name(&self, channel: &str) -> Arc<str> {
+        match self.channels.get(channel) {
+            Some(entry) => entry.key().clone(),
+            None => Arc::from(channel),
+        }
+    }
+
     pub(crate) fn add_subscriber(&self, sub: Arc<Subscriber>) -> bool {
         // Inserting under the shard's write lock orders this against `remove_channel_if_empty`.
         {

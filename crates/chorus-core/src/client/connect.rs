@@ -51,7 +51,7 @@ impl Client {
             st.conn_info = claims.info.clone();
             st.expires_at = expires_at;
         }
-        node.hub().add_user(user, &self.id);
+        node.hub().add_user(user, self.id.clone());
 
         // Server-side subscriptions: the `channels` claim, then `subs` with options.
         let mut server_subs: Vec<(String, ServerSubOptions)> = claims

@@ -299,7 +299,7 @@ impl Client {
                     .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
             }
         }
-        let channel: Arc<str> = Arc::from(spec.channel.as_str());
+        let channel = node.hub().channel_name(&spec.channel);
         // A lost subscription (position gap) is replaced by the new one.
         let stale = self
             .lock_state()

@@ -41,6 +41,13 @@ struct State {
     epoch: Arc<str>,
 }
 
+/// The epoch of a subscriber not live yet: one shared empty string, not an allocation per
+/// subscriber.
+fn no_epoch() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
+}
+
 #[derive(Debug)]
 pub struct Subscriber {
     pub(crate) client_id: Arc<str>,
@@ -83,7 +90,7 @@ impl Subscriber {
             state: Mutex::new(State {
                 phase: Phase::Buffering(Vec::new()),
                 last_offset: 0,
-                epoch: Arc::from(""),
+                epoch: no_epoch(),
             }),
         }
     }
@@ -239,7 +246,11 @@ impl Subscriber {
             return;
         };
         st.last_offset = offset;
-        st.epoch = Arc::from(epoch);
+        st.epoch = if epoch.is_empty() {
+            no_epoch()
+        } else {
+            Arc::from(epoch)
+        };
         for item in buf {
             if matches!(st.phase, Phase::Lost) {
                 break;
