@@ -13,11 +13,13 @@ use serde_json::Value;
 
 use crate::cli::{Common, LayoutArgs};
 use crate::error::LoadError;
-use crate::fleet::{Auth, Connected, FleetSpec, Layout};
+use crate::fleet::{Auth, Connected, Fleet, FleetSpec, Layout};
 use crate::hist;
 use crate::net;
 use crate::partial::Partial;
+use crate::progress::Progress;
 use crate::report::Report;
+use crate::stats::Clock;
 use crate::stats::Counter;
 
 /// Extra seconds of timeline past the planned phases.
@@ -94,6 +96,26 @@ pub fn protocol_name(c: &Common) -> &'static str {
     } else {
         "json"
     }
+}
+
+/// Connects the fleet behind a progress bar, with the run's clock origin stamped on the spec,
+/// and logs the `connected` line. Returns the fleet, its counts, the seconds it took and the
+/// run's clock.
+pub async fn connect_fleet(
+    mut spec: FleetSpec,
+    max_per_process: usize,
+    progress: &Progress,
+) -> Result<(Fleet, Connected, f64, Clock), LoadError> {
+    let clock = Clock::new();
+    spec.origin_ns = clock.now_ns();
+    let total = spec.layout.total;
+    let started = std::time::Instant::now();
+    let bar = progress.counter("connect", total as u64);
+    let (fleet, connected) = Fleet::connect(spec, max_per_process, &bar).await?;
+    bar.finish_and_clear();
+    let connect_s = started.elapsed().as_secs_f64();
+    log_connected(connected, total, connect_s);
+    Ok((fleet, connected, connect_s, clock))
 }
 
 /// The line scripts wait for (`loadtest/scenarios/lib.sh` greps `^connected `).

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Common, IdleArgs, StormArgs};
 use crate::error::LoadError;
-use crate::fleet::{Fleet, Go};
+use crate::fleet::Go;
 use crate::hist;
 use crate::procfs::{sample_all, ProcSample};
 use crate::progress::{self, Progress};
 use crate::report::Report;
 use crate::scenario::{self, connect_fields, failure_fields, recovery_fields};
-use crate::stats::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -38,18 +37,12 @@ async fn run(
     kind: Kind,
     progress: &Progress,
 ) -> Result<Report, LoadError> {
-    let mut spec = scenario::prepare(c, 0, hold).await?;
+    let spec = scenario::prepare(c, 0, hold).await?;
     let layout = spec.layout;
     let pids = &c.server.server_pids;
     let base = sample_all(pids);
-    let clock = Clock::new();
-    spec.origin_ns = clock.now_ns();
-    let started = Instant::now();
-    let bar = progress.counter("connect", layout.total as u64);
-    let (mut fleet, connected) = Fleet::connect(spec, c.connect.max_per_process, &bar).await?;
-    bar.finish_and_clear();
-    let connect_s = started.elapsed().as_secs_f64();
-    scenario::log_connected(connected, layout.total, connect_s);
+    let (mut fleet, connected, connect_s, clock) =
+        scenario::connect_fleet(spec, c.connect.max_per_process, progress).await?;
     let after_connect = sample_all(pids);
     let extra_before = sample_all(&c.server.extra_pids);
     let now = clock.now_ns();

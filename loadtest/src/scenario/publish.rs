@@ -20,7 +20,7 @@ use crate::progress::{self, Progress};
 use crate::publisher::{self, ApiPlan};
 use crate::report::Report;
 use crate::scenario::{self, connect_fields, failure_fields, recovery_fields};
-use crate::stats::{Clock, Counter, Shared};
+use crate::stats::{Counter, Shared};
 
 /// Time between "go" and the first scheduled publication, so that every process has the
 /// schedule before it starts.
@@ -81,7 +81,7 @@ async fn run(c: &Common, plan: Plan<'_>, progress: &Progress) -> Result<Report, 
             "the rate must be > 0 and --warmup < --duration".into(),
         ));
     }
-    let mut spec = scenario::prepare(c, plan.publishers, run.duration + run.drain).await?;
+    let spec = scenario::prepare(c, plan.publishers, run.duration + run.drain).await?;
     let layout = spec.layout;
     let rooms = layout.rooms();
     let api = match plan.api {
@@ -91,14 +91,8 @@ async fn run(c: &Common, plan: Plan<'_>, progress: &Progress) -> Result<Report, 
         )),
         None => None,
     };
-    let clock = Clock::new();
-    spec.origin_ns = clock.now_ns();
-    let started = Instant::now();
-    let bar = progress.counter("connect", layout.total as u64);
-    let (mut fleet, connected) = Fleet::connect(spec, c.connect.max_per_process, &bar).await?;
-    bar.finish_and_clear();
-    let connect_s = started.elapsed().as_secs_f64();
-    scenario::log_connected(connected, layout.total, connect_s);
+    let (mut fleet, _, connect_s, clock) =
+        scenario::connect_fleet(spec, c.connect.max_per_process, progress).await?;
 
     let lead = if fleet.processes() > 1 {
         LEAD_WORKERS
