@@ -168,19 +168,7 @@ pub fn failure_fields(r: &mut Report, p: &Partial) {
 /// Resubscribe / reconnect figures (see `recovery`).
 pub fn recovery_fields(r: &mut Report, p: &Partial) {
     r.quiet_section("recovery");
-    for c in [
-        Counter::UnsubscribePushes,
-        Counter::ResubscribePushes,
-        Counter::ResubscribesSent,
-        Counter::Resubscribed,
-        Counter::ResubscribeErrors,
-        Counter::RecoveredTrue,
-        Counter::RecoveredFalse,
-        Counter::RecoveredPublications,
-        Counter::ReconnectAttempts,
-        Counter::ReconnectFailures,
-        Counter::Reconnected,
-    ] {
+    for &c in Counter::RECOVERY {
         r.put(c.name(), p.counter(c));
     }
     r.put(

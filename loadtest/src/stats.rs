@@ -180,6 +180,11 @@ impl Counter {
         Counter::Reconnected,
     ];
 
+    /// The resubscribe / reconnect counters: the tail of [`Counter::ALL`], from
+    /// `UnsubscribePushes` on (reported in their own section).
+    pub const RECOVERY: &'static [Counter] =
+        Counter::ALL.split_at(Counter::UnsubscribePushes as usize).1;
+
     /// The JSON key (kept from the first versions of the tool: scripts read them).
     pub const fn name(self) -> &'static str {
         match self {
@@ -474,6 +479,9 @@ mod tests {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i);
         }
+        assert_eq!(Counter::RECOVERY.first(), Some(&Counter::UnsubscribePushes));
+        assert_eq!(Counter::RECOVERY.last(), Some(&Counter::Reconnected));
+        assert_eq!(Counter::RECOVERY.len(), 11);
     }
 
     #[test]
