@@ -278,12 +278,16 @@ pub fn upgrade<B>(
             match tcp_parts(ws.into_inner()) {
                 Ok((stream, early)) => {
                     // Its own task: this one (the upgrade wait, its timer) ends here, and
-                    // the connection's task holds only the lean driver (its future: 920 B;
-                    // with both in one task: 4 KiB per idle connection).
-                    // (No wrapping `async move { run.await }`: rustc would store the
-                    // captured future and the awaited one side by side, 2 × its size.)
+                    // the connection's task holds only the lean driver (see `lean::Driver`;
+                    // with both in one task: 4 KiB per idle connection). The span (40 B) is
+                    // carried only when debug logging is on for it.
                     let run = lean::run(session, stream, early, limits, (held, guard));
-                    tracker.spawn(run.instrument(tracing::Span::current()));
+                    let span = tracing::Span::current();
+                    if span.is_disabled() {
+                        tracker.spawn(run);
+                    } else {
+                        tracker.spawn(run.instrument(span));
+                    }
                 }
                 Err(upgraded) => {
                     // Boxed: the generic driver's future is ~8 KiB, and an unboxed one would

@@ -255,7 +255,7 @@ async fn read_frames(
                     continue;
                 }
                 metrics::message_received(message.1.len());
-                if !session.on_message(message.0, message.1, Some(ctrl)).await {
+                if !Box::pin(session.on_message(message.0, message.1, Some(ctrl))).await {
                     discard = true;
                 }
             }

@@ -27,23 +27,26 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use chorus_core::outbound::{Direct, DirectWrite};
 use fastwebsockets::OpCode;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, Instant};
 
 use super::conn::{ConnLimits, Ctrl};
 use super::frame::{server_frame, server_head, MAX_HEAD};
-use super::message::{close_echo, close_payload, violation_close, Violation};
-use super::session::{data_opcode, Outgoing, Session};
+use super::message::Violation;
+use super::session::{data_opcode, Session};
 use crate::metrics;
 
+mod driver;
 mod reader;
+
+pub use driver::Driver;
+use driver::{Echo, Writer};
 
 /// Per-thread read buffer. 32 KiB: a read takes what the socket holds up to this; a bigger
 /// frame is assembled over several reads in the connection's `partial` buffer.
@@ -139,40 +142,6 @@ impl Socket {
     }
 }
 
-/// The frame the connection's task is writing (what the socket did not take at once).
-#[derive(Debug, Default)]
-struct Writer {
-    pending: Bytes,
-}
-
-impl Writer {
-    /// Writes `pending` to the end. Cancel-safe: progress is kept in `self`.
-    async fn flush(&mut self, sock: &Socket) -> io::Result<()> {
-        while !self.pending.is_empty() {
-            sock.stream.writable().await?;
-            match sock.stream.try_write(&self.pending) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.pending.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    async fn flush_by(&mut self, sock: &Socket, limit: Duration) -> bool {
-        matches!(timeout(limit, self.flush(sock)).await, Ok(Ok(())))
-    }
-}
-
-/// How the writer stopped.
-enum WriteEnd {
-    /// The close frame (none for 3000) is out and TCP half-closed.
-    Closed,
-    /// A write failed or timed out.
-    Failed,
-}
-
 /// How the reader stopped.
 enum ReadEnd {
     /// EOF or a read error: the transport is gone.
@@ -183,71 +152,38 @@ enum ReadEnd {
     Violation(Violation),
 }
 
-/// Runs a connection over our own TCP socket to its end, then cleans the session up.
-/// `early` holds bytes hyper read past the handshake; `hold` is kept until the end (the
-/// connection's registry entry and gauge guard).
+/// The task that runs a connection over our own TCP socket to its end, then cleans the
+/// session up (see [`Driver`]). `early` holds bytes hyper read past the handshake; `hold` is
+/// kept until the end (the connection's registry entry and gauge guard).
 ///
 /// No shutdown signal of its own: at shutdown the node closes every client it holds (3001,
 /// spread over the drain window, then any that registered meanwhile), and the echo session
 /// watches its own token. (Waiting on a cancellation token here cost 72 B per connection.)
-pub async fn run<H: Send>(
+pub fn run<H: Send>(
     session: Session,
     stream: TcpStream,
     early: Bytes,
     limits: ConnLimits,
     hold: H,
-) {
+) -> Driver<H> {
     let opcode = match &session {
         Session::Client(c) => data_opcode(c.protocol()),
         Session::Echo(_) => OpCode::Text,
     };
     let sock = Arc::new(Socket { stream, opcode });
-    let (echo_tx, mut echo_rx) = match &session {
+    let echo = match &session {
         Session::Client(client) => {
             client.set_direct_writer(sock.clone());
-            (None, None)
+            None
         }
-        Session::Echo(_) => {
+        Session::Echo(shutdown) => {
             let (tx, rx) = mpsc::channel(ECHO_CAPACITY);
-            (Some(tx), Some(rx))
+            let shutdown = Box::pin(shutdown.clone().cancelled_owned());
+            Some(Box::new(Echo { tx, rx, shutdown }))
         }
     };
-    let mut writer = Writer::default();
-    let end = {
-        let mut reader = pin!(read_loop(&session, &sock, early, echo_tx, limits));
-        let mut writing = pin!(write_loop(
-            &session,
-            &sock,
-            &mut writer,
-            echo_rx.as_mut(),
-            limits.write_timeout
-        ));
-        tokio::select! {
-            biased;
-            w = &mut writing => Ok(w),
-            r = &mut reader => Err(r),
-        }
-    };
-    match end {
-        Ok(WriteEnd::Closed) => {
-            // Our close is out: the client is gone for the node; wait for the peer's close
-            // (or EOF) a little.
-            session.cleanup().await;
-            Box::pin(drain(&sock, Instant::now() + limits.close_linger)).await;
-        }
-        Ok(WriteEnd::Failed) => session.write_failed(),
-        Err(ReadEnd::Gone) => {}
-        Err(ReadEnd::PeerClose(payload)) => {
-            let echo = close_echo(&payload);
-            Box::pin(close_now(&session, &sock, &mut writer, echo, limits)).await;
-        }
-        Err(ReadEnd::Violation(v)) => {
-            let close = violation_close(&v);
-            Box::pin(close_now(&session, &sock, &mut writer, close, limits)).await;
-        }
-    }
-    Box::pin(session.cleanup()).await;
-    drop(hold);
+    let reader = reader::Reader::new(limits.message_size_limit, &early);
+    Driver::new(session, sock, reader, echo, limits, hold)
 }
 
 /// Closes from our side at once (peer close, violation): finishes the frame on the wire,
@@ -278,78 +214,6 @@ async fn close_now(
     // Nothing more will be written: the client is gone for the node while we linger.
     session.cleanup().await;
     drain(sock, Instant::now() + limits.close_linger).await;
-}
-
-async fn write_loop(
-    session: &Session,
-    sock: &Socket,
-    writer: &mut Writer,
-    mut echo: Option<&mut mpsc::Receiver<Ctrl>>,
-    write_timeout: Duration,
-) -> WriteEnd {
-    loop {
-        // Boxed: only a socket that did not take a frame at once gets here; an idle
-        // connection's task does not carry the timer and readiness futures.
-        if !writer.pending.is_empty() && !Box::pin(writer.flush_by(sock, write_timeout)).await {
-            tracing::debug!("websocket write failed or timed out");
-            return WriteEnd::Failed;
-        }
-        let next = match echo.as_deref_mut() {
-            // Boxed: the echo endpoint (Autobahn) only; unboxed, its select would size every
-            // client connection's task.
-            Some(rx) => Box::pin(echo_next(session, rx)).await,
-            None => session.next_write().await,
-        };
-        match next {
-            Outgoing::Data(opcode, bytes) => {
-                metrics::frame_sent(bytes.len());
-                writer.pending = server_frame(opcode, &bytes);
-            }
-            Outgoing::Raw(bytes) => writer.pending = bytes,
-            Outgoing::Close { code: 3000, .. } => {
-                sock.shutdown_write();
-                return WriteEnd::Closed;
-            }
-            Outgoing::Close { code, reason } => {
-                metrics::close_sent(code);
-                writer.pending = server_frame(OpCode::Close, &close_payload(code, &reason));
-                if !Box::pin(writer.flush_by(sock, write_timeout)).await {
-                    return WriteEnd::Failed;
-                }
-                sock.shutdown_write();
-                return WriteEnd::Closed;
-            }
-        }
-    }
-}
-
-/// The echo endpoint's next write: an echoed message or pong, or the session's close.
-async fn echo_next(session: &Session, rx: &mut mpsc::Receiver<Ctrl>) -> Outgoing {
-    tokio::select! {
-        biased;
-        c = rx.recv() => match c {
-            Some(Ctrl::Data(op, b)) => Outgoing::Data(op, b),
-            Some(Ctrl::Pong(b)) => Outgoing::Raw(server_frame(OpCode::Pong, &b)),
-            Some(Ctrl::Raw(b)) => Outgoing::Raw(b),
-            Some(Ctrl::Close(_)) | None => std::future::pending().await,
-        },
-        out = session.next_write() => out,
-    }
-}
-
-/// Reads and parses until the transport ends, the peer closes, or a violation (see
-/// [`reader`]).
-async fn read_loop(
-    session: &Session,
-    sock: &Socket,
-    early: Bytes,
-    echo: Option<mpsc::Sender<Ctrl>>,
-    limits: ConnLimits,
-) -> ReadEnd {
-    let mut reader = reader::Reader::new(limits.message_size_limit, &early);
-    drop(early);
-    let echo = echo.as_ref();
-    std::future::poll_fn(|cx| reader.poll_read(cx, session, sock, echo)).await
 }
 
 /// Answers a ping, in order with everything else the connection writes.

@@ -78,6 +78,11 @@ impl Assembler {
         }
     }
 
+    /// No fragmented message is being assembled.
+    pub fn is_idle(&self) -> bool {
+        self.opcode.is_none()
+    }
+
     /// Feeds one data frame (Text, Binary or Continuation). Returns the complete message with
     /// its opcode when `fin` ends it.
     ///

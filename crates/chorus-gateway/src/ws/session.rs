@@ -30,7 +30,9 @@ pub enum Outgoing {
     Close { code: u16, reason: String },
 }
 
-/// The session behind one connection.
+/// The session behind one connection. Cloning is one reference count: a command's future
+/// owns a clone, so it does not borrow the connection's state.
+#[derive(Clone)]
 pub enum Session {
     /// A client of the v2 protocol, run by the core.
     Client(Arc<Client>),
@@ -44,6 +46,20 @@ impl std::fmt::Debug for Session {
         match self {
             Session::Client(c) => f.debug_tuple("Client").field(&c.id()).finish(),
             Session::Echo(_) => f.write_str("Echo"),
+        }
+    }
+}
+
+impl Outgoing {
+    /// What `client`'s write event means on the wire.
+    pub fn of(client: &Client, event: WriteEvent) -> Outgoing {
+        match event {
+            WriteEvent::Frame(bytes) => Outgoing::Data(data_opcode(client.protocol()), bytes),
+            WriteEvent::Raw(bytes) => Outgoing::Raw(bytes),
+            WriteEvent::Close(d) => Outgoing::Close {
+                code: d.code,
+                reason: d.reason,
+            },
         }
     }
 }
@@ -76,14 +92,13 @@ impl Session {
                     client.disconnect(Disconnect::from(DISCONNECT_BAD_REQUEST));
                     return false;
                 }
-                // Boxed: a command's future (subscribe awaits the broker) is large, and only
-                // exists while the command runs — not in every idle connection's task.
-                Box::pin(client.handle_frame(&payload)).await;
+                // Callers box this future: a command's future (subscribe awaits the broker) is
+                // large, and only exists while the command runs — not in every idle
+                // connection's task.
+                client.handle_frame(&payload).await;
                 !client.is_closed()
             }
-            (Session::Echo(_), Some(tx)) => {
-                Box::pin(tx.send(Ctrl::Data(opcode, payload))).await.is_ok()
-            }
+            (Session::Echo(_), Some(tx)) => tx.send(Ctrl::Data(opcode, payload)).await.is_ok(),
             (Session::Echo(_), None) => false,
         }
     }
@@ -91,14 +106,7 @@ impl Session {
     /// The next thing to write. Cancel-safe.
     pub async fn next_write(&self) -> Outgoing {
         match self {
-            Session::Client(client) => match client.next_write().await {
-                WriteEvent::Frame(bytes) => Outgoing::Data(data_opcode(client.protocol()), bytes),
-                WriteEvent::Raw(bytes) => Outgoing::Raw(bytes),
-                WriteEvent::Close(d) => Outgoing::Close {
-                    code: d.code,
-                    reason: d.reason,
-                },
-            },
+            Session::Client(client) => Outgoing::of(client, client.next_write().await),
             Session::Echo(shutdown) => {
                 shutdown.cancelled().await;
                 Outgoing::Close {

@@ -3,7 +3,8 @@
 //! Every idle connection's task holds its reader's state, so its size is per-connection
 //! memory. As an `async fn` (parser, event list, drain iterator, the awaited message and
 //! readiness futures, and copies of its arguments) it was 560 B; this struct is about 150 B:
-//! a command's future lives in a box only while it runs, and waiting for input holds nothing
+//! a command's future lives in a box only while it runs (it owns a clone of the session, so
+//! nothing borrows the connection's state), and waiting for input holds nothing
 //! (`poll_read_ready` registers the task's waker with the socket).
 
 use std::future::Future;
@@ -20,19 +21,19 @@ use crate::ws::frame::{Event, Parser};
 use crate::ws::session::Session;
 
 /// A message or ping being handled; resolves to false once input must be discarded.
-type Running<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+type Running = Pin<Box<dyn Future<Output = bool> + Send>>;
 
-pub(super) struct Reader<'a> {
+pub(super) struct Reader {
     parser: Parser,
     /// Events parsed from the last read, handled in order from `next`.
     events: Vec<Event>,
     next: usize,
     /// The session is closing (or a message failed): input is read and dropped.
     discard: bool,
-    running: Option<Running<'a>>,
+    running: Option<Running>,
 }
 
-impl<'a> Reader<'a> {
+impl Reader {
     /// A reader that first handles `early` (bytes read past the handshake).
     pub(super) fn new(message_size_limit: usize, early: &[u8]) -> Self {
         let mut reader = Reader {
@@ -53,9 +54,9 @@ impl<'a> Reader<'a> {
     pub(super) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
-        session: &'a Session,
+        session: &Session,
         sock: &Socket,
-        echo: Option<&'a mpsc::Sender<Ctrl>>,
+        echo: Option<&mpsc::Sender<Ctrl>>,
     ) -> Poll<ReadEnd> {
         loop {
             if let Some(running) = self.running.as_mut() {
@@ -101,8 +102,8 @@ impl<'a> Reader<'a> {
     fn start(
         &mut self,
         event: Event,
-        session: &'a Session,
-        echo: Option<&'a mpsc::Sender<Ctrl>>,
+        session: &Session,
+        echo: Option<&mpsc::Sender<Ctrl>>,
     ) -> Option<ReadEnd> {
         match event {
             Event::Message(opcode, payload) => {
@@ -111,11 +112,17 @@ impl<'a> Reader<'a> {
                     return None;
                 }
                 metrics::message_received(payload.len());
-                self.running = Some(Box::pin(session.on_message(opcode, payload, echo)));
+                let (session, echo) = (session.clone(), echo.cloned());
+                self.running = Some(Box::pin(async move {
+                    session.on_message(opcode, payload, echo.as_ref()).await
+                }));
             }
             Event::Ping(payload) => {
                 if !self.discard {
-                    self.running = Some(Box::pin(pong(session, payload, echo)));
+                    let (session, echo) = (session.clone(), echo.cloned());
+                    self.running = Some(Box::pin(async move {
+                        pong(&session, payload, echo.as_ref()).await
+                    }));
                 }
             }
             Event::Pong => {}
@@ -123,5 +130,14 @@ impl<'a> Reader<'a> {
             Event::Violation(v) => return Some(ReadEnd::Violation(v)),
         }
         None
+    }
+}
+
+impl Reader {
+    /// Stops handling input: a command still running is dropped (the connection is ending).
+    pub(super) fn stop(&mut self) {
+        self.running = None;
+        self.events = Vec::new();
+        self.next = 0;
     }
 }
