@@ -11,11 +11,12 @@
 //!   reader and writer futures, armed a write timer and copied the frame — 48 % of server CPU
 //!   was user space.
 //! * **Nothing held while idle.** Bytes are read into a per-thread scratch buffer and parsed
-//!   in place (`Parser`); the command future is boxed only while a command runs; the reader is
-//!   a poll function ([`reader`]) and waiting holds only wakers (no timer, no `Notified`, no
-//!   cancellation future). The whole task's future: 920 B. Before (heaptrack, idle
-//!   subscribed connection): an 8.2 KiB task (the reader and writer futures with their
-//!   selects, timers and fastwebsockets state) plus an 8 KiB read buffer.
+//!   in place (`Parser`); the command future is boxed only while a command runs; the task is
+//!   a hand-written future ([`Driver`], 216 B) whose reader is a poll function ([`reader`]),
+//!   and waiting holds only wakers (no timer, no `Notified`, no cancellation future). Before
+//!   (heaptrack, idle subscribed connection): an 8.2 KiB task (the reader and writer futures
+//!   with their selects, timers and fastwebsockets state) plus an 8 KiB read buffer; then a
+//!   920 B `async fn`.
 //!
 //! Close handshake (as [`super::conn`]): the peer's Close is echoed (status code only) after the
 //! frame on the wire is finished, TCP is half-closed, and input is drained until EOF or
