@@ -270,6 +270,7 @@ impl Client {
     pub(crate) fn send_push(&self, push: &Reply) {
         if let Some(bytes) = self.encode(push) {
             self.outbound.push(bytes);
+            metrics::client_sent(metrics::MessageType::Push, 1);
         }
     }
 
@@ -285,6 +286,7 @@ impl Client {
             return Err(ReplyTooLarge);
         }
         self.outbound.push_reply(bytes);
+        metrics::client_sent(metrics::MessageType::Reply, 1);
         Ok(())
     }
 

@@ -399,13 +399,17 @@ impl Hub {
 
 /// Encodes a join/leave once and enqueues it to the subscribers that receive them.
 fn deliver_event(entry: &ChannelEntry, channel: &str, event: Event) {
-    let push = match event {
-        Event::Join(info) => Encoded::join(channel, info),
-        Event::Leave(info) => Encoded::leave(channel, info),
+    let (push, kind) = match event {
+        Event::Join(info) => (Encoded::join(channel, info), metrics::MessageType::Join),
+        Event::Leave(info) => (Encoded::leave(channel, info), metrics::MessageType::Leave),
     };
     let no_epoch: Arc<str> = Arc::from("");
     let subs = entry.read();
+    let mut sent = 0;
     for sub in subs.values() {
-        sub.deliver_event(&push, &no_epoch);
+        if sub.deliver_event(&push, &no_epoch) == Delivery::Sent {
+            sent += 1;
+        }
     }
+    metrics::client_sent(kind, sent);
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub mod process;
+
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Gauge, Unit,
@@ -19,7 +21,20 @@ pub const SLOW: &str = "chorus_client_slow_total";
 pub const INSUFFICIENT_STATE: &str = "chorus_client_insufficient_state_total";
 pub const BAD_FRAMES: &str = "chorus_client_bad_frames_total";
 pub const RECOVER: &str = "chorus_client_recover_total";
-pub const DELIVERIES: &str = "chorus_broadcast_deliveries_total";
+/// Distinct users with at least one connection on this node (set when `/metrics` is read).
+pub const USERS: &str = "chorus_node_users";
+/// 1 when the node's engine (the broker: memory, or every Redis shard's publisher and
+/// subscriber connection) is usable, else 0 (set when `/metrics` is read).
+pub const ENGINE_UP: &str = "chorus_engine_up";
+/// Messages this node handed to its engine, by `type` (publication, join, leave, control).
+pub const NODE_MESSAGES_SENT: &str = "chorus_node_messages_sent_total";
+/// Messages this node received from its engine for local delivery, by `type` (publication,
+/// join, leave, control).
+pub const NODE_MESSAGES_RECEIVED: &str = "chorus_node_messages_received_total";
+/// Messages queued for (or written to) local clients, by `type`: publication, join, leave
+/// (one per subscriber reached), reply (one per command answered), ping, push (other
+/// server pushes: subscribe, unsubscribe, disconnect, message, refresh).
+pub const CLIENT_MESSAGES_SENT: &str = "chorus_client_messages_sent_total";
 pub const BROADCAST_DURATION: &str = "chorus_broadcast_duration_seconds";
 pub const PUBLICATIONS: &str = "chorus_node_publications_total";
 pub const PAYLOAD_REFUSED: &str = "chorus_payload_refused_total";
@@ -75,9 +90,25 @@ pub fn describe() {
         "Client frames that could not be decoded (disconnect 3501), by reason."
     );
     describe_counter!(RECOVER, "Recovery attempts on subscribe, by outcome.");
+    describe_gauge!(
+        USERS,
+        "Distinct users with at least one connection on this node (anonymous connections count as one user)."
+    );
+    describe_gauge!(
+        ENGINE_UP,
+        "1 when the engine (memory broker, or every Redis shard's publisher and subscriber connection) is usable, else 0."
+    );
     describe_counter!(
-        DELIVERIES,
-        "Publication pushes enqueued to local subscribers."
+        NODE_MESSAGES_SENT,
+        "Messages this node handed to its engine, by type (publication, join, leave, control)."
+    );
+    describe_counter!(
+        NODE_MESSAGES_RECEIVED,
+        "Messages this node received from its engine for local delivery, by type (publication, join, leave, control)."
+    );
+    describe_counter!(
+        CLIENT_MESSAGES_SENT,
+        "Messages queued for local clients, by type (publication, join, leave: one per subscriber reached; reply; ping; push: other server pushes)."
     );
     describe_histogram!(
         BROADCAST_DURATION,
@@ -259,12 +290,106 @@ pub(crate) fn recover(recovered: bool) {
     counter!(RECOVER, "recovered" => if recovered { "true" } else { "false" }).increment(1);
 }
 
+/// A message's type in the `type` label of the message counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageType {
+    Publication,
+    Join,
+    Leave,
+    Control,
+    Reply,
+    Ping,
+    Push,
+}
+
+impl MessageType {
+    const ALL: [MessageType; 7] = [
+        MessageType::Publication,
+        MessageType::Join,
+        MessageType::Leave,
+        MessageType::Control,
+        MessageType::Reply,
+        MessageType::Ping,
+        MessageType::Push,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Publication => "publication",
+            MessageType::Join => "join",
+            MessageType::Leave => "leave",
+            MessageType::Control => "control",
+            MessageType::Reply => "reply",
+            MessageType::Ping => "ping",
+            MessageType::Push => "push",
+        }
+    }
+}
+
+/// Counter handles of the message counters, resolved once by [`register`] (after the
+/// recorder is installed): these run per delivery and per reply, where `counter!` would look
+/// the key up every time. Before that (tests, another recorder) the macros are used.
+struct Hot {
+    node_sent: [Counter; 7],
+    node_received: [Counter; 7],
+    client_sent: [Counter; 7],
+}
+
+static HOT: std::sync::OnceLock<Hot> = std::sync::OnceLock::new();
+
+/// Registers the node's series at a gateway's start (after the recorder is installed): the
+/// level gauges (a no-op add, so dashboards see 0 rather than no series) and the handles of
+/// the message counters.
+pub fn register() {
+    for name in [CLIENTS, SUBSCRIPTIONS, CHANNELS, USERS] {
+        gauge!(name).increment(0.0);
+    }
+    let handles =
+        |name: &'static str| MessageType::ALL.map(|t| counter!(name, "type" => t.as_str()));
+    let _ = HOT.set(Hot {
+        node_sent: handles(NODE_MESSAGES_SENT),
+        node_received: handles(NODE_MESSAGES_RECEIVED),
+        client_sent: handles(CLIENT_MESSAGES_SENT),
+    });
+}
+
+fn count(which: fn(&Hot) -> &[Counter; 7], name: &'static str, t: MessageType, n: u64) {
+    match HOT.get() {
+        Some(hot) => which(hot)[t as usize].increment(n),
+        None => counter!(name, "type" => t.as_str()).increment(n),
+    }
+}
+
+/// One message of type `t` handed to the engine.
+pub(crate) fn node_sent(t: MessageType) {
+    count(|h| &h.node_sent, NODE_MESSAGES_SENT, t, 1);
+}
+
+/// One message of type `t` received from the engine.
+pub(crate) fn node_received(t: MessageType) {
+    count(|h| &h.node_received, NODE_MESSAGES_RECEIVED, t, 1);
+}
+
+/// `n` messages of type `t` queued for local clients.
+pub(crate) fn client_sent(t: MessageType, n: u64) {
+    if n > 0 {
+        count(|h| &h.client_sent, CLIENT_MESSAGES_SENT, t, n);
+    }
+}
+
+/// Sets the gauges read off the node's state when `/metrics` is scraped.
+pub fn scrape_levels(users: usize, engine_up: bool) {
+    gauge!(USERS).set(users as f64);
+    gauge!(ENGINE_UP).set(if engine_up { 1.0 } else { 0.0 });
+}
+
 pub(crate) fn broadcast(delivered: u64, elapsed: Duration) {
-    counter!(DELIVERIES).increment(delivered);
+    client_sent(MessageType::Publication, delivered);
     histogram!(BROADCAST_DURATION).record(elapsed.as_secs_f64());
 }
 
 pub(crate) fn publication(source: &'static str) {
+    node_sent(MessageType::Publication);
     counter!(PUBLICATIONS, "source" => source).increment(1);
 }
 

@@ -69,17 +69,21 @@ impl std::fmt::Debug for Node {
 
 impl BrokerHandler for NodeInner {
     fn on_publication(&self, channel: &str, publication: Publication, epoch: &str) {
+        metrics::node_received(metrics::MessageType::Publication);
         self.hub.broadcast_publication(channel, publication, epoch);
     }
     fn on_join(&self, channel: &str, info: ClientInfo) {
+        metrics::node_received(metrics::MessageType::Join);
         let rate = self.options.channel.join_leave_max_rate;
         self.hub.broadcast_join(channel, info, rate);
     }
     fn on_leave(&self, channel: &str, info: ClientInfo) {
+        metrics::node_received(metrics::MessageType::Leave);
         let rate = self.options.channel.join_leave_max_rate;
         self.hub.broadcast_leave(channel, info, rate);
     }
     fn on_control(&self, message: crate::control::ControlMessage) {
+        metrics::node_received(metrics::MessageType::Control);
         if let Some(inner) = self.me.upgrade() {
             Node { inner }.handle_control(message);
         }
@@ -252,6 +256,11 @@ impl Node {
     /// Ready to take connections: not draining and the broker is usable.
     pub fn is_ready(&self) -> bool {
         !self.is_draining() && self.inner.broker.is_ready()
+    }
+
+    /// Whether the engine (broker) is usable, draining or not.
+    pub fn engine_ready(&self) -> bool {
+        self.inner.broker.is_ready()
     }
 
     pub fn num_clients(&self) -> usize {

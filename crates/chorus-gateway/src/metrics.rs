@@ -57,6 +57,23 @@ pub const GRPC_API_REQUESTS: &str = "chorus_grpc_api_requests_total";
 /// Time from a gRPC call's headers to its response headers, by `method`.
 pub const GRPC_API_DURATION: &str = "chorus_grpc_api_request_duration_seconds";
 
+/// Always 1, labelled with the `version` and the `commit` chorus was built from.
+pub const BUILD_INFO: &str = "chorus_build_info";
+
+/// The crate version, as in `chorus --version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit chorus was built from (`build.rs`: `CHORUS_COMMIT`, else `git`, else
+/// `unknown`).
+pub const COMMIT: &str = env!("CHORUS_COMMIT");
+
+/// Upper bounds (seconds) of the buckets of every duration histogram (every `*_seconds`
+/// family): 100 µs to 10 s, about ×2.5 per step — command and API latencies sit in the low
+/// buckets, Redis trouble and slow fan-outs in the high ones. Documented in docs/metrics.md.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
 /// How often histogram buckets are drained when nobody scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -81,9 +98,35 @@ static HOT: OnceLock<Hot> = OnceLock::new();
 /// test harness, an embedding program), the returned handle renders an empty registry and the
 /// metrics go to that other recorder: never an error.
 pub fn install() -> PrometheusHandle {
+    let handle = install_recorder();
+    GATEWAY_SERIES.get_or_init(|| {
+        // Registered at start, so dashboards see 0 rather than no series.
+        gauge!(CONNECTIONS).increment(0.0);
+        counter!(CONNECTIONS_ACCEPTED).increment(0);
+        let _ = HOT.set(Hot {
+            frames_sent: counter!(FRAMES_SENT),
+            bytes_sent: counter!(BYTES_SENT),
+            messages_received: counter!(MESSAGES_RECEIVED),
+            bytes_received: counter!(BYTES_RECEIVED),
+        });
+        chorus_core::metrics::register();
+    });
+    handle
+}
+
+/// Series a gateway renders from its start; a presence replica has none of them.
+static GATEWAY_SERIES: OnceLock<()> = OnceLock::new();
+
+/// The recorder alone (once per process), with every description and `chorus_build_info`:
+/// what a presence replica installs. A gateway calls [`install`].
+pub fn install_recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = match PrometheusBuilder::new().set_buckets(DURATION_BUCKETS) {
+                Ok(builder) => builder.build_recorder(),
+                // Unreachable (the list is not empty); summaries rather than no metrics.
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::debug!(
@@ -92,12 +135,9 @@ pub fn install() -> PrometheusHandle {
             }
             describe();
             chorus_core::metrics::describe();
-            let _ = HOT.set(Hot {
-                frames_sent: counter!(FRAMES_SENT),
-                bytes_sent: counter!(BYTES_SENT),
-                messages_received: counter!(MESSAGES_RECEIVED),
-                bytes_received: counter!(BYTES_RECEIVED),
-            });
+            // The presence client's families (gateways) and the replica's.
+            chorus_presence::metrics::describe();
+            gauge!(BUILD_INFO, "version" => VERSION, "commit" => COMMIT).set(1.0);
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -113,8 +153,33 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// What `/metrics` answers: the gauges read off the node at scrape time, the recorder's
+/// families, and the `process_*` families.
+pub fn scrape(handle: &PrometheusHandle, node: &chorus_core::Node) -> String {
+    chorus_core::metrics::scrape_levels(node.hub().num_users(), node.engine_ready());
+    with_process(handle.render())
+}
+
+fn with_process(mut text: String) -> String {
+    if !text.is_empty() && !text.ends_with("\n\n") {
+        text.push('\n');
+    }
+    text.push_str(&chorus_core::metrics::process::process_families());
+    text
+}
+
+/// What a presence replica's `/metrics` answers: the recorder's families and the
+/// `process_*` families.
+pub fn render_with_process(handle: PrometheusHandle) -> chorus_presence::MetricsRender {
+    chorus_presence::MetricsRender::new(move || with_process(handle.render()))
+}
+
 /// Describes every gateway metric (units and help text). Called by [`install`].
 pub fn describe() {
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels carry the version and the commit chorus was built from."
+    );
     describe_counter!(
         CONNECTIONS_ACCEPTED,
         Unit::Count,

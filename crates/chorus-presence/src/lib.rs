@@ -30,5 +30,5 @@ pub use client::{
     PresenceStats, QueryError, UserStatus,
 };
 pub use config::ServiceConfig;
-pub use server::{serve, Listeners, ServeError, SERVICE_NAME};
+pub use server::{serve, Listeners, MetricsRender, ServeError, SERVICE_NAME};
 pub use service::PresenceService;

@@ -43,9 +43,35 @@ pub enum ServeError {
 pub struct Listeners {
     /// The gRPC API (`presence_server.port`).
     pub grpc: TcpListener,
-    /// `/metrics` (`presence_server.metrics_port`) with the handle that renders them; `None`:
-    /// no metrics endpoint.
-    pub metrics: Option<(TcpListener, PrometheusHandle)>,
+    /// `/metrics` (`presence_server.metrics_port`) with what renders them; `None`: no metrics
+    /// endpoint.
+    pub metrics: Option<(TcpListener, MetricsRender)>,
+}
+
+/// Renders the Prometheus text of `/metrics` (the binary adds the `process_*` families to
+/// the recorder's output).
+#[derive(Clone)]
+pub struct MetricsRender(std::sync::Arc<dyn Fn() -> String + Send + Sync>);
+
+impl MetricsRender {
+    pub fn new(render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        MetricsRender(std::sync::Arc::new(render))
+    }
+
+    /// The recorder's families alone.
+    pub fn of(handle: PrometheusHandle) -> Self {
+        MetricsRender::new(move || handle.render())
+    }
+
+    pub fn render(&self) -> String {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for MetricsRender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsRender")
+    }
 }
 
 /// gRPC service name of the presence API, as reported by the health service.
@@ -140,7 +166,7 @@ pub async fn serve(
 /// A minimal HTTP/1.1 server: `GET /metrics` renders the registry, anything else is 404.
 async fn serve_metrics(
     listener: TcpListener,
-    handle: PrometheusHandle,
+    handle: MetricsRender,
     stop: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
 ) {

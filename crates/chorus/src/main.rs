@@ -217,8 +217,7 @@ fn presence(args: PresenceArgs) -> anyhow::Result<()> {
         let metrics = tokio::net::TcpListener::bind((ps.address.as_str(), ps.metrics_port))
             .await
             .with_context(|| format!("cannot bind {}:{}", ps.address, ps.metrics_port))?;
-        let handle = chorus_gateway::metrics::install();
-        chorus_presence::metrics::describe();
+        let handle = chorus_gateway::metrics::install_recorder();
         let grpc_addr = grpc.local_addr()?;
         let metrics_addr = metrics.local_addr()?;
         tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, lease_ttl = %ps.lease_ttl, "presence service starting");
@@ -226,7 +225,7 @@ fn presence(args: PresenceArgs) -> anyhow::Result<()> {
         chorus_presence::serve(
             chorus_presence::Listeners {
                 grpc,
-                metrics: Some((metrics, handle)),
+                metrics: Some((metrics, chorus_gateway::metrics::render_with_process(handle))),
             },
             service,
             shutdown_signal(),

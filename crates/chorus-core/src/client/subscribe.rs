@@ -457,6 +457,8 @@ impl Client {
                 .await
             {
                 tracing::debug!(error = %e, "join publish failed");
+            } else {
+                crate::metrics::node_sent(crate::metrics::MessageType::Join);
             }
         }
     }
@@ -490,8 +492,9 @@ impl Client {
         let announced = sub.presence && node.is_draining() && node.presence_store().cluster_wide();
         if sub.join_leave && !announced {
             let info = self.info(sub.chan_info.clone());
-            if let Err(e) = node.broker().publish_leave(channel, info).await {
-                tracing::debug!(error = %e, "leave publish failed");
+            match node.broker().publish_leave(channel, info).await {
+                Ok(()) => crate::metrics::node_sent(crate::metrics::MessageType::Leave),
+                Err(e) => tracing::debug!(error = %e, "leave publish failed"),
             }
         }
         true

@@ -214,6 +214,7 @@ impl Client {
             }
             drop(t);
             self.outbound.push(ping_message(self.params.protocol));
+            crate::metrics::client_sent(crate::metrics::MessageType::Ping, 1);
             t = self.lock_timers();
         }
         if t.expiry_check.due(now) {

@@ -67,7 +67,9 @@ impl Node {
                 target: target.to_string(),
                 control,
             })
-            .await
+            .await?;
+        crate::metrics::node_sent(crate::metrics::MessageType::Control);
+        Ok(())
     }
 
     /// This node's entry of `info`.

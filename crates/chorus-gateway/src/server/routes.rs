@@ -99,7 +99,8 @@ async fn dispatch(
             return ("ready", json(status, "{}"));
         }
         "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let text = crate::metrics::scrape(&state.metrics, &state.node);
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
