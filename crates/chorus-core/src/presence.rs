@@ -87,6 +87,11 @@ pub trait PresenceStore: Send + Sync + 'static {
     fn cluster_wide(&self) -> bool {
         false
     }
+    /// For a presence service: how many of its replicas this node's stream is synced with,
+    /// and how many are configured. `None` for a store in the node's own memory.
+    fn replicas_synced(&self) -> Option<(usize, usize)> {
+        None
+    }
     /// Registers where leaves of other nodes' connections go (cluster-wide stores only).
     fn set_handler(&self, _handler: Weak<dyn PresenceHandler>) {}
     /// The node is shutting down (called when its drain starts): stop background work and let

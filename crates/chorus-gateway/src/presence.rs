@@ -33,6 +33,8 @@ type Handler = Arc<Mutex<Option<Weak<dyn PresenceHandler>>>>;
 pub struct ServicePresence {
     client: PresenceClient,
     handler: Handler,
+    /// Replicas configured (`presence.endpoints`).
+    endpoints: usize,
 }
 
 impl ServicePresence {
@@ -45,7 +47,11 @@ impl ServicePresence {
         let (client, expirations) = PresenceClient::start(settings)?;
         let handler: Handler = Arc::default();
         tokio::spawn(deliver_expirations(expirations, handler.clone()));
-        Ok(Arc::new(ServicePresence { client, handler }))
+        Ok(Arc::new(ServicePresence {
+            client,
+            handler,
+            endpoints: p.endpoints.len(),
+        }))
     }
 
     /// The underlying client (tests and metrics).
@@ -147,6 +153,10 @@ impl PresenceStore for ServicePresence {
 
     fn cluster_wide(&self) -> bool {
         true
+    }
+
+    fn replicas_synced(&self) -> Option<(usize, usize)> {
+        Some((self.client.synced_endpoints(), self.endpoints))
     }
 
     fn set_handler(&self, handler: Weak<dyn PresenceHandler>) {

@@ -10,7 +10,9 @@
 //!   `/metrics`, demo page and token;
 //! * [`conns`] — the registry of every TCP connection by accept order and state (pending, idle,
 //!   busy, upgraded), and shedding at the connection budget (`http_server.max_connections`);
-//! * [`accept`] — the accept loop: admission, `503` at the budget, back-off on accept errors.
+//! * [`accept`] — the accept loop: admission, `503` at the budget, back-off on accept errors;
+//! * [`readiness`] — what `/health` and `/ready` mean (a backplane outage does not fail
+//!   readiness; draining and "never reached the engine" do) and `GET /ready?verbose`.
 //!
 //! Request hygiene, per connection: headers within `header_read_timeout` (hyper closes the
 //! socket otherwise, and the same timer bounds idle keep-alive time between requests), at most
@@ -27,6 +29,7 @@
 
 pub mod accept;
 pub mod conns;
+pub mod readiness;
 pub mod routes;
 
 use std::future::Future;
@@ -110,13 +113,16 @@ pub struct ServerState {
     pub ws: WsContext,
     /// False from the shutdown signal on: `/ready` answers 503.
     pub ready: AtomicBool,
+    /// What else `/ready` tracks (see [`readiness`]).
+    pub readiness: readiness::Readiness,
     pub metrics: PrometheusHandle,
 }
 
 /// Builds the node from the config: engine `memory`, or `redis` (publications and history in
 /// Redis); presence in process, or in the presence service when `presence.endpoints` is set.
 /// Must run inside a tokio runtime. An unreachable Redis or presence service is not an error:
-/// the node starts (not ready while Redis is down) and the clients keep reconnecting.
+/// the node starts (not ready until Redis was reachable once; see [`readiness`]) and the
+/// clients keep reconnecting.
 pub fn build_node(config: &Config) -> Result<Node, BuildError> {
     let tokens = app::token_verifier(config)?;
     // The node's one id: the node, its broker and its presence stream name it the same way.
@@ -318,6 +324,7 @@ pub async fn serve(
             shutdown: closing.clone(),
         },
         ready: AtomicBool::new(true),
+        readiness: readiness::Readiness::default(),
         metrics: metrics::install(),
     });
     let mut builder = http1::Builder::new();

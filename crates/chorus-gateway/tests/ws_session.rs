@@ -129,8 +129,18 @@ async fn graceful_shutdown_closes_clients_with_3001_and_ready_goes_503() {
     server.begin_shutdown();
     let mut saw_503 = false;
     for _ in 0..100 {
-        match probe.request("GET", "/ready", &[], b"").await {
-            Ok((503, _, _)) => {
+        match probe.request("GET", "/ready?verbose", &[], b"").await {
+            Ok((503, _, body)) => {
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(
+                    (&body["reason"], &body["draining"], &body["ready"]),
+                    (
+                        &serde_json::json!("draining"),
+                        &serde_json::json!(true),
+                        &serde_json::json!(false)
+                    ),
+                    "{body}"
+                );
                 saw_503 = true;
                 break;
             }

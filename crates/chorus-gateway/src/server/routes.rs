@@ -24,7 +24,6 @@
 //! *upgraded* on a `101`, *idle* when the answer is produced.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -90,13 +89,14 @@ async fn dispatch(
     match path.as_str() {
         "/health" => return ("health", json(StatusCode::OK, "{}")),
         "/ready" => {
-            let ready = state.ready.load(Ordering::Acquire) && state.node.is_ready();
-            let status = if ready {
+            let verbose = super::readiness::wants_verbose(req.uri().query());
+            let answer = super::readiness::answer(state, verbose);
+            let status = if answer.ready {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            return ("ready", json(status, "{}"));
+            return ("ready", json(status, &answer.body));
         }
         "/metrics" => {
             let text = crate::metrics::scrape(&state.metrics, &state.node);
