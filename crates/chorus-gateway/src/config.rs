@@ -85,6 +85,28 @@ pub struct HttpServerConfig {
     pub max_connections: usize,
     /// Listen backlog of the TCP socket. Default 4096.
     pub tcp_backlog: u32,
+    /// Port of the internal listener. When set (not 0), the HTTP server API, `/metrics`,
+    /// `/health` and `/ready` are served on it only, and `port` serves only the client
+    /// transports and the demo page (anything else there is 404). Default 0: no internal
+    /// listener, everything on `port`.
+    pub internal_port: u16,
+    /// Address of the internal listener. Default `""`: the same as `address`.
+    pub internal_address: String,
+    /// Max TCP connections the internal listener holds at once, a budget of its own so that
+    /// probes and scrapes get through when client connections fill `max_connections`. Same
+    /// shedding rules. Default 256.
+    pub internal_max_connections: usize,
+}
+
+impl HttpServerConfig {
+    /// Where the internal listener binds (`internal_address`, else `address`).
+    pub fn internal_address(&self) -> &str {
+        if self.internal_address.is_empty() {
+            &self.address
+        } else {
+            &self.internal_address
+        }
+    }
 }
 
 impl Default for HttpServerConfig {
@@ -98,6 +120,9 @@ impl Default for HttpServerConfig {
             max_request_body_size: 1 << 20,
             max_connections: 0,
             tcp_backlog: 4096,
+            internal_port: 0,
+            internal_address: String::new(),
+            internal_max_connections: 256,
         }
     }
 }

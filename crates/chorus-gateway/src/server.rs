@@ -182,6 +182,23 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
     .await
 }
 
+/// Binds the internal listener (`http_server.internal_address:internal_port`) when
+/// `internal_port` is set.
+pub async fn bind_internal(config: &Config) -> Result<Option<TcpListener>, ServeError> {
+    let http = &config.http_server;
+    if http.internal_port == 0 {
+        return Ok(None);
+    }
+    let listener = bind_to(
+        "http_server.internal_address",
+        http.internal_address(),
+        http.internal_port,
+        http.tcp_backlog,
+    )
+    .await?;
+    Ok(Some(listener))
+}
+
 /// Binds `host:port` (an empty host is all IPv4 interfaces) with `SO_REUSEADDR` and
 /// `backlog`; `key` names the address setting in errors.
 pub async fn bind_to(
@@ -225,7 +242,8 @@ pub async fn bind_to(
 /// signal and each finishes its work within `shutdown.timeout`.
 ///
 /// Prints to stdout, once every listener is bound: with the gRPC API first
-/// `chorus grpc api listening on IP:PORT`, then always, last, exactly one line
+/// `chorus grpc api listening on IP:PORT`, with `http_server.internal_port`
+/// `chorus internal listening on http://IP:PORT`, then always, last, exactly one line
 /// `chorus listening on http://IP:PORT` (scripts and black-box tests wait for it).
 pub async fn run(
     config: Config,
@@ -238,7 +256,13 @@ pub async fn run(
         false => None,
     };
     let listener = bind(&config).await?;
+    let internal = bind_internal(&config).await?;
     let local = listener.local_addr().map_err(ServeError::Stdout)?;
+    let internal_local = internal
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(ServeError::Stdout)?;
     let grpc_local = grpc
         .as_ref()
         .map(TcpListener::local_addr)
@@ -247,12 +271,18 @@ pub async fn run(
     if let Some(grpc_local) = grpc_local {
         tracing::info!(addr = %grpc_local, "chorus grpc api listening");
     }
+    if let Some(internal_local) = internal_local {
+        tracing::info!(addr = %internal_local, "chorus internal listening (server API, metrics, health)");
+    }
     tracing::info!(addr = %local, node = %node.id(), "chorus listening");
     {
         let mut out = std::io::stdout().lock();
         let mut announce = || -> std::io::Result<()> {
             if let Some(grpc_local) = grpc_local {
                 writeln!(out, "chorus grpc api listening on {grpc_local}")?;
+            }
+            if let Some(internal_local) = internal_local {
+                writeln!(out, "chorus internal listening on http://{internal_local}")?;
             }
             writeln!(out, "chorus listening on http://{local}")?;
             out.flush()
@@ -272,8 +302,9 @@ pub async fn run(
         }
     };
     let http = async {
-        let result = serve(
+        let result = serve_with(
             listener,
+            internal,
             config.clone(),
             node.clone(),
             stop.clone().cancelled_owned(),
@@ -303,6 +334,20 @@ pub async fn run(
 /// Serves HTTP and WebSocket on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
+    config: Arc<Config>,
+    node: Node,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    serve_with(listener, None, config, node, shutdown).await
+}
+
+/// [`serve`], and with `internal` the internal listener: the server API, `/metrics`,
+/// `/health` and `/ready` there only, client transports and the demo page on `listener`
+/// only ([`Surface`]). The internal listener has its own connection budget
+/// (`http_server.internal_max_connections`).
+pub async fn serve_with(
+    listener: TcpListener,
+    internal: Option<TcpListener>,
     config: Arc<Config>,
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -343,40 +388,72 @@ pub async fn serve(
     ::metrics::gauge!(crate::metrics::HTTP_CONNECTIONS_MAX).set(budget.max as f64);
     let registry = Registry::new(budget.max);
 
-    let mut shutdown = pin!(shutdown);
-    accept::run(
-        &listener,
-        &registry,
-        shutdown.as_mut(),
-        |stream, peer, conn| {
-            spawn_connection(stream, peer, conn, &state, &builder, &tracker, &closing);
-        },
-    )
-    .await;
+    let external = if internal.is_some() {
+        Surface::External
+    } else {
+        Surface::All
+    };
+    let internal_registry = Registry::new(config.http_server.internal_max_connections.max(1));
+    // The internal listener accepts until the drain is over (`closing`): probes and scrapes
+    // see the drain (`/ready` → 503) while the node moves its clients off.
+    let accept_internal = async {
+        let Some(internal) = &internal else {
+            return;
+        };
+        let mut closed = pin!(closing.cancelled());
+        accept::run(
+            internal,
+            &internal_registry,
+            closed.as_mut(),
+            |stream, peer, conn| {
+                let ctx = (&state, &builder, &tracker, &closing);
+                spawn_connection(stream, peer, conn, Surface::Internal, ctx);
+            },
+        )
+        .await;
+    };
+    let mut listener = Some(listener);
+    let external_then_drain = async {
+        let mut shutdown = pin!(shutdown);
+        if let Some(listener) = &listener {
+            accept::run(
+                listener,
+                &registry,
+                shutdown.as_mut(),
+                |stream, peer, conn| {
+                    let ctx = (&state, &builder, &tracker, &closing);
+                    spawn_connection(stream, peer, conn, external, ctx);
+                },
+            )
+            .await;
+        }
 
-    let deadline = Instant::now() + config.shutdown.timeout.get();
-    tracing::info!("shutting down: draining connections");
-    state.ready.store(false, Ordering::Release);
-    drop(listener);
-    node.shutdown(
-        config.shutdown.drain_window.get(),
-        config.shutdown.timeout.get(),
-    )
-    .await;
-    closing.cancel();
-    tracker.close();
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(1));
-    if tokio::time::timeout(remaining, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            left = tracker.len(),
-            "shutdown grace elapsed with connections still open"
-        );
-    }
+        let deadline = Instant::now() + config.shutdown.timeout.get();
+        tracing::info!("shutting down: draining connections");
+        state.ready.store(false, Ordering::Release);
+        // New client connections are refused from here on.
+        drop(listener.take());
+        node.shutdown(
+            config.shutdown.drain_window.get(),
+            config.shutdown.timeout.get(),
+        )
+        .await;
+        closing.cancel();
+        tracker.close();
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if tokio::time::timeout(remaining, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tracker.len(),
+                "shutdown grace elapsed with connections still open"
+            );
+        }
+    };
+    tokio::join!(external_then_drain, accept_internal);
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -416,14 +493,32 @@ fn log_budget(budget: Budget) {
     }
 }
 
+/// What a server's listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything (no internal listener configured).
+    All,
+    /// Client transports and the demo page (`http_server.port` with an internal port set).
+    External,
+    /// The server API, `/metrics`, `/health`, `/ready` (`http_server.internal_port`).
+    Internal,
+}
+
+/// What every connection task shares: the server state, the HTTP builder, the task tracker
+/// and the closing signal.
+type ConnCtx<'a> = (
+    &'a Arc<ServerState>,
+    &'a Arc<http1::Builder>,
+    &'a TaskTracker,
+    &'a CancellationToken,
+);
+
 fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
     conn: Conn,
-    state: &Arc<ServerState>,
-    builder: &Arc<http1::Builder>,
-    tracker: &TaskTracker,
-    closing: &CancellationToken,
+    surface: Surface,
+    (state, builder, tracker, closing): ConnCtx<'_>,
 ) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set TCP_NODELAY failed");
@@ -439,7 +534,7 @@ fn spawn_connection(
             let state = state.clone();
             let conn = conn.clone();
             async move {
-                let resp = routes::route(req, peer, &state, &conn).await;
+                let resp = routes::route(req, peer, surface, &state, &conn).await;
                 conn.request_done();
                 Ok::<_, std::convert::Infallible>(resp)
             }

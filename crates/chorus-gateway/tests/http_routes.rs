@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::Value;
 
@@ -97,4 +99,87 @@ async fn demo_page_and_token() {
     assert_eq!(status, 404);
     let (status, _, _) = http(server.addr, "GET", "/demo/token?name=a", &[], b"").await;
     assert_eq!(status, 404);
+}
+
+/// `http_server.internal_port`: the server API, `/metrics`, `/health` and `/ready` on the
+/// internal listener only; client transports and the demo page on the external one only;
+/// the internal listener keeps answering through the drain (`/ready` → 503 there).
+#[tokio::test]
+async fn internal_listener_splits_the_routes() {
+    let mut config = test_config();
+    config.http_api.key = "k".into();
+    config.shutdown.drain_window = chorus_core::duration::ConfigDuration::from_secs(1);
+    let node = chorus_gateway::server::build_node(&config).unwrap();
+    chorus_gateway::metrics::install();
+    let external = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (ext, int) = (
+        external.local_addr().unwrap(),
+        internal.local_addr().unwrap(),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(chorus_gateway::server::serve_with(
+        external,
+        Some(internal),
+        std::sync::Arc::new(config),
+        node,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let auth = [("X-API-Key", "k")];
+
+    // Internal: API, metrics, health, ready — and nothing for clients.
+    for path in ["/health", "/ready", "/metrics"] {
+        let (status, _, _) = http(int, "GET", path, &[], b"").await;
+        assert_eq!(status, 200, "internal {path}");
+    }
+    let (status, _, body) = http(int, "POST", "/api/info", &auth, b"{}").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = http(int, "GET", "/", &[], b"").await;
+    assert_eq!(status, 404, "internal demo page");
+    let (status, _, ws) = RawWs::connect(int, "/connection/websocket", &[])
+        .await
+        .unwrap();
+    assert_eq!((status, ws.is_none()), (404, true), "internal websocket");
+
+    // External: the demo page and WebSockets — and none of the internal routes.
+    for path in ["/health", "/ready", "/metrics"] {
+        let (status, _, _) = http(ext, "GET", path, &[], b"").await;
+        assert_eq!(status, 404, "external {path}");
+    }
+    let (status, _, _) = http(ext, "POST", "/api/info", &auth, b"{}").await;
+    assert_eq!(status, 404, "external API");
+    let (status, _, _) = http(ext, "GET", "/", &[], b"").await;
+    assert_eq!(status, 200, "external demo page");
+    let (status, _, ws) = RawWs::connect(ext, "/connection/websocket", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 101);
+    let mut ws = ws.unwrap();
+    ws.send_text(r#"{"id":1,"connect":{}}"#).await;
+    assert!(ws.read_data().await.is_some(), "connect reply");
+
+    // Drain: the client gets 3001, the internal listener answers /ready with 503.
+    let _ = tx.send(());
+    let mut saw_503 = false;
+    for _ in 0..100 {
+        let (status, _, _) = http(int, "GET", "/ready", &[], b"").await;
+        if status == 503 {
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        saw_503,
+        "/ready on the internal listener never answered 503 during the drain"
+    );
+    assert_eq!(ws.read_close().await, Some((3001, "shutdown".to_owned())));
+    ws.send_frame(true, OP_CLOSE, &[0x0b, 0xb9], true).await;
+    tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -73,3 +73,36 @@ describe('chorus serve with the embedded default', () => {
     assert.equal(health.status, 200);
   });
 });
+
+describe('chorus serve with http_server.internal_port', () => {
+  let srv;
+  let internalPort;
+  before(async () => {
+    const net = require('node:net');
+    internalPort = await new Promise((resolve) => {
+      const s = net.createServer();
+      s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+    });
+    srv = await startServer(testConfig({ http_server: { internal_port: internalPort } }));
+  });
+  after(async () => { disconnectAll(); if (srv) await srv.stop(); });
+
+  it('announces the internal listener and serves API, metrics and probes there only', async () => {
+    assert.match(srv.logs(), new RegExp(`^chorus internal listening on http://127\\.0\\.0\\.1:${internalPort}$`, 'm'));
+    const internal = `http://127.0.0.1:${internalPort}`;
+    for (const path of ['/health', '/ready', '/metrics']) {
+      assert.equal((await fetch(`${internal}${path}`)).status, 200, `internal ${path}`);
+      assert.equal((await fetch(`${srv.url}${path}`)).status, 404, `external ${path}`);
+    }
+    const info = (base) => fetch(`${base}/api/info`, {
+      method: 'POST', headers: { 'X-API-Key': srv.apiKey }, body: '{}',
+    });
+    assert.equal((await info(internal)).status, 200);
+    assert.equal((await info(srv.url)).status, 404);
+    // Clients still connect on the external port.
+    const { connToken } = require('../lib/jwt');
+    const client = await connectClient(srv, 'json', { token: connToken('internal-user') });
+    const { sub } = await subscribe(client, 'chat:internal');
+    assert.ok(sub);
+  });
+});

@@ -42,6 +42,18 @@ impl Config {
         if self.http_server.tcp_backlog == 0 {
             p.push("http_server.tcp_backlog must be greater than 0".into());
         }
+        let h = &self.http_server;
+        if h.internal_port != 0 {
+            if h.internal_port == h.port && h.internal_address() == h.address {
+                p.push(format!(
+                    "http_server.internal_port ({}) must differ from http_server.port on the same address",
+                    h.internal_port
+                ));
+            }
+            if h.internal_max_connections == 0 {
+                p.push("http_server.internal_max_connections must be greater than 0".into());
+            }
+        }
 
         // client
         let c = &self.client.options;

@@ -6,11 +6,14 @@
 //! | `/connection/echo` (when `websocket.echo_endpoint`) | WebSocket echo (Autobahn) |
 //! | `POST {http_api.handler_prefix}/<method>`, `POST {prefix}` | [`crate::api::handle`] (405 other methods, then 401, 413, 408 — see below) |
 //! | `/health` | 200 `{}` |
-//! | `/ready` | 200 `{}`, 503 `{}` while draining |
-//! | `/metrics` | Prometheus text |
+//! | `/ready`, `/ready?verbose` | 200, or 503 while draining or before the engine was reachable ([`super::readiness`]) |
+//! | `/metrics` | Prometheus text (docs/metrics.md) |
 //! | `/`, `/index.html`, `/app.js`, `/style.css`, `GET /demo/token?name=` | demo page and token (when `demo.enabled`) |
 //!
 //! Anything else is 404. Every answer is counted in `chorus_http_requests_total{route,status}`.
+//! With `http_server.internal_port` the API, `/health`, `/ready` and `/metrics` are served on
+//! the internal listener only and the rest on the external one only ([`Surface`]); a route
+//! asked on the other listener is 404.
 //!
 //! An API request is checked in this order, each refusal closing the connection
 //! (`Connection: close`) since the body is left unread: a method other than POST → 405; no
@@ -32,7 +35,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::conns::Conn;
-use super::ServerState;
+use super::{ServerState, Surface};
 use crate::ws::{self, Endpoint};
 use crate::{api, auth, demo, metrics};
 
@@ -41,16 +44,35 @@ pub const ECHO_PATH: &str = "/connection/echo";
 
 type Resp = Response<Full<Bytes>>;
 
-/// Routes one request arriving on `conn`.
+/// Routes one request arriving on `conn` through a listener serving `surface`.
 pub async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
+    surface: Surface,
     state: &ServerState,
     conn: &Conn,
 ) -> Resp {
+    let internal = is_internal(req.uri().path(), &state.config.http_api.handler_prefix);
+    let served = match surface {
+        Surface::All => true,
+        Surface::External => !internal,
+        Surface::Internal => internal,
+    };
+    if !served {
+        // Not this listener's: as if the route did not exist (the body is not read).
+        conn.set_busy();
+        let resp = text(StatusCode::NOT_FOUND, "not found\n");
+        metrics::http_request("not_found", resp.status().as_u16());
+        return resp;
+    }
     let (name, resp) = dispatch(req, peer, state, conn).await;
     metrics::http_request(name, resp.status().as_u16());
     resp
+}
+
+/// The routes of the internal listener: the server API, `/metrics`, `/health`, `/ready`.
+fn is_internal(path: &str, api_prefix: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics") || api_method(path, api_prefix).is_some()
 }
 
 async fn dispatch(
