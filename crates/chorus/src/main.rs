@@ -63,6 +63,10 @@ struct ConfigArgs {
     /// the file and CHORUS_* variables).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     set: Vec<(String, String)>,
+    /// Refuse the config when it has warnings (unknown keys or CHORUS_* variables, risky or
+    /// placeholder settings) instead of starting with them.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +152,14 @@ fn load(args: &ConfigArgs, extra: Vec<(String, String)>) -> anyhow::Result<Loade
     overrides.extend(args.set.iter().cloned());
     let loaded = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     loaded.config.validate()?;
+    if args.strict && !loaded.warnings.is_empty() {
+        let list: Vec<String> = loaded.warnings.iter().map(|w| format!("  - {w}")).collect();
+        return Err(anyhow!(
+            "--strict: the config has {} warning(s):\n{}",
+            loaded.warnings.len(),
+            list.join("\n")
+        ));
+    }
     Ok(loaded)
 }
 
@@ -241,7 +253,7 @@ fn checkconfig(args: &ConfigArgs) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
-    loaded.config.validate()?;
+    load(args, Vec::new())?;
     println!("config ok");
     Ok(())
 }

@@ -67,7 +67,7 @@ fn problems(config: &Config) -> Vec<String> {
 
 const JSON: &str = r#"{
   "http_server": {"port": 9001, "header_read_timeout": "2s"},
-  "client": {"ping_interval": "20s", "token": {"hmac_secret_key": "k"}},
+  "client": {"ping_interval": "20s", "token": {"hmac_secret_key": "k-0123456789abcdef0123456789abcdef"}},
   "channel": {"namespaces": [{"name": "chat", "presence": true, "history_size": 10, "history_ttl": "1m"}]},
   "http_api": {"key": "api"},
   "engine": {"type": "memory"}
@@ -80,7 +80,7 @@ http_server:
 client:
   ping_interval: 20s
   token:
-    hmac_secret_key: k
+    hmac_secret_key: k-0123456789abcdef0123456789abcdef
 channel:
   namespaces:
     - name: chat
@@ -102,7 +102,7 @@ header_read_timeout = "2s"
 ping_interval = "20s"
 
 [client.token]
-hmac_secret_key = "k"
+hmac_secret_key = "k-0123456789abcdef0123456789abcdef"
 
 [[channel.namespaces]]
 name = "chat"
@@ -129,7 +129,10 @@ fn assert_sample(c: &Config) {
         ConfigDuration::from_secs(20)
     );
     assert_eq!(c.client.options.pong_timeout, ConfigDuration::from_secs(8));
-    assert_eq!(c.client.token.hmac_secret_key, "k");
+    assert_eq!(
+        c.client.token.hmac_secret_key,
+        "k-0123456789abcdef0123456789abcdef"
+    );
     assert_eq!(c.channel.namespaces.len(), 1);
     let ns = &c.channel.namespaces[0];
     assert_eq!(ns.name, "chat");
@@ -295,7 +298,10 @@ fn precedence_file_env_flags() {
 #[test]
 fn env_names_with_underscores_and_types() {
     let e = env(&[
-        ("CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY", "12345"),
+        (
+            "CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY",
+            "12345678901234567890123456789012",
+        ),
         (
             "CHORUS_CLIENT_ALLOWED_ORIGINS",
             r#"["http://a", "http://b:*"]"#,
@@ -314,7 +320,10 @@ fn env_names_with_underscores_and_types() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = loaded.config;
     // string keys keep the text even when it looks like JSON
-    assert_eq!(c.client.token.hmac_secret_key, "12345");
+    assert_eq!(
+        c.client.token.hmac_secret_key,
+        "12345678901234567890123456789012"
+    );
     assert_eq!(c.http_api.key, "true");
     assert_eq!(c.client.allowed_origins, ["http://a", "http://b:*"]);
     assert!(c.channel.without_namespace.presence);
@@ -506,7 +515,29 @@ fn shipped_deploy_configs_load_clean() {
             continue;
         }
         let loaded = Config::load(Some(&path), no_env(), &[]).unwrap();
-        assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        // The production template's two secrets are placeholders on purpose: it warns about
+        // exactly those until they are replaced (and `--strict` refuses it).
+        let expected: &[&str] = match name {
+            "config.production.json" => &["client.token.hmac_secret_key", "http_api.key"],
+            _ => &[],
+        };
+        let placeholders: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|key| {
+                loaded
+                    .warnings
+                    .iter()
+                    .any(|w| w.starts_with(&format!("{key} looks like a placeholder")))
+            })
+            .collect();
+        assert_eq!(placeholders, expected, "{name}: {:?}", loaded.warnings);
+        assert_eq!(
+            loaded.warnings.len(),
+            expected.len(),
+            "{name}: {:?}",
+            loaded.warnings
+        );
         loaded.config.validate().unwrap();
         assert_eq!(loaded.config.channel.namespaces[0].name, "chat");
     }
@@ -523,4 +554,87 @@ fn round_trip_through_every_format() {
         assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
         assert_eq!(loaded.config, c, "{name}");
     }
+}
+
+#[test]
+fn risky_settings_warn_and_unsupported_redis_schemes_are_refused() {
+    let warnings = |json: &str| load_text("c.json", json).unwrap().warnings;
+    let has = |w: &[String], needle: &str| w.iter().any(|x| x.contains(needle));
+    let long = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b";
+
+    let w = warnings(r#"{"http_server": {"address": "0.0.0.0"}, "client": {"insecure": true}}"#);
+    assert!(
+        has(&w, "client.insecure is true and http_server.address"),
+        "{w:?}"
+    );
+    let w = warnings(r#"{"http_server": {"address": "127.0.0.1"}, "client": {"insecure": true}}"#);
+    assert!(!has(&w, "client.insecure is true and"), "{w:?}");
+    let w = warnings(
+        r#"{"http_server": {"address": "127.0.0.1"}, "client": {"insecure": true, "allowed_origins": ["*"]}}"#,
+    );
+    assert!(has(&w, r#"client.allowed_origins contains "*""#), "{w:?}");
+
+    let w = warnings(r#"{"client": {"token": {"hmac_secret_key": "short"}}}"#);
+    assert!(
+        has(&w, "is 5 bytes: HMAC keys shorter than 32 bytes"),
+        "{w:?}"
+    );
+    let w = warnings(&format!(
+        r#"{{"client": {{"token": {{"hmac_secret_key": "{long}"}}}}}}"#
+    ));
+    assert!(!has(&w, "HMAC keys shorter"), "{w:?}");
+    for placeholder in [
+        "CHANGE_ME_please_0123456789abcdefghij",
+        "secret",
+        "<your key>",
+    ] {
+        let w = warnings(&format!(
+            r#"{{"http_server": {{"address": "127.0.0.1"}}, "http_api": {{"key": "{placeholder}"}}}}"#
+        ));
+        assert!(
+            has(&w, "http_api.key looks like a placeholder"),
+            "{placeholder}: {w:?}"
+        );
+    }
+
+    // The API key check follows the API to the internal listener.
+    let w = warnings(
+        r#"{"http_server": {"address": "0.0.0.0", "internal_port": 9001, "internal_address": "127.0.0.1"}}"#,
+    );
+    assert!(!has(&w, "http_api.key is empty"), "{w:?}");
+    let w = warnings(
+        r#"{"http_server": {"address": "127.0.0.1", "internal_port": 9001, "internal_address": "10.0.0.5"}}"#,
+    );
+    assert!(
+        has(
+            &w,
+            r#"http_api.key is empty and http_server.internal_address "10.0.0.5""#
+        ),
+        "{w:?}"
+    );
+
+    let c = load_text(
+        "c.json",
+        r#"{"engine": {"type": "redis", "redis": {"address": ["rediss://r:6380"]}}}"#,
+    )
+    .unwrap()
+    .config;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("scheme rediss:// is not supported"), "{err}");
+    let c = load_text(
+        "c.json",
+        r#"{"engine": {"type": "redis", "redis": {"address": ["redis://r:6379", "r2:6379"]}}}"#,
+    )
+    .unwrap()
+    .config;
+    c.validate().unwrap();
+
+    let c = load_text(
+        "c.json",
+        r#"{"http_server": {"port": 8000, "internal_port": 8000}}"#,
+    )
+    .unwrap()
+    .config;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("internal_port (8000) must differ"), "{err}");
 }

@@ -204,6 +204,21 @@ impl Config {
             if r.address.iter().any(|a| a.trim().is_empty()) && r.address.len() > 1 {
                 p.push("engine.redis.address must not contain empty entries".into());
             }
+            for a in &r.address {
+                let scheme = a
+                    .trim()
+                    .split("://")
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if a.contains("://") && scheme != "redis" {
+                    p.push(format!(
+                        "engine.redis.address {a:?}: scheme {scheme}:// is not supported by this \
+                         build (TLS to Redis, rediss://, is not yet: use redis:// on a private \
+                         network, or a TLS proxy next to the gateway)"
+                    ));
+                }
+            }
             if r.partitions == 0 {
                 p.push("engine.redis.partitions must be at least 1".into());
             }
@@ -254,20 +269,29 @@ impl Config {
             );
         }
         let address = self.http_server.address.trim();
-        if !is_loopback_address(address) {
-            let port = match self.http_server.port {
+        // The HTTP API is served on the internal listener when there is one.
+        let (api_key, api_address, api_port) = match self.http_server.internal_port {
+            0 => ("http_server.address", address, self.http_server.port),
+            port => (
+                "http_server.internal_address",
+                self.http_server.internal_address().trim(),
+                port,
+            ),
+        };
+        if !is_loopback_address(api_address) {
+            let port = match api_port {
                 0 => "the port it binds".to_string(),
                 port => format!("port {port}"),
             };
             if self.http_api.insecure {
                 w.push(format!(
-                    "http_api.insecure is true and http_server.address {address:?} is not \
+                    "http_api.insecure is true and {api_key} {api_address:?} is not \
                      loopback: anyone who can reach {port} can publish and disconnect users \
                      through the HTTP API without a key"
                 ));
             } else if self.http_api.key.is_empty() {
                 w.push(format!(
-                    "http_api.key is empty and http_server.address {address:?} is not loopback: \
+                    "http_api.key is empty and {api_key} {api_address:?} is not loopback: \
                      every HTTP API request is refused with 401 (set http_api.key to use the API)"
                 ));
             }
@@ -284,6 +308,47 @@ impl Config {
                  anyone who can reach {port} can publish and disconnect users through the gRPC \
                  API without a key"
             ));
+        }
+        if self.client.options.insecure && !is_loopback_address(address) {
+            w.push(format!(
+                "client.insecure is true and http_server.address {address:?} is not loopback: \
+                 anyone who can reach it connects and subscribes without a token"
+            ));
+        }
+        if self.client.options.insecure
+            && self.client.allowed_origins.iter().any(|o| o.trim() == "*")
+        {
+            w.push(
+                "client.allowed_origins contains \"*\" and client.insecure is true: any web \
+                 page can open connections in its visitors' browsers without a token"
+                    .to_string(),
+            );
+        }
+        let hmac = &self.client.token.hmac_secret_key;
+        if !hmac.is_empty() && hmac.len() < MIN_HMAC_KEY_BYTES {
+            w.push(format!(
+                "client.token.hmac_secret_key is {} bytes: HMAC keys shorter than \
+                 {MIN_HMAC_KEY_BYTES} bytes can be brute-forced from one token (use e.g. \
+                 `openssl rand -hex 32`)",
+                hmac.len()
+            ));
+        }
+        for (key, value) in [
+            ("client.token.hmac_secret_key", hmac.as_str()),
+            (
+                "client.subscription_token.hmac_secret_key",
+                self.client.subscription_token.hmac_secret_key.as_str(),
+            ),
+            ("http_api.key", self.http_api.key.as_str()),
+            ("grpc_api.key", self.grpc_api.key.as_str()),
+            ("presence.key", self.presence.key.as_str()),
+            ("presence_server.key", self.presence_server.key.as_str()),
+        ] {
+            if is_placeholder_secret(value) {
+                w.push(format!(
+                    "{key} looks like a placeholder ({value:?}): set a random secret"
+                ));
+            }
         }
         if self.demo.enabled && self.client.token.hmac_secret_key.is_empty() {
             w.push(
@@ -326,6 +391,31 @@ fn check_channel_options(key: &str, o: &ChannelOptions, p: &mut Vec<String>) {
 /// Whether `http_server.address` only accepts connections from this machine: a 127.0.0.0/8
 /// or `::1` address (brackets allowed) or `localhost`. An empty address binds every interface,
 /// and any other host name may resolve to a reachable address, so neither is loopback.
+/// Shortest HMAC key (bytes) that passes without a warning: 256 bits, the hash's size.
+pub const MIN_HMAC_KEY_BYTES: usize = 32;
+
+/// A secret that was obviously not chosen: a template's placeholder or a common word.
+pub fn is_placeholder_secret(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    if v.is_empty() {
+        return false;
+    }
+    const MARKERS: [&str; 8] = [
+        "change_me",
+        "changeme",
+        "change-me",
+        "replace_me",
+        "replaceme",
+        "placeholder",
+        "your_",
+        "<",
+    ];
+    const WORDS: [&str; 8] = [
+        "secret", "password", "key", "apikey", "api_key", "test", "token", "example",
+    ];
+    MARKERS.iter().any(|m| v.contains(m)) || WORDS.contains(&v.as_str())
+}
+
 pub fn is_loopback_address(address: &str) -> bool {
     let address = address.trim();
     if address.eq_ignore_ascii_case("localhost") {

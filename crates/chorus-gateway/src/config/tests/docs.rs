@@ -59,14 +59,34 @@ fn docs_examples_match_the_code() {
         let len = doc[start..].find("```").unwrap();
         doc[start..start + len].to_string()
     };
-    let yaml = block("yaml").replace("<random 64 hex chars>", "0123");
+    let yaml = block("yaml").replace(
+        "<random 64 hex chars>",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    );
     let loaded = load_text("embedded.yaml", &yaml).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let mut expected = Config::embedded_default();
-    expected.client.token.hmac_secret_key = "0123".into();
+    expected.client.token.hmac_secret_key =
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into();
     assert_eq!(loaded.config, expected);
 
-    let loaded = load_text("production.json", &block("json")).unwrap();
+    // The example's placeholders warn as placeholders; filled in, it loads clean.
+    let template = load_text("production.json", &block("json")).unwrap();
+    assert!(
+        template
+            .warnings
+            .iter()
+            .any(|w| w.contains("looks like a placeholder")),
+        "{:?}",
+        template.warnings
+    );
+    let json = block("json")
+        .replace(
+            "<at least 32 random bytes>",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
+        )
+        .replace("<random api key>", "b5bb9d8014a0f9b1d61e21e796d78dcc");
+    let loaded = load_text("production.json", &json).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     loaded.config.validate().unwrap();
     assert!(!loaded.config.client.options.insecure);
