@@ -106,3 +106,39 @@ describe('chorus serve with http_server.internal_port', () => {
     assert.ok(sub);
   });
 });
+
+describe('chorus checkconfig', () => {
+  const { spawnSync } = require('node:child_process');
+  const path = require('node:path');
+  const { REPO_ROOT } = require('../lib/server');
+  // Without the test harness's own CHORUS_* variables (an unknown one is a warning too).
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CHORUS_')));
+  const run = (args) => spawnSync(BIN, ['checkconfig', ...args], { encoding: 'utf8', timeout: 10000, env });
+  const production = path.join(REPO_ROOT, 'deploy', 'config.production.json');
+
+  it('warns about the production template\'s placeholder secrets, and --strict refuses it', () => {
+    const loose = run(['--config', production]);
+    assert.equal(loose.status, 0, loose.stderr);
+    assert.match(loose.stdout, /config ok/);
+    assert.match(loose.stderr, /warning: client\.token\.hmac_secret_key looks like a placeholder/);
+    assert.match(loose.stderr, /warning: http_api\.key looks like a placeholder/);
+
+    const strict = run(['--strict', '--config', production]);
+    assert.equal(strict.status, 1, strict.stdout);
+    assert.match(strict.stderr, /--strict: the config has 2 warning\(s\)/);
+
+    const filled = run(['--strict', '--config', production,
+      '--set', 'client.token.hmac_secret_key=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b',
+      '--set', 'http_api.key=b5bb9d8014a0f9b1d61e21e796d78dcc']);
+    assert.equal(filled.status, 0, filled.stderr);
+  });
+
+  it('refuses an unsupported Redis scheme and a bad log level before serving', () => {
+    const redis = run(['--set', 'engine.type=redis', '--set', 'engine.redis.address=["rediss://r:6380"]']);
+    assert.equal(redis.status, 1);
+    assert.match(redis.stderr, /scheme rediss:\/\/ is not supported/);
+    const level = run(['--set', 'log.level=debug,hyper=loud']);
+    assert.equal(level.status, 1);
+    assert.match(level.stderr, /log\.level/);
+  });
+});
