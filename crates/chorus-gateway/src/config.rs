@@ -228,6 +228,9 @@ pub struct HttpApiConfig {
     pub insecure: bool,
     /// Path prefix of the server API (`POST <prefix>/<method>`). Default `"/api"`.
     pub handler_prefix: String,
+    /// Log every HTTP API request at INFO (target `chorus::access`): API method, HTTP method,
+    /// status, duration, response bytes and peer. Default false.
+    pub access_log: bool,
 }
 
 impl Default for HttpApiConfig {
@@ -236,6 +239,7 @@ impl Default for HttpApiConfig {
             key: String::new(),
             insecure: false,
             handler_prefix: "/api".into(),
+            access_log: false,
         }
     }
 }

@@ -136,7 +136,14 @@ impl SubTask {
                 Ok(c) => c,
                 Err(e) => {
                     m::error("subscribe_connect");
-                    tracing::debug!(error = %e, "redis subscriber connection failed");
+                    if crate::shard::log_failure(attempt) {
+                        tracing::error!(
+                            redis = %self.target,
+                            error = %e,
+                            failures = attempt + 1,
+                            "redis unreachable: subscriber connection failed; retrying with backoff"
+                        );
+                    }
                     let delay = self.config.backoff(attempt);
                     attempt = attempt.saturating_add(1);
                     tokio::select! {

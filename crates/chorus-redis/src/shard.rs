@@ -195,6 +195,33 @@ pub enum Target {
     Cluster(Vec<String>),
 }
 
+impl std::fmt::Display for Target {
+    /// The address(es) for logs, without credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Single(client) => write!(f, "{}", client.get_connection_info().addr()),
+            Target::Cluster(urls) => {
+                let hosts: Vec<&str> = urls
+                    .iter()
+                    .map(|u| {
+                        let u = u.split("://").nth(1).unwrap_or(u);
+                        u.rsplit_once('@').map_or(u, |(_, host)| host)
+                    })
+                    .collect();
+                write!(f, "cluster {}", hosts.join(","))
+            }
+        }
+    }
+}
+
+/// Whether the `failures`-th consecutive failure (from 0) is logged at ERROR: the 1st, 2nd,
+/// 4th, 8th, … and then every 64th, so an outage is loud at once and stays visible without
+/// a line per retry.
+pub(crate) fn log_failure(failures: u32) -> bool {
+    let n = failures.saturating_add(1);
+    n.is_power_of_two() || n % 64 == 0
+}
+
 impl Target {
     /// Opens a connection; `push` receives pub/sub messages (RESP3 push).
     pub async fn connect(
@@ -281,7 +308,14 @@ impl Publisher {
                 }
                 Err(e) => {
                     crate::metrics::error("connect");
-                    tracing::debug!(error = %e, "redis publish connection failed");
+                    if log_failure(attempt) {
+                        tracing::error!(
+                            redis = %target,
+                            error = %e,
+                            failures = attempt + 1,
+                            "redis unreachable: publish connection failed; retrying with backoff"
+                        );
+                    }
                     let delay: Duration = config.backoff(attempt);
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
@@ -291,5 +325,28 @@ impl Publisher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_logged_with_backoff() {
+        let logged: Vec<u32> = (0..200)
+            .filter(|&f| log_failure(f))
+            .map(|f| f + 1)
+            .collect();
+        assert_eq!(logged, vec![1, 2, 4, 8, 16, 32, 64, 128, 192]);
+    }
+
+    #[test]
+    fn targets_print_without_credentials() {
+        let cluster = Target::Cluster(vec!["redis://user:pw@h1:7000".into(), "h2:7001".into()]);
+        assert_eq!(cluster.to_string(), "cluster h1:7000,h2:7001");
+        let single = Target::Single(redis::Client::open("redis://:pw@h3:6379/").unwrap());
+        assert_eq!(single.to_string(), "h3:6379");
     }
 }

@@ -84,6 +84,11 @@ describe('readiness before the engine was ever reachable', () => {
       assert.equal(body.initialised, false);
       assert.deepEqual(body.engine, { type: 'redis', up: false });
       assert.equal((await get(node, '/health')).status, 200);
+      // A clear ERROR names the unreachable Redis (repeated with backoff, not per retry).
+      await waitFor(async () => /ERROR .*redis unreachable/.test(node.logs()), {
+        timeout: 5000, interval: 50, message: 'an ERROR line about the unreachable Redis',
+      });
+      assert.match(node.logs(), new RegExp(`redis=127\\.0\\.0\\.1:${port}`));
     } finally {
       await node.stop('SIGKILL', 1000).catch(() => {});
     }

@@ -142,3 +142,24 @@ describe('chorus checkconfig', () => {
     assert.match(level.stderr, /log\.level/);
   });
 });
+
+describe('http_api.access_log', () => {
+  let srv;
+  before(async () => { srv = await startServer(testConfig({ http_api: { access_log: true } })); });
+  after(async () => { if (srv) await srv.stop(); });
+
+  it('logs each API request with its method, status and duration', async () => {
+    const res = await fetch(`${srv.apiUrl}/info`, {
+      method: 'POST', headers: { 'X-API-Key': srv.apiKey }, body: '{}',
+    });
+    assert.equal(res.status, 200);
+    const bad = await fetch(`${srv.apiUrl}/info`, { method: 'POST', body: '{}' });
+    assert.equal(bad.status, 401);
+    const { waitFor } = require('../lib/util');
+    await waitFor(() => /http api request.*status=401/.test(srv.logs()), { timeout: 5000, message: 'access log lines' });
+    const lines = srv.logs().split('\n').filter((l) => l.includes('http api request'));
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(lines[0], /chorus::access: http api request api_method=info http_method=POST status=200 duration_ms=[0-9.]+ response_bytes=[0-9]+ peer=127\.0\.0\.1:[0-9]+/);
+    assert.match(lines[1], /api_method=info http_method=POST status=401/);
+  });
+});

@@ -85,7 +85,26 @@ async fn dispatch(
     let path = req.uri().path().to_owned();
     if let Some(method) = api_method(&path, &config.http_api.handler_prefix) {
         let method = method.to_owned();
-        return ("api", api_request(req, &method, state, conn).await);
+        if !config.http_api.access_log {
+            return ("api", api_request(req, &method, state, conn).await);
+        }
+        let started = std::time::Instant::now();
+        let http_method = req.method().clone();
+        let resp = api_request(req, &method, state, conn).await;
+        let bytes = hyper::body::Body::size_hint(resp.body())
+            .exact()
+            .unwrap_or(0);
+        tracing::info!(
+            target: "chorus::access",
+            api_method = %method,
+            http_method = %http_method,
+            status = resp.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            response_bytes = bytes,
+            peer = %peer,
+            "http api request"
+        );
+        return ("api", resp);
     }
     // Every other route answers from the headers alone.
     conn.set_busy();

@@ -24,6 +24,14 @@ const OUTBOUND: usize = 16;
 /// How long a Goodbye waits for the replica to close the stream.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 
+/// Whether the `failures`-th consecutive failure (from 0) is logged at ERROR: the 1st, 2nd,
+/// 4th, 8th, … and then every 64th, so an outage is loud at once and stays visible without
+/// a line per retry.
+fn log_failure(failures: u32) -> bool {
+    let n = failures.saturating_add(1);
+    n.is_power_of_two() || n % 64 == 0
+}
+
 /// Runs the endpoint's stream until `cancel`.
 pub(super) async fn run(inner: Arc<Inner>, i: usize, cancel: CancellationToken) {
     let mut failures: u32 = 0;
@@ -41,6 +49,13 @@ pub(super) async fn run(inner: Arc<Inner>, i: usize, cancel: CancellationToken) 
                 if session.synced {
                     failures = 0;
                     tracing::warn!(endpoint = %url, %reason, "presence stream lost; reconnecting");
+                } else if log_failure(failures) {
+                    tracing::error!(
+                        endpoint = %url,
+                        %reason,
+                        failures = failures + 1,
+                        "presence service unreachable; retrying with backoff"
+                    );
                 } else {
                     tracing::debug!(endpoint = %url, %reason, "presence stream failed");
                 }
