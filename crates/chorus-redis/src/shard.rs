@@ -219,7 +219,7 @@ impl std::fmt::Display for Target {
 /// a line per retry.
 pub(crate) fn log_failure(failures: u32) -> bool {
     let n = failures.saturating_add(1);
-    n.is_power_of_two() || n % 64 == 0
+    n.is_power_of_two() || n.is_multiple_of(64)
 }
 
 impl Target {

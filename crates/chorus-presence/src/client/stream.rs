@@ -29,7 +29,7 @@ const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 /// a line per retry.
 fn log_failure(failures: u32) -> bool {
     let n = failures.saturating_add(1);
-    n.is_power_of_two() || n % 64 == 0
+    n.is_power_of_two() || n.is_multiple_of(64)
 }
 
 /// Runs the endpoint's stream until `cancel`.
