@@ -388,6 +388,13 @@ pub struct RedisEngineConfig {
     pub liveness_probe_interval: ConfigDuration,
     /// A probe not back within this time marks the subscriber connection dead. Default 3s.
     pub liveness_probe_timeout: ConfigDuration,
+    /// ACL user to authenticate as (Redis 6+). Default empty: the `default` user, or the user
+    /// in an address's URL (`redis://user:password@host:6379`), which wins.
+    pub user: String,
+    /// Password (`requirepass`, or the ACL user's). Default empty: none, or the one in an
+    /// address's URL, which wins. Pass it as `CHORUS_ENGINE_REDIS_PASSWORD` or from a secret
+    /// file rather than in the config file. Never logged.
+    pub password: String,
 }
 
 impl Default for RedisEngineConfig {
@@ -401,6 +408,8 @@ impl Default for RedisEngineConfig {
             command_timeout: ConfigDuration::from_secs(1),
             liveness_probe_interval: ConfigDuration::from_secs(5),
             liveness_probe_timeout: ConfigDuration::from_secs(3),
+            user: String::new(),
+            password: String::new(),
         }
     }
 }

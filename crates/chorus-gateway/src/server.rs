@@ -157,7 +157,11 @@ pub fn build_node(config: &Config) -> Result<Node, BuildError> {
 pub fn redis_config(config: &Config) -> RedisConfig {
     let r = &config.engine.redis;
     RedisConfig {
-        addresses: r.address.iter().map(|a| a.trim().to_string()).collect(),
+        addresses: r
+            .address
+            .iter()
+            .map(|a| with_credentials(a.trim(), &r.user, &r.password))
+            .collect(),
         cluster: r.cluster,
         prefix: r.prefix.clone(),
         partitions: r.partitions,
@@ -166,6 +170,67 @@ pub fn redis_config(config: &Config) -> RedisConfig {
         liveness_probe_interval: r.liveness_probe_interval.get(),
         liveness_probe_timeout: r.liveness_probe_timeout.get(),
         ..RedisConfig::default()
+    }
+}
+
+/// `address` as a `redis://` URL carrying `user`/`password` (percent-encoded), unless it
+/// already names credentials or none are configured.
+fn with_credentials(address: &str, user: &str, password: &str) -> String {
+    if user.is_empty() && password.is_empty() {
+        return address.to_string();
+    }
+    let (scheme, rest) = address.split_once("://").unwrap_or(("redis", address));
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    if rest[..host_end].contains('@') {
+        return address.to_string();
+    }
+    let user = percent_encode(user);
+    let password = percent_encode(password);
+    let auth = if password.is_empty() {
+        format!("{user}@")
+    } else {
+        format!("{user}:{password}@")
+    };
+    format!("{scheme}://{auth}{rest}")
+}
+
+/// URL userinfo encoding: unreserved characters as they are, every other byte as `%XX`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::with_credentials;
+
+    #[test]
+    fn credentials_go_into_the_url() {
+        assert_eq!(with_credentials("r:6379", "", ""), "r:6379");
+        assert_eq!(
+            with_credentials("r:6379", "", "p@ss w/rd"),
+            "redis://:p%40ss%20w%2Frd@r:6379"
+        );
+        assert_eq!(
+            with_credentials("redis://r:6379/0", "alice", "pw"),
+            "redis://alice:pw@r:6379/0"
+        );
+        assert_eq!(
+            with_credentials("r:6379", "alice", ""),
+            "redis://alice@r:6379"
+        );
+        // An address with its own credentials keeps them.
+        assert_eq!(
+            with_credentials("redis://bob:x@r:6379", "alice", "pw"),
+            "redis://bob:x@r:6379"
+        );
     }
 }
 

@@ -81,7 +81,9 @@ function command(port, args, timeout = 2000) {
 
 async function ping(port, timeout = 1000) {
   try {
-    return (await command(port, ['PING'], timeout)).startsWith('+PONG');
+    // A server with requirepass (or the default user off) answers NOAUTH: it is up.
+    const reply = await command(port, ['PING'], timeout);
+    return reply.startsWith('+PONG') || reply.startsWith('-NOAUTH');
   } catch (_) {
     return false;
   }

@@ -343,6 +343,7 @@ impl Config {
             ("grpc_api.key", self.grpc_api.key.as_str()),
             ("presence.key", self.presence.key.as_str()),
             ("presence_server.key", self.presence_server.key.as_str()),
+            ("engine.redis.password", self.engine.redis.password.as_str()),
         ] {
             if is_placeholder_secret(value) {
                 w.push(format!(
