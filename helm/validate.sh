@@ -25,6 +25,14 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$CACHE_DIR"
+
+# The binary that checks the rendered configs (built when missing).
+ROOT="$(cd "$HERE/.." && pwd)"
+CHORUS_BIN="${CHORUS_BIN:-$ROOT/target/debug/chorus}"
+if [[ ! -x "$CHORUS_BIN" ]]; then
+  log "building $CHORUS_BIN (cargo build -p chorus)"
+  (cd "$ROOT" && cargo build -q -p chorus) || die "cargo build -p chorus failed"
+fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/chorus-helm-validate.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -148,6 +156,22 @@ if c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command") != [
     fail("preStop must sleep 5 s")
 if c["livenessProbe"]["httpGet"]["path"] != "/health" or c["readinessProbe"]["httpGet"]["path"] != "/ready":
     fail("liveness must probe /health and readiness /ready")
+# Probes and scrapes go to the port that serves /health, /ready and /metrics with this config:
+# http_server.internal_port when set (the main port answers 404 there), else the main port.
+internal_port = cfg.get("http_server", {}).get("internal_port", 0)
+ops = "internal" if internal_port else "http"
+named = {p["name"]: p["containerPort"] for p in c["ports"]}
+for probe in ("livenessProbe", "readinessProbe"):
+    if c[probe]["httpGet"]["port"] != ops:
+        fail(f"{probe} must use port {ops} (internal_port={internal_port})")
+if internal_port:
+    if named.get("internal") != internal_port:
+        fail("container port `internal` must equal config.http_server.internal_port")
+    isvc = component("Service", "gateway-internal")
+    if len(isvc) != 1 or isvc[0]["spec"]["ports"][0]["targetPort"] != "internal":
+        fail("internal_port needs one Service `-internal` targeting port internal")
+elif component("Service", "gateway-internal"):
+    fail("an internal Service without config.http_server.internal_port")
 if c["args"] != ["serve", "--config", "/etc/chorus/config.json"]:
     fail("unexpected container args")
 sc = c.get("securityContext", {})
@@ -202,10 +226,15 @@ for sm in by_kind.get("ServiceMonitor", []):
     if sm.get("apiVersion") != "monitoring.coreos.com/v1":
         fail("ServiceMonitor apiVersion")
     eps = sm.get("spec", {}).get("endpoints", [])
-    if not eps or eps[0].get("port") != "http" or eps[0].get("path") != "/metrics":
-        fail("ServiceMonitor must scrape port http at /metrics")
-    if sm["spec"]["selector"]["matchLabels"] != svc["spec"]["selector"]:
-        fail("ServiceMonitor selector must match the Service labels")
+    if not eps or eps[0].get("port") != ops or eps[0].get("path") != "/metrics":
+        fail(f"ServiceMonitor must scrape port {ops} at /metrics")
+    target = component("Service", "gateway-internal")[0] if internal_port else svc
+    want = dict(svc["spec"]["selector"])
+    if internal_port:
+        want["app.kubernetes.io/component"] = "gateway-internal"
+    if sm["spec"]["selector"]["matchLabels"] != want or any(
+            target["metadata"]["labels"].get(k) != v for k, v in want.items()):
+        fail("ServiceMonitor selector must match the Service that carries the metrics port")
 
 if "HorizontalPodAutoscaler" in by_kind and "replicas" in dep["spec"]:
     fail("Deployment must not set replicas when the HPA is enabled")
@@ -272,6 +301,49 @@ elif "presence" in cfg or "CHORUS_PRESENCE_KEY" in env:
     fail("presence config or key on the gateway without the presence service")
 print(f"  {name}: {len(docs)} manifests OK ({', '.join(sorted(by_kind))})", file=sys.stderr)
 PY
+
+  log "the rendered configs pass chorus checkconfig with the pods' environment ($name)"
+  "$PY_BIN" - "$out" "$WORK/$name" <<'PY' || die "could not extract configs for $name"
+import sys, json, yaml, hashlib
+path, prefix = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+def comp(kind, c):
+    return [d for d in docs if d["kind"] == kind
+            and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == c]
+for c, kind in (("gateway", "Deployment"), ("presence", "StatefulSet")):
+    cms, pods = comp("ConfigMap", c), comp(kind, c)
+    if not cms or not pods:
+        continue
+    open(f"{prefix}-{c}.json", "w").write(cms[0]["data"]["config.json"])
+    lines = []
+    for e in pods[0]["spec"]["template"]["spec"]["containers"][0].get("env", []):
+        if "value" in e:
+            v = e["value"]
+        else:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if not ref:
+                continue
+            # One stand-in per secret key, the same for every pod that reads it.
+            v = hashlib.sha256(f"{ref['name']}/{ref['key']}".encode()).hexdigest()
+        lines.append(f"{e['name']}={v}")
+    open(f"{prefix}-{c}.env", "w").write("\n".join(lines) + "\n")
+PY
+  for c in gateway presence; do
+    [[ -f "$WORK/$name-$c.json" ]] || continue
+    env_args=()
+    while IFS= read -r line; do [[ -n "$line" ]] && env_args+=("$line"); done <"$WORK/$name-$c.env"
+    strict=(--strict)
+    # A presence replica's config has no gateway keys, so gateway warnings (no API key on a
+    # non-loopback address) do not apply; unknown keys and variables still must not appear.
+    [[ "$c" == presence ]] && strict=()
+    if ! err="$(env -i PATH="$PATH" "${env_args[@]}" "$CHORUS_BIN" checkconfig "${strict[@]}" \
+          --config "$WORK/$name-$c.json" 2>&1 >/dev/null)"; then
+      die "$name: the rendered $c config fails chorus checkconfig ${strict[*]}: $err"
+    fi
+    if grep -q "unknown" <<<"$err"; then
+      die "$name: the rendered $c config or environment has unknown keys: $err"
+    fi
+  done
 done
 
 if command -v yamllint >/dev/null 2>&1; then

@@ -70,6 +70,14 @@ Container port: the configured http_server.port (default 8000).
 {{- end }}
 
 {{/*
+The named container port that serves /health, /ready, /metrics and the API: `internal` with
+internal.port set, else `http`.
+*/}}
+{{- define "chorus.opsPort" -}}
+{{- if gt (int .Values.internal.port) 0 }}internal{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
 Presence service: its own app name, so the gateway's selector never matches its pods.
 */}}
 {{- define "chorus.presence.fullname" -}}
@@ -118,6 +126,11 @@ grpc_api.port when grpcApi.enabled.
 {{- $_ := set $p "endpoints" (include "chorus.presence.endpoints" . | fromJsonArray) }}
 {{- $_ := set $p "flush_interval" .Values.presence.flushInterval }}
 {{- $_ := set $cfg "presence" $p }}
+{{- end }}
+{{- if gt (int .Values.internal.port) 0 }}
+{{- $h := deepCopy (default dict (get $cfg "http_server")) }}
+{{- $_ := set $h "internal_port" (int .Values.internal.port) }}
+{{- $_ := set $cfg "http_server" $h }}
 {{- end }}
 {{- if .Values.grpcApi.enabled }}
 {{- $g := deepCopy (default dict (get $cfg "grpc_api")) }}
