@@ -94,7 +94,10 @@ def test_presence_and_user_status_exact_on_both_replicas(cluster):
             clients.append(c)
         try:
             for r in replicas:
+                # Each subscription reaches the replicas in its gateway's next batch: wait for
+                # carol's second channel too, not only for the room.
                 await eventually(f"room on {r.url}", lambda r=r: room_users(r, ch) == ["alice", "bob", "carol"])
+                await eventually(f"carol's other channel on {r.url}", lambda r=r: room_users(r, other) == ["carol"])
                 stub = r.stub()
                 resp = stub.Presence(m.PresenceRequest(channel=ch), metadata=auth())
                 nodes = {info.node for info in resp.presence.values()}
