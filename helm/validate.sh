@@ -121,7 +121,7 @@ for values in "${VALUES_FILES[@]}"; do
     || die "kubernetes-validate failed for $name (rendered: $out)"
 
   log "chart invariants ($name)"
-  "$PY_BIN" - "$out" "$name" <<'PY' || die "invariants failed for $name"
+  CHART_ROOT="$ROOT" "$PY_BIN" - "$out" "$name" <<'PY' || die "invariants failed for $name"
 import sys, json, yaml
 
 path, name = sys.argv[1], sys.argv[2]
@@ -235,6 +235,31 @@ for sm in by_kind.get("ServiceMonitor", []):
     if sm["spec"]["selector"]["matchLabels"] != want or any(
             target["metadata"]["labels"].get(k) != v for k, v in want.items()):
         fail("ServiceMonitor selector must match the Service that carries the metrics port")
+
+# PrometheusRule (a CRD too): every metric in every expression is a family of docs/metrics.md,
+# and every selector names the Service that carries the metrics port.
+import re, os
+doc_path = os.path.join(os.environ["CHART_ROOT"], "docs", "metrics.md")
+documented = set(re.findall(r"^\| `((?:chorus|process)_[a-z0-9_]+)` \|", open(doc_path).read(), re.M))
+for rule in by_kind.get("PrometheusRule", []):
+    if rule.get("apiVersion") != "monitoring.coreos.com/v1":
+        fail("PrometheusRule apiVersion")
+    metrics_svc = (component("Service", "gateway-internal") or [svc])[0]["metadata"]["name"]
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    names = {r["alert"] for r in alerts}
+    want = {"ChorusGatewayDown", "ChorusBackplaneDown", "ChorusSlowClientDisconnects", "ChorusBroadcastSlow"}
+    if "presence" in cfg:
+        want.add("ChorusPresenceUnreachable")
+    if not want <= names:
+        fail(f"PrometheusRule lacks alerts {sorted(want - names)}")
+    for r in alerts:
+        expr = r["expr"]
+        for m in re.findall(r"(?<![A-Za-z0-9_])((?:chorus|process)_[a-z0-9_]+)", expr):
+            fam = re.sub(r"_(bucket|sum|count)$", "", m) if m.endswith(("_bucket", "_sum", "_count")) else m
+            if fam not in documented:
+                fail(f"alert {r['alert']}: {m} is not a family of docs/metrics.md")
+        if f'service="{metrics_svc}"' not in expr:
+            fail(f"alert {r['alert']} must select service=\"{metrics_svc}\": {expr}")
 
 if "HorizontalPodAutoscaler" in by_kind and "replicas" in dep["spec"]:
     fail("Deployment must not set replicas when the HPA is enabled")
