@@ -211,18 +211,63 @@ if grpc_cfg.get("enabled"):
     gport = grpc_cfg.get("port")
     if ctr_ports.get("grpc", {}).get("containerPort") != gport:
         fail("container port grpc must equal config.grpc_api.port")
-    if svc_ports.get("grpc", {}).get("targetPort") != "grpc" or svc_ports["grpc"].get("port") != gport:
-        fail("Service must expose port grpc (config.grpc_api.port) targeting the named port grpc")
+    gsvc = component("Service", "gateway-grpc")
+    gports = {p["name"]: p for p in gsvc[0]["spec"]["ports"]} if len(gsvc) == 1 else {}
+    if gports.get("grpc", {}).get("targetPort") != "grpc" or gports["grpc"].get("port") != gport \
+            or gports["grpc"].get("appProtocol") != "grpc":
+        fail("the gRPC API needs one Service -grpc exposing port grpc (appProtocol grpc)")
+    if "grpc" in svc_ports:
+        fail("the client-facing Service must not carry the gRPC server API")
     ref = env.get("CHORUS_GRPC_API_KEY", {}).get("valueFrom", {}).get("secretKeyRef")
     if not ref or ref != env["CHORUS_HTTP_API_KEY"]["valueFrom"]["secretKeyRef"]:
         fail("CHORUS_GRPC_API_KEY must come from the API key of the Secret")
     if "key" in grpc_cfg:
         fail("the gRPC API key leaked into the ConfigMap")
-elif "grpc" in svc_ports or "grpc" in ctr_ports or "CHORUS_GRPC_API_KEY" in env:
+elif "grpc" in svc_ports or "grpc" in ctr_ports or "CHORUS_GRPC_API_KEY" in env \
+        or component("Service", "gateway-grpc"):
     fail("gRPC port or key present while config.grpc_api.enabled is not set")
+
+# Redis: a cluster configuration never dials the pod itself, and the password only ever
+# comes from a Secret.
+engine = cfg.get("engine", {})
+if engine.get("type") == "redis":
+    addrs = engine.get("redis", {}).get("address")
+    if not addrs:
+        fail("engine.type redis without addresses (the binary would dial 127.0.0.1:6379)")
+    for a in addrs:
+        host = a.split("://")[-1].split("@")[-1].split(":")[0].strip("[]")
+        if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+            fail(f"engine.redis.address {a} dials the pod itself")
+    if "password" in engine.get("redis", {}):
+        fail("the Redis password leaked into the ConfigMap")
+if "CHORUS_ENGINE_REDIS_PASSWORD" in env and not env["CHORUS_ENGINE_REDIS_PASSWORD"].get("valueFrom", {}).get("secretKeyRef"):
+    fail("CHORUS_ENGINE_REDIS_PASSWORD must come from a secretKeyRef")
+
+# Ingress and HTTPRoute send clients to the client-facing Service.
+for ing in by_kind.get("Ingress", []):
+    for rule in ing["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            b = path["backend"]["service"]
+            if b["name"] != svc["metadata"]["name"] or b["port"].get("name") != "http":
+                fail("Ingress must route to the client-facing Service's port http")
+for route in by_kind.get("HTTPRoute", []):
+    for rule in route["spec"]["rules"]:
+        for ref in rule["backendRefs"]:
+            if ref["name"] != svc["metadata"]["name"] or ref["port"] != svc["spec"]["ports"][0]["port"]:
+                fail("HTTPRoute must route to the client-facing Service")
+
+# Spread: without explicit affinity/topology, replicas spread over nodes and zones.
+if len(dep["spec"]["template"]["spec"].get("topologySpreadConstraints", [])) == 0 \
+        and not dep["spec"]["template"]["spec"].get("affinity"):
+    fail("gateway pods have neither affinity nor topology spread")
 
 # ServiceMonitor is a CRD unknown to kubernetes-validate: check its shape here.
 for sm in by_kind.get("ServiceMonitor", []):
+    if sm["metadata"]["labels"].get("app.kubernetes.io/component") == "presence":
+        pep = sm["spec"]["endpoints"]
+        if not pep or pep[0].get("port") != "metrics" or pep[0].get("path") != "/metrics":
+            fail("the presence ServiceMonitor must scrape port metrics at /metrics")
+        continue
     if sm.get("apiVersion") != "monitoring.coreos.com/v1":
         fail("ServiceMonitor apiVersion")
     eps = sm.get("spec", {}).get("endpoints", [])
@@ -398,5 +443,10 @@ expect_reject --set config.grpc_api.key=leaked
 expect_reject --set config.grpc_api.enabled=true
 expect_reject --set grpcApi.port=70000
 expect_reject --set config.grpc_api.error_mode=status
+expect_reject --set-json 'redis.addresses=["127.0.0.1:6379"]'
+expect_reject --set-json 'redis.addresses=["localhost:6379"]'
+expect_reject --set-json 'envSecret=[{"name":"lower-case","secretName":"s","key":"k"}]'
+expect_reject --set internal.port=70000
+expect_reject --set ingress.hosts[0].paths[0].pathType=Regex
 
 log "OK: chart $CHART is valid (Kubernetes $KUBE_VERSION)"

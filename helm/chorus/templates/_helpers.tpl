@@ -70,6 +70,19 @@ Container port: the configured http_server.port (default 8000).
 {{- end }}
 
 {{/*
+Where the Redis password comes from: {name, key}, or nothing when there is no password.
+*/}}
+{{- define "chorus.redisPasswordRef" -}}
+{{- if .Values.redis.existingSecret -}}
+{"name": {{ .Values.redis.existingSecret | quote }}, "key": {{ .Values.redis.existingSecretPasswordKey | quote }}}
+{{- else if .Values.redis.password -}}
+{"name": {{ include "chorus.secretName" . | quote }}, "key": {{ .Values.secrets.redisPasswordKey | quote }}}
+{{- else -}}
+{}
+{{- end -}}
+{{- end }}
+
+{{/*
 The named container port that serves /health, /ready, /metrics and the API: `internal` with
 internal.port set, else `http`.
 */}}
@@ -126,6 +139,16 @@ grpc_api.port when grpcApi.enabled.
 {{- $_ := set $p "endpoints" (include "chorus.presence.endpoints" . | fromJsonArray) }}
 {{- $_ := set $p "flush_interval" .Values.presence.flushInterval }}
 {{- $_ := set $cfg "presence" $p }}
+{{- end }}
+{{- if .Values.redis.addresses }}
+{{- $e := deepCopy (default dict (get $cfg "engine")) }}
+{{- $r := deepCopy (default dict (get $e "redis")) }}
+{{- $_ := set $e "type" "redis" }}
+{{- $_ := set $r "address" .Values.redis.addresses }}
+{{- $_ := set $r "cluster" .Values.redis.cluster }}
+{{- if .Values.redis.user }}{{ $_ := set $r "user" .Values.redis.user }}{{ end }}
+{{- $_ := set $e "redis" $r }}
+{{- $_ := set $cfg "engine" $e }}
 {{- end }}
 {{- if gt (int .Values.internal.port) 0 }}
 {{- $h := deepCopy (default dict (get $cfg "http_server")) }}
