@@ -92,10 +92,36 @@ pub struct HttpServerConfig {
     pub internal_port: u16,
     /// Address of the internal listener. Default `""`: the same as `address`.
     pub internal_address: String,
+    /// `http_server.tls.*`: TLS on the external and internal listeners and the gRPC API.
+    pub tls: TlsConfig,
     /// Max TCP connections the internal listener holds at once, a budget of its own so that
     /// probes and scrapes get through when client connections fill `max_connections`. Same
     /// shedding rules. Default 256.
     pub internal_max_connections: usize,
+}
+
+/// `http_server.tls.*`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain (leaf first). Set together with `key_pem_file`;
+    /// both empty (the default): no TLS.
+    pub cert_pem_file: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem_file: String,
+    /// How often the files' modification times are checked; a change reloads them for new
+    /// handshakes (SIGHUP reloads at once). Default 10s; 0: on SIGHUP only.
+    pub reload_interval: ConfigDuration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_pem_file: String::new(),
+            key_pem_file: String::new(),
+            reload_interval: ConfigDuration::from_secs(10),
+        }
+    }
 }
 
 impl HttpServerConfig {
@@ -123,6 +149,7 @@ impl Default for HttpServerConfig {
             internal_port: 0,
             internal_address: String::new(),
             internal_max_connections: 256,
+            tls: TlsConfig::default(),
         }
     }
 }

@@ -36,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::config::Config;
+use crate::server::conns::io::Stream;
+use crate::server::tls::Tls;
 use crate::server::{self, ServeError};
 use guard::Guard;
 use service::GrpcApi;
@@ -53,6 +55,9 @@ pub enum GrpcServeError {
     /// The server ended with an error.
     #[error("grpc api server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// `http_server.tls` names files that cannot be used.
+    #[error("http_server.tls: {0}")]
+    Tls(#[from] crate::server::tls::TlsError),
 }
 
 /// Binds `grpc_api.address:port` (an empty address is `http_server.address`), with
@@ -69,8 +74,61 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 }
 
 /// Accepted connections of `listener`, with `TCP_NODELAY`; a failed accept is logged and
-/// retried after [`ACCEPT_BACKOFF`].
+/// retried after [`ACCEPT_BACKOFF`]. With `tls`, each connection's handshake runs in a task of
+/// its own (bounded by `handshake_timeout`), so a slow client does not hold up the others,
+/// and the listener closes when `stop` fires.
 fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    handshake_timeout: Duration,
+    stop: CancellationToken,
+) -> futures_util::stream::BoxStream<'static, std::io::Result<Stream>> {
+    use futures_util::StreamExt;
+    let Some(tls) = tls else {
+        return plain(listener).map(|r| r.map(Stream::Plain)).boxed();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Stream>(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "grpc api: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "set TCP_NODELAY failed");
+            }
+            let (tls, tx) = (tls.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, tls.grpc().accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        let _ = tx.send(Stream::Tls(Box::new(s))).await;
+                    }
+                    Ok(Err(error)) => crate::server::tls::handshake_failed(&error),
+                    Err(_) => crate::server::tls::handshake_failed(&std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "TLS handshake timed out",
+                    )),
+                }
+            });
+        }
+    });
+    stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
+    )
+    .boxed()
+}
+
+/// Plain TCP connections of `listener`.
+fn plain(
     listener: TcpListener,
 ) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send {
     stream::unfold(listener, |listener| async move {
@@ -117,9 +175,16 @@ pub async fn serve(
     }
 
     let stop = CancellationToken::new();
-    let mut server = pin!(
-        router.serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned())
-    );
+    let tls = Tls::from_config(&config.http_server.tls)?;
+    let reloads = CancellationToken::new();
+    let _stop_reloads = reloads.clone().drop_guard();
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(config.http_server.tls.reload_interval.get(), reloads);
+    }
+    let handshake_timeout = config.http_server.header_read_timeout.get();
+    let incoming = incoming(listener, tls, handshake_timeout, stop.clone());
+    let mut server =
+        pin!(router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()));
     tokio::select! {
         // Only an error ends the server before the signal.
         result = server.as_mut() => return result.map_err(GrpcServeError::from),

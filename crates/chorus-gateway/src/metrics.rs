@@ -57,6 +57,11 @@ pub const GRPC_API_REQUESTS: &str = "chorus_grpc_api_requests_total";
 /// Time from a gRPC call's headers to its response headers, by `method`.
 pub const GRPC_API_DURATION: &str = "chorus_grpc_api_request_duration_seconds";
 
+/// TLS handshakes that failed on the HTTP listeners and the gRPC API.
+pub const TLS_HANDSHAKE_ERRORS: &str = "chorus_tls_handshake_errors_total";
+/// Certificate reloads, by `result` (ok, error).
+pub const TLS_RELOADS: &str = "chorus_tls_reloads_total";
+
 /// Always 1, labelled with the `version` and the `commit` chorus was built from.
 pub const BUILD_INFO: &str = "chorus_build_info";
 
@@ -176,6 +181,16 @@ pub fn render_with_process(handle: PrometheusHandle) -> chorus_presence::Metrics
 
 /// Describes every gateway metric (units and help text). Called by [`install`].
 pub fn describe() {
+    describe_counter!(
+        TLS_HANDSHAKE_ERRORS,
+        Unit::Count,
+        "TLS handshakes that failed (plain HTTP on a TLS port, an untrusted certificate, a timeout)."
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        Unit::Count,
+        "TLS certificate reloads (SIGHUP or a changed file), by result (ok, error: the previous certificate stays)."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the labels carry the version and the commit chorus was built from."

@@ -31,6 +31,7 @@ pub mod accept;
 pub mod conns;
 pub mod readiness;
 pub mod routes;
+pub mod tls;
 
 use std::future::Future;
 use std::io::Write;
@@ -59,7 +60,7 @@ use crate::config::{Config, EngineType};
 use crate::presence::ServicePresence;
 use crate::ws::{WsContext, WsSettings};
 use crate::{app, metrics};
-use conns::io::ConnIo;
+use conns::io::{ConnIo, Stream};
 use conns::{Budget, BudgetSource, Conn, Registry};
 
 /// Why a node could not be built from its config (see [`build_node`]).
@@ -103,6 +104,9 @@ pub enum ServeError {
     /// The gRPC server API failed.
     #[error(transparent)]
     Grpc(#[from] crate::grpc_api::GrpcServeError),
+    /// `http_server.tls` names files that cannot be used.
+    #[error("http_server.tls: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Shared by every request of a server.
@@ -113,6 +117,8 @@ pub struct ServerState {
     pub ws: WsContext,
     /// False from the shutdown signal on: `/ready` answers 503.
     pub ready: AtomicBool,
+    /// TLS of the HTTP listeners (`http_server.tls`); `None`: plain TCP.
+    pub tls: Option<Arc<tls::Tls>>,
     /// What else `/ready` tracks (see [`readiness`]).
     pub readiness: readiness::Readiness,
     pub metrics: PrometheusHandle,
@@ -425,6 +431,12 @@ pub async fn serve_with(
     settings.upgrade_timeout = config.http_server.request_timeout.get();
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
+    let tls = tls::Tls::from_config(&config.http_server.tls)?;
+    let reloads = CancellationToken::new();
+    let _stop_reloads = reloads.clone().drop_guard();
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(config.http_server.tls.reload_interval.get(), reloads);
+    }
     let state = Arc::new(ServerState {
         config: config.clone(),
         node: node.clone(),
@@ -434,6 +446,7 @@ pub async fn serve_with(
             shutdown: closing.clone(),
         },
         ready: AtomicBool::new(true),
+        tls,
         readiness: readiness::Readiness::default(),
         metrics: metrics::install(),
     });
@@ -594,6 +607,24 @@ fn spawn_connection(
     tracker.spawn(async move {
         let shed = conn.shed_signal();
         let request_timeout = state.config.http_server.request_timeout.get();
+        let stream = match &state.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                // Bounded like the request headers that follow it (slow or silent clients).
+                let limit = state.config.http_server.header_read_timeout.get();
+                match tokio::time::timeout(limit, tls.http().accept(stream)).await {
+                    Ok(Ok(tls_stream)) => Stream::Tls(Box::new(tls_stream)),
+                    Ok(Err(error)) => return tls::handshake_failed(&error),
+                    Err(_) => {
+                        let error = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "TLS handshake timed out",
+                        );
+                        return tls::handshake_failed(&error);
+                    }
+                }
+            }
+        };
         let io = TokioIo::new(ConnIo::new(stream, conn.clone(), request_timeout));
         let service = service_fn(move |req| {
             let state = state.clone();

@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::metrics::{self, ConnectionGuard, RejectReason};
-use crate::server::conns::io::ConnIo;
+use crate::server::conns::io::{ConnIo, Stream};
 use crate::server::conns::Conn;
 use conn::ConnLimits;
 use handshake::Rejection;
@@ -275,8 +275,8 @@ pub fn upgrade<B>(
             // The socket is ours now: the session keeps the registry entry, and the
             // connection's shed token and request clock go (see `SessionHold`).
             let held = held.map(Conn::into_session);
-            match tcp_parts(ws.into_inner()) {
-                Ok((stream, early)) => {
+            match transport(ws.into_inner()) {
+                Transport::Lean(stream, early) => {
                     // Its own task: this one (the upgrade wait, its timer) ends here, and
                     // the connection's task holds only the lean driver (see `lean::Driver`;
                     // with both in one task: 4 KiB per idle connection). The span (40 B) is
@@ -289,18 +289,10 @@ pub fn upgrade<B>(
                         tracker.spawn(run.instrument(span));
                     }
                 }
-                Err(upgraded) => {
+                Transport::Generic(rd, wr) => {
                     // Boxed: the generic driver's future is ~8 KiB, and an unboxed one would
                     // size every connection's task, lean ones included.
-                    let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
-                    Box::pin(conn::run(
-                        session,
-                        Box::new(rd),
-                        Box::new(wr),
-                        limits,
-                        shutdown,
-                    ))
-                    .await;
+                    Box::pin(conn::run(session, rd, wr, limits, shutdown)).await;
                     drop((held, guard));
                 }
             }
@@ -322,14 +314,35 @@ fn span_for(session: &Session, remote_addr: Option<SocketAddr>) -> tracing::Span
     }
 }
 
-/// The plain TCP socket under the upgraded connection and the bytes hyper read past the
-/// handshake, when it is our own listener's ([`ConnIo`]; the session task holds the registry
-/// entry itself). Anything else comes back for the generic driver.
-fn tcp_parts(
-    io: TokioIo<hyper::upgrade::Upgraded>,
-) -> Result<(tokio::net::TcpStream, Bytes), hyper::upgrade::Upgraded> {
+/// What runs an upgraded connection.
+enum Transport {
+    /// Our own listener's plain TCP socket and the bytes hyper read past the handshake: the
+    /// lean driver.
+    Lean(tokio::net::TcpStream, Bytes),
+    /// Anything else (TLS, a foreign IO): the generic driver's halves.
+    Generic(conn::BoxRead, conn::BoxWrite),
+}
+
+/// Sorts an upgraded connection: our listener's plain socket goes to the lean driver (the
+/// session task holds the registry entry itself); TLS and anything else to the generic one.
+fn transport(io: TokioIo<hyper::upgrade::Upgraded>) -> Transport {
     let upgraded = io.into_inner();
-    let parts = upgraded.downcast::<TokioIo<ConnIo>>()?;
-    let (stream, _conn) = parts.io.into_inner().into_parts();
-    Ok((stream, parts.read_buf))
+    match upgraded.downcast::<TokioIo<ConnIo>>() {
+        Ok(parts) => match parts.io.into_inner().into_parts() {
+            (Stream::Plain(stream), _conn) => Transport::Lean(stream, parts.read_buf),
+            (tls @ Stream::Tls(_), _conn) => {
+                // The bytes hyper read past the handshake come first.
+                let (rd, wr) = tokio::io::split(tls);
+                let early = std::io::Cursor::new(parts.read_buf);
+                Transport::Generic(
+                    Box::new(tokio::io::AsyncReadExt::chain(early, rd)),
+                    Box::new(wr),
+                )
+            }
+        },
+        Err(upgraded) => {
+            let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+            Transport::Generic(Box::new(rd), Box::new(wr))
+        }
+    }
 }

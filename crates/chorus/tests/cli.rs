@@ -58,7 +58,7 @@ fn path_str(p: &Path) -> &str {
 const GOOD: &str = r#"{
   "http_server": {"port": 9100},
   "http_api": {"key": "cli-api-key"},
-  "client": {"token": {"hmac_secret_key": "cli-secret"}},
+  "client": {"token": {"hmac_secret_key": "cli-secret-0123456789abcdef0123456789"}},
   "channel": {"namespaces": [{"name": "chat", "history_size": 10, "history_ttl": "60s", "force_recovery": true}]}
 }"#;
 
@@ -106,7 +106,7 @@ fn checkconfig_warns_when_the_http_api_is_exposed() {
         // A token key keeps the unrelated "no client.token key" warning out of the way.
         let with_token = config.replacen(
             '{',
-            r#"{"client": {"token": {"hmac_secret_key": "k"}}, "#,
+            r#"{"client": {"token": {"hmac_secret_key": "k-0123456789abcdef0123456789abcdef"}}, "#,
             1,
         );
         let f = dir.file(&format!("api{n}.json"), &with_token);
@@ -180,7 +180,7 @@ fn checkconfig_warns_on_unknown_key_but_passes() {
     let dir = TempDir::new();
     let f = dir.file(
         "typo.toml",
-        "[client]\npingg_interval = \"10s\"\n\n[client.token]\nhmac_secret_key = \"k\"\n\n\
+        "[client]\npingg_interval = \"10s\"\n\n[client.token]\nhmac_secret_key = \"k-0123456789abcdef0123456789abcdef\"\n\n\
          [http_api]\nkey = \"a\"\n",
     );
     let out = chorus(&["checkconfig", "--config", path_str(&f)]);
@@ -276,7 +276,7 @@ fn gentoken_reads_secret_from_config() {
     let f = dir.file("good.json", GOOD);
     let out = chorus(&["gentoken", "--config", path_str(&f), "--user", "bob"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let claims = verifier("cli-secret")
+    let claims = verifier("cli-secret-0123456789abcdef0123456789")
         .verify_connection(text(&out.stdout).trim())
         .unwrap();
     assert_eq!(claims.user, "bob");

@@ -42,6 +42,26 @@ impl Config {
         if self.http_server.tcp_backlog == 0 {
             p.push("http_server.tcp_backlog must be greater than 0".into());
         }
+        let t = &self.http_server.tls;
+        match (
+            t.cert_pem_file.trim().is_empty(),
+            t.key_pem_file.trim().is_empty(),
+        ) {
+            (true, true) => {}
+            (false, false) => {
+                // Loaded here, so checkconfig refuses what serve would (not only at start).
+                let (cert, key) = (
+                    std::path::Path::new(&t.cert_pem_file),
+                    std::path::Path::new(&t.key_pem_file),
+                );
+                if let Err(e) = crate::server::tls::load_certified_key(cert, key) {
+                    p.push(format!("http_server.tls: {e}"));
+                }
+            }
+            _ => {
+                p.push("http_server.tls.cert_pem_file and key_pem_file must be set together".into())
+            }
+        }
         let h = &self.http_server;
         if h.internal_port != 0 {
             if h.internal_port == h.port && h.internal_address() == h.address {
