@@ -403,7 +403,7 @@ fn deliver_event(entry: &ChannelEntry, channel: &str, event: Event) {
         Event::Join(info) => (Encoded::join(channel, info), metrics::MessageType::Join),
         Event::Leave(info) => (Encoded::leave(channel, info), metrics::MessageType::Leave),
     };
-    let no_epoch: Arc<str> = Arc::from("");
+    let no_epoch = subscriber::no_epoch();
     let subs = entry.read();
     let mut sent = 0;
     for sub in subs.values() {

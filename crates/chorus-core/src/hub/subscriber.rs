@@ -43,7 +43,7 @@ struct State {
 
 /// The epoch of a subscriber not live yet: one shared empty string, not an allocation per
 /// subscriber.
-fn no_epoch() -> Arc<str> {
+pub(crate) fn no_epoch() -> Arc<str> {
     static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| Arc::from("")).clone()
 }
