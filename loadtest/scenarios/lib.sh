@@ -72,7 +72,7 @@ start_gateway() {
     GW_PID=$!
     PIDS+=("$GW_PID")
     for _ in $(seq 1 200); do
-        line=$(grep -m1 -o 'chorus listening on http://[0-9.]*:[0-9]*' "$WORK/$name.out" || true)
+        line=$(grep -m1 -oE 'chorus listening on https?://[0-9.]*:[0-9]*' "$WORK/$name.out" || true)
         [ -n "$line" ] && break
         kill -0 "$GW_PID" 2>/dev/null || { cat "$WORK/$name.err" >&2; die "$name exited"; }
         sleep 0.05

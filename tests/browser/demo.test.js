@@ -7,14 +7,10 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { createRequire } = require('node:module');
 
-// playwright-core is installed in tests/js (one package-lock for all Node tiers).
-const jsRequire = createRequire(path.join(__dirname, '..', 'js', 'package.json'));
-const { chromium } = jsRequire('playwright-core');
+const { launchChromium } = require('./lib/chromium');
 const { startServer, REPO_ROOT } = require('../js/lib/server');
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = process.env.CHORUS_TEST_ARTIFACTS || path.join(REPO_ROOT, 'tests', 'artifacts');
 
 describe('demo page in Chromium', () => {
@@ -23,22 +19,7 @@ describe('demo page in Chromium', () => {
 
   before(async () => {
     srv = await startServer({}, { noConfig: true, env: { CHORUS_HTTP_SERVER_PORT: '0' } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30000,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      // playwright gives every launch a fresh temporary --user-data-dir of its own.
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -6,7 +6,7 @@ fixtures over it live in `tests/py/conftest.py` and `tests/hostile/conftest.py`.
 
 The config dict is deep-merged over a base config (127.0.0.1, port 0, test secrets),
 written to a temp JSON file, and passed as `chorus serve --config FILE`. The server prints
-`chorus listening on http://IP:PORT` once it accepts connections; we read that line (bounded)
+`chorus listening on http://IP:PORT` (`https://` with TLS) once it accepts connections; we read that line (bounded)
 to learn the port. Binary: env CHORUS_BIN, default target/debug/chorus in the repo root.
 """
 
@@ -38,7 +38,7 @@ if not BIN.is_absolute():
 
 SECRET = "chorus-test-hmac-secret-0123456789"
 API_KEY = "chorus-test-api-key"
-LISTENING = re.compile(r"^chorus listening on (http://\S+)\s*$")
+LISTENING = re.compile(r"^chorus listening on (https?://\S+)\s*$")
 GRPC_LISTENING = re.compile(r"^chorus grpc api listening on (\S+)\s*$")
 
 CHAT_OPTIONS: Dict[str, Any] = {
@@ -134,7 +134,8 @@ class ChorusServer:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/connection/websocket"
+        scheme = "wss" if self.url.startswith("https://") else "ws"
+        return f"{scheme}://{self.host}:{self.port}/connection/websocket"
 
     @property
     def api_url(self) -> str:

@@ -50,7 +50,7 @@ def test_https_grpc_over_tls_and_sighup_reload(tmp_path: Path) -> None:
     })
     srv = start_server(config)
     try:
-        assert srv.url.startswith("http://")  # the announced address; the scheme is TLS
+        assert srv.url.startswith("https://")  # the announced scheme follows http_server.tls
         port = int(srv.url.rsplit(":", 1)[1])
         https = f"https://localhost:{port}"
         r = requests.get(f"{https}/health", verify=str(tmp_path / "cert.pem"), timeout=5)

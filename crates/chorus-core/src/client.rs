@@ -8,7 +8,7 @@
 
 mod commands;
 mod connect;
-mod rate;
+pub mod rate;
 mod server_ops;
 mod subs;
 mod subscribe;

@@ -42,6 +42,7 @@ pub mod options;
 pub mod outbound;
 pub mod payload;
 pub mod presence;
+pub mod retry;
 pub mod sync;
 mod wheel;
 

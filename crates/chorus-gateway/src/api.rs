@@ -5,7 +5,8 @@
 //! adds only the HTTP-level answers and their metrics.
 //!
 //! Parts:
-//! * this file — the entry point [`handle`]: API-key check, method routing, HTTP-level answers
+//! * this file — the entry point [`handle`]: API-key check, then [`dispatch`] (also what the
+//!   admin console calls, authorized by its session instead): method routing, HTTP-level answers
 //!   (401 / 400 / 404) and the response envelope `{"result":…}` / `{"error":…}`;
 //! * [`requests`] — serde types of the request bodies, mapped onto the core's requests;
 //! * [`results`] — the core's results rendered exactly as Centrifugo's API renders them;
@@ -54,6 +55,12 @@ pub async fn handle(
     if let Some(refused) = unauthorized(config, method, headers) {
         return refused;
     }
+    dispatch(node, method, body).await
+}
+
+/// Runs one API request whose caller is already authorized (by the API key in [`handle`], or
+/// by an admin console session): method routing, decoding, the core call, the JSON answer.
+pub async fn dispatch(node: &Node, method: &str, body: Bytes) -> Response<Full<Bytes>> {
     if method.is_empty() {
         return legacy::handle(node, &body).await;
     }

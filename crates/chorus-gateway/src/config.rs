@@ -12,14 +12,18 @@ use serde::{Deserialize, Serialize};
 use chorus_core::duration::ConfigDuration;
 use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespace};
 
+mod admin;
 mod choice;
 mod load;
 mod presence;
+mod redis;
 mod validate;
 
+pub use admin::{AdminConfig, ADMIN_PREFIX, MIN_ADMIN_PASSWORD_BYTES};
 pub use choice::{Choice, EngineType, GrpcErrorMode, LogFormat};
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
 pub use presence::{PresenceConfig, PresenceServerConfig, MIN_PRESENCE_MESSAGE_SIZE};
+pub use redis::{RedisEngineConfig, RedisTlsConfig, SentinelTlsConfig};
 pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
 
 /// The whole configuration of one node.
@@ -48,6 +52,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `demo.*`: the embedded demo page.
     pub demo: DemoConfig,
+    /// `admin.*`: the web console at `/admin` (off by default).
+    pub admin: AdminConfig,
     /// `presence.*`: a gateway's link to the presence service (empty endpoints: in-process).
     pub presence: PresenceConfig,
     /// `presence_server.*`: the presence service run by `chorus presence`.
@@ -86,9 +92,9 @@ pub struct HttpServerConfig {
     /// Listen backlog of the TCP socket. Default 4096.
     pub tcp_backlog: u32,
     /// Port of the internal listener. When set (not 0), the HTTP server API, `/metrics`,
-    /// `/health` and `/ready` are served on it only, and `port` serves only the client
-    /// transports and the demo page (anything else there is 404). Default 0: no internal
-    /// listener, everything on `port`.
+    /// `/health`, `/ready` and the admin console (`/admin`) are served on it only, and `port`
+    /// serves only the client transports and the demo page (anything else there is 404).
+    /// Default 0: no internal listener, everything on `port`.
     pub internal_port: u16,
     /// Address of the internal listener. Default `""`: the same as `address`.
     pub internal_address: String,
@@ -390,59 +396,8 @@ impl MemoryEngineConfig {
     }
 }
 
-/// `engine.redis.*`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RedisEngineConfig {
-    /// One address (`"host:port"` or `"redis://…"`) or a list. Standalone: every address is an
-    /// independent shard, channels are spread by jump hash of their name (keep the list the
-    /// same, in the same order, on every node). Cluster: seed nodes. Default
-    /// `["127.0.0.1:6379"]`. Env: `CHORUS_ENGINE_REDIS_ADDRESS=a:6379,b:6379`.
-    #[serde(deserialize_with = "one_or_many")]
-    pub address: Vec<String>,
-    /// Redis Cluster mode (sharded pub/sub). Explicit, never auto-detected. Default false.
-    pub cluster: bool,
-    /// Prefix of every Redis key and channel. Default `"chorus"`.
-    pub prefix: String,
-    /// Cluster mode: partitions channels are hashed into (one sharded subscription per
-    /// partition at most). Default 64; at least 1. Same on every node.
-    pub partitions: u32,
-    /// Connect plus handshake deadline. Default 1s.
-    pub connect_timeout: ConfigDuration,
-    /// Deadline of one Redis command; past it the call fails with error 100. Default 1s.
-    pub command_timeout: ConfigDuration,
-    /// How often each subscriber connection probes itself. Default 5s.
-    pub liveness_probe_interval: ConfigDuration,
-    /// A probe not back within this time marks the subscriber connection dead. Default 3s.
-    pub liveness_probe_timeout: ConfigDuration,
-    /// ACL user to authenticate as (Redis 6+). Default empty: the `default` user, or the user
-    /// in an address's URL (`redis://user:password@host:6379`), which wins.
-    pub user: String,
-    /// Password (`requirepass`, or the ACL user's). Default empty: none, or the one in an
-    /// address's URL, which wins. Pass it as `CHORUS_ENGINE_REDIS_PASSWORD` or from a secret
-    /// file rather than in the config file. Never logged.
-    pub password: String,
-}
-
-impl Default for RedisEngineConfig {
-    fn default() -> Self {
-        RedisEngineConfig {
-            address: vec!["127.0.0.1:6379".into()],
-            cluster: false,
-            prefix: "chorus".into(),
-            partitions: 64,
-            connect_timeout: ConfigDuration::from_secs(1),
-            command_timeout: ConfigDuration::from_secs(1),
-            liveness_probe_interval: ConfigDuration::from_secs(5),
-            liveness_probe_timeout: ConfigDuration::from_secs(3),
-            user: String::new(),
-            password: String::new(),
-        }
-    }
-}
-
 /// A string (split on commas) or a list of strings.
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -450,13 +405,33 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         Many(Vec<String>),
     }
     Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => s
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect(),
+        OneOrMany::One(s) => split_addresses(&s),
         OneOrMany::Many(v) => v,
     })
+}
+
+/// Splits a comma-separated address list, keeping a `redis+sentinel://a,b,c/master` URL's
+/// own host list in one piece: a piece without `://` continues a Sentinel URL whose
+/// authority is still open (no `/` or `?` after its `://` yet).
+pub(crate) fn split_addresses(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in s.split(',').map(str::trim) {
+        let continues = out.last().is_some_and(|prev| {
+            !piece.contains("://")
+                && prev
+                    .split_once("+sentinel://")
+                    .is_some_and(|(_, rest)| !rest.contains(['/', '?']))
+        });
+        match out.last_mut() {
+            Some(prev) if continues => {
+                prev.push(',');
+                prev.push_str(piece);
+            }
+            _ if piece.is_empty() => {}
+            _ => out.push(piece.to_string()),
+        }
+    }
+    out
 }
 
 /// `node.*`

@@ -12,8 +12,10 @@
 //! * [`grpc_api`] — the gRPC server API (`centrifugal.centrifugo.api.CentrifugoApi`) on its
 //!   own listener, Centrifugo-compatible: a Protobuf mapping of the same typed server API;
 //! * [`demo`] — the embedded demo page;
+//! * [`admin`] — the admin console at `/admin` (login, session tokens, the embedded page);
 //! * [`metrics`] — the Prometheus recorder and the gateway's metric names.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;

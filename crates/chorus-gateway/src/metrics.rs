@@ -62,6 +62,9 @@ pub const TLS_HANDSHAKE_ERRORS: &str = "chorus_tls_handshake_errors_total";
 /// Certificate reloads, by `result` (ok, error).
 pub const TLS_RELOADS: &str = "chorus_tls_reloads_total";
 
+/// Admin console logins (`POST /admin/auth`), by `result` (see [`AdminLogin`]).
+pub const ADMIN_LOGINS: &str = "chorus_admin_logins_total";
+
 /// Always 1, labelled with the `version` and the `commit` chorus was built from.
 pub const BUILD_INFO: &str = "chorus_build_info";
 
@@ -276,6 +279,11 @@ pub fn describe() {
         Unit::Count,
         "gRPC server API calls answered, by method and gRPC status code."
     );
+    describe_counter!(
+        ADMIN_LOGINS,
+        Unit::Count,
+        "Admin console logins, by result (ok, wrong_password, throttled: refused by admin.login_rate_limit, bad_request)."
+    );
     describe_histogram!(
         GRPC_API_DURATION,
         Unit::Seconds,
@@ -391,6 +399,36 @@ pub fn http_request(route: &'static str, status: u16) {
 pub fn grpc_api_request(method: &'static str, code: &'static str, duration: Duration) {
     counter!(GRPC_API_REQUESTS, "method" => method, "code" => code).increment(1);
     histogram!(GRPC_API_DURATION, "method" => method).record(duration.as_secs_f64());
+}
+
+/// How an admin console login ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminLogin {
+    /// The password was right: a session token was issued (200).
+    Ok,
+    /// The password was wrong (401).
+    WrongPassword,
+    /// No attempt left in `admin.login_rate_limit`; the password was not checked (429).
+    Throttled,
+    /// The body was not `{"password": "…"}` (400).
+    BadRequest,
+}
+
+impl AdminLogin {
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminLogin::Ok => "ok",
+            AdminLogin::WrongPassword => "wrong_password",
+            AdminLogin::Throttled => "throttled",
+            AdminLogin::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Counts an admin console login.
+pub fn admin_login(result: AdminLogin) {
+    counter!(ADMIN_LOGINS, "result" => result.as_str()).increment(1);
 }
 
 /// Where a request ran out of `http_server.request_timeout`.

@@ -45,7 +45,7 @@ use chorus_core::broker::memory::MemoryBroker;
 use chorus_core::presence::memory::MemoryPresence;
 use chorus_core::presence::PresenceStore;
 use chorus_core::Node;
-use chorus_redis::{RedisBroker, RedisConfig, RedisError};
+use chorus_redis::{RedisBroker, RedisError};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -122,6 +122,8 @@ pub struct ServerState {
     /// What else `/ready` tracks (see [`readiness`]).
     pub readiness: readiness::Readiness,
     pub metrics: PrometheusHandle,
+    /// The admin console's login brake.
+    pub admin: crate::admin::AdminState,
 }
 
 /// Builds the node from the config: engine `memory`, or `redis` (publications and history in
@@ -147,7 +149,12 @@ pub fn build_node(config: &Config) -> Result<Node, BuildError> {
             tokens,
         )),
         EngineType::Redis => {
-            let broker = RedisBroker::start(redis_config(config), id.clone())?;
+            let redis = config
+                .engine
+                .redis
+                .broker_config()
+                .map_err(|e| BuildError::Redis(RedisError::Config(e)))?;
+            let broker = RedisBroker::start(redis, id.clone())?;
             Ok(Node::new(
                 id,
                 app::node_options(config),
@@ -156,87 +163,6 @@ pub fn build_node(config: &Config) -> Result<Node, BuildError> {
                 tokens,
             ))
         }
-    }
-}
-
-/// `engine.redis.*` as the broker's config.
-pub fn redis_config(config: &Config) -> RedisConfig {
-    let r = &config.engine.redis;
-    RedisConfig {
-        addresses: r
-            .address
-            .iter()
-            .map(|a| with_credentials(a.trim(), &r.user, &r.password))
-            .collect(),
-        cluster: r.cluster,
-        prefix: r.prefix.clone(),
-        partitions: r.partitions,
-        connect_timeout: r.connect_timeout.get(),
-        command_timeout: r.command_timeout.get(),
-        liveness_probe_interval: r.liveness_probe_interval.get(),
-        liveness_probe_timeout: r.liveness_probe_timeout.get(),
-        ..RedisConfig::default()
-    }
-}
-
-/// `address` as a `redis://` URL carrying `user`/`password` (percent-encoded), unless it
-/// already names credentials or none are configured.
-fn with_credentials(address: &str, user: &str, password: &str) -> String {
-    if user.is_empty() && password.is_empty() {
-        return address.to_string();
-    }
-    let (scheme, rest) = address.split_once("://").unwrap_or(("redis", address));
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    if rest[..host_end].contains('@') {
-        return address.to_string();
-    }
-    let user = percent_encode(user);
-    let password = percent_encode(password);
-    let auth = if password.is_empty() {
-        format!("{user}@")
-    } else {
-        format!("{user}:{password}@")
-    };
-    format!("{scheme}://{auth}{rest}")
-}
-
-/// URL userinfo encoding: unreserved characters as they are, every other byte as `%XX`.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod credential_tests {
-    use super::with_credentials;
-
-    #[test]
-    fn credentials_go_into_the_url() {
-        assert_eq!(with_credentials("r:6379", "", ""), "r:6379");
-        assert_eq!(
-            with_credentials("r:6379", "", "p@ss w/rd"),
-            "redis://:p%40ss%20w%2Frd@r:6379"
-        );
-        assert_eq!(
-            with_credentials("redis://r:6379/0", "alice", "pw"),
-            "redis://alice:pw@r:6379/0"
-        );
-        assert_eq!(
-            with_credentials("r:6379", "alice", ""),
-            "redis://alice@r:6379"
-        );
-        // An address with its own credentials keeps them.
-        assert_eq!(
-            with_credentials("redis://bob:x@r:6379", "alice", "pw"),
-            "redis://bob:x@r:6379"
-        );
     }
 }
 
@@ -315,7 +241,8 @@ pub async fn bind_to(
 /// Prints to stdout, once every listener is bound: with the gRPC API first
 /// `chorus grpc api listening on IP:PORT`, with `http_server.internal_port`
 /// `chorus internal listening on http://IP:PORT`, then always, last, exactly one line
-/// `chorus listening on http://IP:PORT` (scripts and black-box tests wait for it).
+/// `chorus listening on http://IP:PORT` (scripts and black-box tests wait for it); `https://`
+/// in both when `http_server.tls` is on.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -347,15 +274,24 @@ pub async fn run(
     }
     tracing::info!(addr = %local, node = %node.id(), "chorus listening");
     {
+        // The scheme a client must use: https (wss) when the listeners serve TLS.
+        let scheme = if config.http_server.tls.cert_pem_file.trim().is_empty() {
+            "http"
+        } else {
+            "https"
+        };
         let mut out = std::io::stdout().lock();
         let mut announce = || -> std::io::Result<()> {
             if let Some(grpc_local) = grpc_local {
                 writeln!(out, "chorus grpc api listening on {grpc_local}")?;
             }
             if let Some(internal_local) = internal_local {
-                writeln!(out, "chorus internal listening on http://{internal_local}")?;
+                writeln!(
+                    out,
+                    "chorus internal listening on {scheme}://{internal_local}"
+                )?;
             }
-            writeln!(out, "chorus listening on http://{local}")?;
+            writeln!(out, "chorus listening on {scheme}://{local}")?;
             out.flush()
         };
         announce().map_err(ServeError::Stdout)?;
@@ -449,6 +385,7 @@ pub async fn serve_with(
         tls,
         readiness: readiness::Readiness::default(),
         metrics: metrics::install(),
+        admin: crate::admin::AdminState::new(&config.admin),
     });
     let mut builder = http1::Builder::new();
     builder
@@ -578,7 +515,8 @@ pub enum Surface {
     All,
     /// Client transports and the demo page (`http_server.port` with an internal port set).
     External,
-    /// The server API, `/metrics`, `/health`, `/ready` (`http_server.internal_port`).
+    /// The server API, `/metrics`, `/health`, `/ready`, the admin console
+    /// (`http_server.internal_port`).
     Internal,
 }
 

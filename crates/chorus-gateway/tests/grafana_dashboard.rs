@@ -2,6 +2,10 @@
 //! expression is a documented family (a histogram's `_bucket`/`_sum`/`_count` series of a
 //! documented histogram), every histogram is read through `_bucket` with `le` kept, and the
 //! dashboard is well-formed (unique panel ids, a target per panel, the datasource variable).
+//!
+//! `deploy/prometheus/alerts.yml` (plain Prometheus) against the Helm chart's PrometheusRule and
+//! the same docs: the same alert names in the same order, every rule with an expression, a
+//! `for`, a severity and a summary, every metric it reads documented.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,4 +129,56 @@ fn names_are_found_in_expressions() {
         .collect();
     assert_eq!(got, want);
     assert!(metric_names("my_chorus_x").is_empty());
+}
+
+#[test]
+fn plain_prometheus_alerts_match_the_chart_and_the_docs() {
+    let text = std::fs::read_to_string(root("deploy/prometheus/alerts.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let rules: Vec<&serde_yaml::Value> = doc["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
+        .collect();
+    let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+
+    let chart = std::fs::read_to_string(root("helm/chorus/templates/prometheusrule.yaml")).unwrap();
+    let chart_names: Vec<&str> = chart
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(
+        names, chart_names,
+        "alerts.yml and the chart's PrometheusRule"
+    );
+    assert_eq!(names.len(), 5);
+
+    let families = documented();
+    let chorus_only = |m: &String| m.starts_with("chorus_");
+    for r in &rules {
+        let name = r["alert"].as_str().unwrap();
+        let expr = r["expr"].as_str().unwrap();
+        assert!(r["for"].as_str().is_some(), "{name}: no `for`");
+        assert!(
+            matches!(
+                r["labels"]["severity"].as_str(),
+                Some("critical" | "warning")
+            ),
+            "{name}: severity"
+        );
+        assert!(
+            r["annotations"]["summary"].as_str().is_some(),
+            "{name}: summary"
+        );
+        for m in metric_names(expr).iter().filter(|m| chorus_only(m)) {
+            let family = m.strip_suffix("_bucket").unwrap_or(m);
+            let kind = families
+                .get(family)
+                .unwrap_or_else(|| panic!("{name}: {m} is not in docs/metrics.md"));
+            if m.ends_with("_bucket") {
+                assert_eq!(kind, "histogram", "{name}: {m}");
+            }
+        }
+    }
 }

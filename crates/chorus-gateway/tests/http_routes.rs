@@ -109,24 +109,8 @@ async fn internal_listener_splits_the_routes() {
     let mut config = test_config();
     config.http_api.key = "k".into();
     config.shutdown.drain_window = chorus_core::duration::ConfigDuration::from_secs(1);
-    let node = chorus_gateway::server::build_node(&config).unwrap();
-    chorus_gateway::metrics::install();
-    let external = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (ext, int) = (
-        external.local_addr().unwrap(),
-        internal.local_addr().unwrap(),
-    );
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(chorus_gateway::server::serve_with(
-        external,
-        Some(internal),
-        std::sync::Arc::new(config),
-        node,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let mut srv = TestServer::start_split(config).await;
+    let (ext, int) = (srv.addr, srv.internal.unwrap());
     let auth = [("X-API-Key", "k")];
 
     // Internal: API, metrics, health, ready — and nothing for clients.
@@ -161,7 +145,7 @@ async fn internal_listener_splits_the_routes() {
     assert!(ws.read_data().await.is_some(), "connect reply");
 
     // Drain: the client gets 3001, the internal listener answers /ready with 503.
-    let _ = tx.send(());
+    srv.begin_shutdown();
     let mut saw_503 = false;
     for _ in 0..100 {
         let (status, _, _) = http(int, "GET", "/ready", &[], b"").await;
@@ -177,9 +161,5 @@ async fn internal_listener_splits_the_routes() {
     );
     assert_eq!(ws.read_close().await, Some((3001, "shutdown".to_owned())));
     ws.send_frame(true, OP_CLOSE, &[0x0b, 0xb9], true).await;
-    tokio::time::timeout(Duration::from_secs(15), served)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    srv.stop().await.unwrap();
 }

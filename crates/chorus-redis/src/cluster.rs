@@ -31,6 +31,14 @@ pub async fn connect(
     if let Some(tx) = push {
         builder = builder.push_sender(tx);
     }
+    if urls.first().is_some_and(|u| u.starts_with("rediss://")) {
+        if config.tls.insecure_skip_verify {
+            builder = builder.tls(redis::TlsMode::Insecure);
+        }
+        if let Some(certs) = config.tls.certificates() {
+            builder = builder.certs(certs);
+        }
+    }
     let client = builder.build()?;
     Ok(Conn::Cluster(client.get_async_connection().await?))
 }

@@ -33,6 +33,60 @@ pub struct RedisConfig {
     pub reconnect_backoff_min: Duration,
     /// Reconnect delay cap. Default 2 s.
     pub reconnect_backoff_max: Duration,
+    /// TLS to Redis. Default: off (an address written `rediss://` uses TLS regardless).
+    pub tls: RedisTls,
+}
+
+/// TLS settings of the connections to Redis (and to Sentinels asked for it).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RedisTls {
+    /// Every address uses TLS, as if written `rediss://`. Default false.
+    pub enabled: bool,
+    /// PEM bundle of the CAs that verify the server's certificate. `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain and its key, for Redis's `tls-auth-clients yes`. Both or
+    /// neither.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+    /// Accept any server certificate. For tests only; `checkconfig` warns. Default false.
+    pub insecure_skip_verify: bool,
+}
+
+impl std::fmt::Debug for RedisTls {
+    /// Without key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("enabled", &self.enabled)
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field(
+                "client_cert_pem",
+                &self.client_cert_pem.as_ref().map(Vec::len),
+            )
+            .field("client_key", &self.client_key_pem.is_some())
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .finish()
+    }
+}
+
+impl RedisTls {
+    /// The certificates for the redis crate, when a CA or a client certificate is configured
+    /// (`None`: the system's roots and no client certificate).
+    pub(crate) fn certificates(&self) -> Option<redis::TlsCertificates> {
+        let client_tls = match (&self.client_cert_pem, &self.client_key_pem) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            _ => None,
+        };
+        if client_tls.is_none() && self.ca_pem.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls,
+            root_cert: self.ca_pem.clone(),
+        })
+    }
 }
 
 impl Default for RedisConfig {
@@ -48,27 +102,12 @@ impl Default for RedisConfig {
             liveness_probe_timeout: Duration::from_secs(3),
             reconnect_backoff_min: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(2),
+            tls: RedisTls::default(),
         }
     }
 }
 
 impl RedisConfig {
-    /// The URL of one address, RESP3 enabled (push messages carry pub/sub).
-    pub(crate) fn url(address: &str) -> String {
-        let base = if address.contains("://") {
-            address.to_string()
-        } else {
-            format!("redis://{address}")
-        };
-        if base.contains("protocol=") {
-            base
-        } else if base.contains('?') {
-            format!("{base}&protocol=resp3")
-        } else {
-            format!("{base}/?protocol=resp3")
-        }
-    }
-
     /// Delay before reconnect attempt `attempt` (0-based): exponential with full jitter.
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let min = self.reconnect_backoff_min.max(Duration::from_millis(1));

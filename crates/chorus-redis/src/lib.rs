@@ -4,6 +4,7 @@
 //! Parts:
 //! * this file — [`RedisBroker`], the `chorus_core::broker::Broker` implementation;
 //! * [`config`] — [`RedisConfig`] with documented defaults;
+//! * [`address`] — what an address means: `redis://`, `rediss://` (TLS), `redis+sentinel://`;
 //! * [`shard`] — key/channel naming, jump-hash sharding, connections, the publish connection;
 //! * [`pubsub`] — the one subscriber connection per shard (batched subscribe, reconnect,
 //!   resubscribe, in-order dispatch, liveness probe);
@@ -14,6 +15,7 @@
 //!
 //! `docs/redis.md` describes the layout, guarantees and failure handling.
 
+pub mod address;
 pub mod cluster;
 pub mod config;
 pub mod envelope;
@@ -40,8 +42,9 @@ use tokio_util::task::TaskTracker;
 
 pub use config::RedisConfig;
 
+use crate::address::Address;
 use crate::pubsub::{HandlerSlot, Req, SubShared, SubTask};
-use crate::shard::{Conn, Naming, Publisher, Target};
+use crate::shard::{Conn, Naming, Publisher, SentinelTarget, Target};
 
 /// Why the broker could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,46 @@ impl std::fmt::Debug for RedisBroker {
     }
 }
 
+/// One target per shard (standalone), or the cluster's seeds.
+fn targets(config: &RedisConfig) -> Result<Vec<Target>, RedisError> {
+    let parsed = config
+        .addresses
+        .iter()
+        .map(|a| address::parse(a, &config.tls))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RedisError::Config)?;
+    if config.cluster {
+        let urls = parsed
+            .into_iter()
+            .map(|a| match a {
+                Address::Direct(url) => Ok(url),
+                Address::Sentinel(_) => Err(RedisError::Config(
+                    "cluster mode takes the cluster's node addresses, not redis+sentinel://".into(),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(vec![Target::Cluster(urls)]);
+    }
+    parsed
+        .into_iter()
+        .map(|a| match a {
+            Address::Direct(url) => {
+                let client = match config.tls.certificates() {
+                    Some(certs) if url.starts_with("rediss://") => {
+                        redis::Client::build_with_tls(url.as_str(), certs)?
+                    }
+                    _ => redis::Client::open(url.as_str())?,
+                };
+                Ok(Target::Single(Box::new(client)))
+            }
+            Address::Sentinel(s) => Ok(Target::Sentinel(Arc::new(SentinelTarget::new(
+                s,
+                &config.tls,
+            )?))),
+        })
+        .collect()
+}
+
 impl Drop for RedisBroker {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -106,18 +149,7 @@ impl RedisBroker {
         if config.partitions == 0 {
             return Err(RedisError::Config("partitions must be at least 1".into()));
         }
-        let urls: Vec<String> = config
-            .addresses
-            .iter()
-            .map(|a| RedisConfig::url(a.trim()))
-            .collect();
-        let targets: Vec<Target> = if config.cluster {
-            vec![Target::Cluster(urls)]
-        } else {
-            urls.iter()
-                .map(|u| redis::Client::open(u.as_str()).map(Target::Single))
-                .collect::<Result<_, _>>()?
-        };
+        let targets = targets(&config)?;
         let naming = Naming {
             prefix: config.prefix.clone(),
             cluster: config.cluster,
@@ -240,8 +272,13 @@ impl RedisBroker {
                 if e.is_timeout() {
                     shard.publisher.broken();
                     Err(BrokerError::Timeout)
-                } else if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+                } else if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error()
+                    || e.code() == Some("READONLY")
                 {
+                    // READONLY: the node was demoted to a replica (a Sentinel failover);
+                    // reconnecting asks the Sentinels for the new master.
                     shard.publisher.broken();
                     Err(BrokerError::Unavailable(e.to_string()))
                 } else {

@@ -136,7 +136,7 @@ impl SubTask {
                 Ok(c) => c,
                 Err(e) => {
                     m::error("subscribe_connect");
-                    if crate::shard::log_failure(attempt) {
+                    if chorus_core::retry::log_failure(attempt) {
                         tracing::error!(
                             redis = %self.target,
                             error = %e,

@@ -10,15 +10,21 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chorus_core::retry::log_failure;
 use chorus_core::sync;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, PushInfo, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Cmd, ConnectionAddr, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, TlsMode,
+    Value,
+};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RedisConfig;
+use crate::address::SentinelAddress;
+use crate::config::{RedisConfig, RedisTls};
 
 /// 64-bit FNV-1a.
 pub fn fnv1a(s: &str) -> u64 {
@@ -191,8 +197,79 @@ impl Conn {
 /// What a shard connects to.
 #[derive(Clone)]
 pub enum Target {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     Cluster(Vec<String>),
+    /// The current master of a Sentinel-managed set, looked up at every (re)connect.
+    Sentinel(Arc<SentinelTarget>),
+}
+
+/// A Sentinel-managed master: its address (for logs) and the redis crate's Sentinel client,
+/// which asks the Sentinels in order and checks with `ROLE` that the node it names is the
+/// master. The lookup runs under the lock: at most one per shard at a time.
+pub struct SentinelTarget {
+    address: SentinelAddress,
+    client: tokio::sync::Mutex<SentinelClient>,
+}
+
+impl SentinelTarget {
+    /// Builds the Sentinel client; TLS to the master when `tls.enabled`, to the Sentinels when
+    /// the address asks for it (`sentinel_tls`), both with `tls`'s CA and client certificate.
+    pub fn new(address: SentinelAddress, tls: &RedisTls) -> RedisResult<SentinelTarget> {
+        let mode = if tls.insecure_skip_verify {
+            TlsMode::Insecure
+        } else {
+            TlsMode::Secure
+        };
+        let sentinels = address.sentinels.iter().map(|(host, port)| {
+            if address.sentinel_tls {
+                ConnectionAddr::TcpTls {
+                    host: host.clone(),
+                    port: *port,
+                    insecure: tls.insecure_skip_verify,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(host.clone(), *port)
+            }
+        });
+        let mut b =
+            SentinelClientBuilder::new(sentinels, &address.master, SentinelServerType::Master)?
+                .set_client_to_redis_protocol(ProtocolVersion::RESP3)
+                .set_client_to_redis_db(address.db);
+        if !address.user.is_empty() {
+            b = b.set_client_to_redis_username(&address.user);
+        }
+        if !address.password.is_empty() {
+            b = b.set_client_to_redis_password(&address.password);
+        }
+        if !address.sentinel_user.is_empty() {
+            b = b.set_client_to_sentinel_username(&address.sentinel_user);
+        }
+        if !address.sentinel_password.is_empty() {
+            b = b.set_client_to_sentinel_password(&address.sentinel_password);
+        }
+        if tls.enabled {
+            b = b.set_client_to_redis_tls_mode(mode);
+            if let Some(certs) = tls.certificates() {
+                b = b.set_client_to_redis_certificates(certs);
+            }
+        }
+        if address.sentinel_tls {
+            b = b.set_client_to_sentinel_tls_mode(mode);
+            if let Some(certs) = tls.certificates() {
+                b = b.set_client_to_sentinel_certificates(certs);
+            }
+        }
+        Ok(SentinelTarget {
+            address,
+            client: tokio::sync::Mutex::new(b.build()?),
+        })
+    }
+
+    /// A client for the master the Sentinels name now.
+    async fn master(&self) -> RedisResult<redis::Client> {
+        self.client.lock().await.async_get_client().await
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -210,16 +287,9 @@ impl std::fmt::Display for Target {
                     .collect();
                 write!(f, "cluster {}", hosts.join(","))
             }
+            Target::Sentinel(s) => write!(f, "{}", s.address),
         }
     }
-}
-
-/// Whether the `failures`-th consecutive failure (from 0) is logged at ERROR: the 1st, 2nd,
-/// 4th, 8th, … and then every 64th, so an outage is loud at once and stays visible without
-/// a line per retry.
-pub(crate) fn log_failure(failures: u32) -> bool {
-    let n = failures.saturating_add(1);
-    n.is_power_of_two() || n.is_multiple_of(64)
 }
 
 impl Target {
@@ -232,15 +302,17 @@ impl Target {
         let fut = async {
             match self {
                 Target::Single(client) => {
-                    let mut c = redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(config.connect_timeout))
-                        .set_response_timeout(Some(config.command_timeout));
-                    if let Some(tx) = push {
-                        c = c.set_push_sender(tx);
-                    }
                     let conn = client
-                        .get_multiplexed_async_connection_with_config(&c)
+                        .get_multiplexed_async_connection_with_config(&single_config(config, push))
                         .await?;
+                    Ok(Conn::Single(conn))
+                }
+                Target::Sentinel(s) => {
+                    let client = s.master().await?;
+                    let conn = client
+                        .get_multiplexed_async_connection_with_config(&single_config(config, push))
+                        .await?;
+                    tracing::debug!(redis = %s.address, master = %client.get_connection_info().addr(), "sentinel named the master");
                     Ok(Conn::Single(conn))
                 }
                 Target::Cluster(urls) => crate::cluster::connect(urls, config, push).await,
@@ -254,6 +326,20 @@ impl Target {
             ))),
         }
     }
+}
+
+/// Timeouts and the push sender of a connection to one node.
+fn single_config(
+    config: &RedisConfig,
+    push: Option<UnboundedSender<PushInfo>>,
+) -> redis::AsyncConnectionConfig {
+    let mut c = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout));
+    if let Some(tx) = push {
+        c = c.set_push_sender(tx);
+    }
+    c
 }
 
 /// The shared publish connection of a shard.
@@ -334,19 +420,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_are_logged_with_backoff() {
-        let logged: Vec<u32> = (0..200)
-            .filter(|&f| log_failure(f))
-            .map(|f| f + 1)
-            .collect();
-        assert_eq!(logged, vec![1, 2, 4, 8, 16, 32, 64, 128, 192]);
-    }
-
-    #[test]
     fn targets_print_without_credentials() {
         let cluster = Target::Cluster(vec!["redis://user:pw@h1:7000".into(), "h2:7001".into()]);
         assert_eq!(cluster.to_string(), "cluster h1:7000,h2:7001");
-        let single = Target::Single(redis::Client::open("redis://:pw@h3:6379/").unwrap());
+        let single = Target::Single(Box::new(
+            redis::Client::open("redis://:pw@h3:6379/").unwrap(),
+        ));
         assert_eq!(single.to_string(), "h3:6379");
     }
 }

@@ -343,3 +343,57 @@ fn no_command_serves_the_embedded_default() {
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// `admin.enabled` without its password and secret is refused, naming both; from the
+/// environment it passes; a short secret is a warning, so `--strict` refuses it.
+#[test]
+fn checkconfig_admin_console_needs_password_and_secret() {
+    let dir = TempDir::new();
+    let f = dir.file("good.json", GOOD);
+    let out = chorus(&[
+        "checkconfig",
+        "--config",
+        path_str(&f),
+        "--set",
+        "admin.enabled=true",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("admin.enabled is true but admin.password is empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("admin.enabled is true but admin.secret is empty"),
+        "{err}"
+    );
+    let run = |secret: &str, strict: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.args(["checkconfig", "--config", path_str(&f)]);
+        if strict {
+            cmd.arg("--strict");
+        }
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CHORUS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("CHORUS_ADMIN_ENABLED", "true")
+            .env("CHORUS_ADMIN_PASSWORD", "a long operator password")
+            .env("CHORUS_ADMIN_SECRET", secret)
+            .env("CHORUS_HTTP_SERVER_ADDRESS", "127.0.0.1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let out = run("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b", true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "config ok\n");
+    let out = run("short", true);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("admin.secret is 5 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -83,6 +83,63 @@ Where the Redis password comes from: {name, key}, or nothing when there is no pa
 {{- end }}
 
 {{/*
+Where the Redis Sentinels' password comes from: {name, key}, or nothing without one.
+*/}}
+{{- define "chorus.redisSentinelPasswordRef" -}}
+{{- $s := .Values.redis.sentinel }}
+{{- if $s.existingSecret -}}
+{"name": {{ $s.existingSecret | quote }}, "key": {{ $s.existingSecretPasswordKey | quote }}}
+{{- else if $s.password -}}
+{"name": {{ include "chorus.secretName" . | quote }}, "key": {{ .Values.secrets.redisSentinelPasswordKey | quote }}}
+{{- else -}}
+{}
+{{- end -}}
+{{- end }}
+
+{{/*
+Where redis.tls.existingSecret is mounted (outside /etc/chorus: the ConfigMap volume there is
+read-only, so no mount point can be created inside it).
+*/}}
+{{- define "chorus.redisTlsDir" -}}/etc/chorus-redis-tls{{- end }}
+
+{{/*
+The redis.* values, checked: "true" when the chart configures the Redis engine, "" when not;
+inconsistent combinations fail the render with a message naming the values.
+*/}}
+{{- define "chorus.redisEnabled" -}}
+{{- $r := .Values.redis }}
+{{- if and $r.addresses $r.sentinel.addresses }}
+{{- fail "redis.addresses and redis.sentinel.addresses are exclusive: with Sentinel the master's address comes from the Sentinels" }}
+{{- end }}
+{{- if $r.sentinel.addresses }}
+{{- if not $r.sentinel.masterName }}{{ fail "redis.sentinel.addresses needs redis.sentinel.masterName" }}{{ end }}
+{{- if $r.cluster }}{{ fail "redis.sentinel.addresses cannot be used with redis.cluster: true" }}{{ end }}
+{{- end }}
+{{- $on := or $r.addresses $r.sentinel.addresses }}
+{{- if and (not $r.sentinel.addresses) (or $r.sentinel.masterName $r.sentinel.user $r.sentinel.password $r.sentinel.existingSecret $r.sentinel.tls) }}
+{{- fail "redis.sentinel.masterName, user, password, existingSecret and tls need redis.sentinel.addresses" }}
+{{- end }}
+{{- if and (not $on) (or $r.tls.enabled $r.tls.existingSecret $r.tls.insecureSkipVerify) }}
+{{- fail "redis.tls.* needs redis.addresses or redis.sentinel.addresses" }}
+{{- end }}
+{{- if and $r.tls.clientCert (not $r.tls.existingSecret) }}
+{{- fail "redis.tls.clientCert needs redis.tls.existingSecret (the Secret holding the client certificate and key)" }}
+{{- end }}
+{{- if and $r.tls.existingSecret (not $r.tls.caKey) (not $r.tls.clientCert) }}
+{{- fail "redis.tls.existingSecret is set but nothing is taken from it: set redis.tls.caKey and/or redis.tls.clientCert" }}
+{{- end }}
+{{- if $on }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the pods serve TLS (config.http_server.tls.cert_pem_file): probes and the scrape
+then use https on every listener.
+*/}}
+{{- define "chorus.podTls" -}}
+{{- if dig "http_server" "tls" "cert_pem_file" "" .Values.config }}true{{ end }}
+{{- end }}
+
+{{/*
 The named container port that serves /health, /ready, /metrics and the API: `internal` with
 internal.port set, else `http`.
 */}}
@@ -129,8 +186,9 @@ headless Service): every gateway streams to every replica.
 {{- end }}
 
 {{/*
-The gateway's config.json: .Values.config, plus presence.endpoints when presence.enabled and
-grpc_api.port when grpcApi.enabled.
+The gateway's config.json: .Values.config, plus presence.endpoints when presence.enabled,
+engine.redis.* from redis.*, internal_port from internal.port and grpc_api.port when
+grpcApi.enabled.
 */}}
 {{- define "chorus.gatewayConfig" -}}
 {{- $cfg := deepCopy .Values.config }}
@@ -140,13 +198,35 @@ grpc_api.port when grpcApi.enabled.
 {{- $_ := set $p "flush_interval" .Values.presence.flushInterval }}
 {{- $_ := set $cfg "presence" $p }}
 {{- end }}
-{{- if .Values.redis.addresses }}
+{{- if include "chorus.redisEnabled" . }}
+{{- $v := .Values.redis }}
 {{- $e := deepCopy (default dict (get $cfg "engine")) }}
 {{- $r := deepCopy (default dict (get $e "redis")) }}
 {{- $_ := set $e "type" "redis" }}
-{{- $_ := set $r "address" .Values.redis.addresses }}
-{{- $_ := set $r "cluster" .Values.redis.cluster }}
-{{- if .Values.redis.user }}{{ $_ := set $r "user" .Values.redis.user }}{{ end }}
+{{- if $v.sentinel.addresses }}
+{{- $_ := set $r "sentinel_address" $v.sentinel.addresses }}
+{{- $_ := set $r "sentinel_master_name" $v.sentinel.masterName }}
+{{- if $v.sentinel.user }}{{ $_ := set $r "sentinel_user" $v.sentinel.user }}{{ end }}
+{{- if $v.sentinel.tls }}{{ $_ := set $r "sentinel_tls" (dict "enabled" true) }}{{ end }}
+{{- else }}
+{{- $_ := set $r "address" $v.addresses }}
+{{- $_ := set $r "cluster" $v.cluster }}
+{{- end }}
+{{- if $v.user }}{{ $_ := set $r "user" $v.user }}{{ end }}
+{{- if or $v.tls.enabled $v.tls.existingSecret $v.tls.insecureSkipVerify }}
+{{- $t := deepCopy (default dict (get $r "tls")) }}
+{{- if $v.tls.enabled }}{{ $_ := set $t "enabled" true }}{{ end }}
+{{- if $v.tls.insecureSkipVerify }}{{ $_ := set $t "insecure_skip_verify" true }}{{ end }}
+{{- if $v.tls.existingSecret }}
+{{- $dir := include "chorus.redisTlsDir" . }}
+{{- if $v.tls.caKey }}{{ $_ := set $t "server_ca_pem_file" (printf "%s/ca.crt" $dir) }}{{ end }}
+{{- if $v.tls.clientCert }}
+{{- $_ := set $t "cert_pem_file" (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $t "key_pem_file" (printf "%s/tls.key" $dir) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $r "tls" $t }}
+{{- end }}
 {{- $_ := set $e "redis" $r }}
 {{- $_ := set $cfg "engine" $e }}
 {{- end }}

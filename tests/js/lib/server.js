@@ -119,7 +119,7 @@ async function startServer(config = {}, opts = {}) {
     function onData(chunk) {
       append(chunk);
       buf += chunk.toString();
-      const m = buf.match(/^chorus listening on (http:\/\/[^\s]+)\s*$/m);
+      const m = buf.match(/^chorus listening on (https?:\/\/[^\s]+)\s*$/m);
       if (m) {
         const grpc = buf.match(/^chorus grpc api listening on (\S+)\s*$/m);
         finish(null, { url: m[1], grpcTarget: grpc ? grpc[1] : null });
@@ -140,7 +140,7 @@ async function startServer(config = {}, opts = {}) {
     url,
     host: u.hostname,
     port: Number(u.port),
-    wsUrl: `ws://${u.host}/connection/websocket`,
+    wsUrl: `${u.protocol === 'https:' ? 'wss' : 'ws'}://${u.host}/connection/websocket`,
     apiUrl: `${url}/api`,
     grpcTarget: addr.grpcTarget,
     apiKey: API_KEY,

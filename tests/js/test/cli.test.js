@@ -133,10 +133,16 @@ describe('chorus checkconfig', () => {
     assert.equal(filled.status, 0, filled.stderr);
   });
 
-  it('refuses an unsupported Redis scheme and a bad log level before serving', () => {
-    const redis = run(['--set', 'engine.type=redis', '--set', 'engine.redis.address=["rediss://r:6380"]']);
+  it('refuses an unsupported Redis scheme, a missing CA file and a bad log level before serving', () => {
+    const redis = run(['--set', 'engine.type=redis', '--set', 'engine.redis.address=["unix:///run/redis.sock"]']);
     assert.equal(redis.status, 1);
-    assert.match(redis.stderr, /scheme rediss:\/\/ is not supported/);
+    assert.match(redis.stderr, /unsupported scheme unix:\/\//);
+    const tls = run(['--set', 'engine.type=redis', '--set', 'engine.redis.address=["rediss://r:6380"]']);
+    assert.equal(tls.status, 0, tls.stderr);
+    const ca = run(['--set', 'engine.type=redis', '--set', 'engine.redis.tls.enabled=true',
+      '--set', 'engine.redis.tls.server_ca_pem_file=/nonexistent/ca.pem']);
+    assert.equal(ca.status, 1);
+    assert.match(ca.stderr, /engine\.redis\.tls\.server_ca_pem_file "\/nonexistent\/ca\.pem"/);
     const level = run(['--set', 'log.level=debug,hyper=loud']);
     assert.equal(level.status, 1);
     assert.match(level.stderr, /log\.level/);

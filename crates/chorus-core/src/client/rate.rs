@@ -3,6 +3,9 @@
 //! command without a token is refused with error 111 (SDKs retry it with backoff), and a
 //! connection that keeps sending into an empty bucket — `disconnect_after` refusals in a row —
 //! is closed with 3013.
+//!
+//! The bucket is public so that other node-wide brakes count the same way (the gateway's
+//! admin console bounds login attempts with one, `disconnect_after` 0).
 
 use tokio::time::Instant;
 
@@ -10,7 +13,7 @@ use crate::options::CommandRateLimit;
 
 /// What to do with one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     Run,
     /// Answer error 111.
     Refuse,
@@ -19,7 +22,7 @@ pub(crate) enum Verdict {
 }
 
 #[derive(Debug)]
-pub(crate) struct Bucket {
+pub struct Bucket {
     limit: CommandRateLimit,
     tokens: f64,
     refilled: Instant,
@@ -27,7 +30,7 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
-    pub(crate) fn new(limit: CommandRateLimit) -> Self {
+    pub fn new(limit: CommandRateLimit) -> Self {
         Bucket {
             limit,
             tokens: f64::from(limit.bucket()),
@@ -37,7 +40,7 @@ impl Bucket {
     }
 
     /// Takes a token for one command, as of `now`.
-    pub(crate) fn take(&mut self, now: Instant) -> Verdict {
+    pub fn take(&mut self, now: Instant) -> Verdict {
         if !self.limit.enabled() {
             return Verdict::Run;
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::load::{env_name, leaf_paths};
 use super::*;
 
+mod admin;
 mod docs;
 mod engine;
 mod grpc_api;
@@ -557,7 +558,7 @@ fn round_trip_through_every_format() {
 }
 
 #[test]
-fn risky_settings_warn_and_unsupported_redis_schemes_are_refused() {
+fn risky_settings_warn_and_bad_redis_settings_are_refused() {
     let warnings = |json: &str| load_text("c.json", json).unwrap().warnings;
     let has = |w: &[String], needle: &str| w.iter().any(|x| x.contains(needle));
     let long = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b";
@@ -613,14 +614,49 @@ fn risky_settings_warn_and_unsupported_redis_schemes_are_refused() {
         "{w:?}"
     );
 
-    let c = load_text(
-        "c.json",
-        r#"{"engine": {"type": "redis", "redis": {"address": ["rediss://r:6380"]}}}"#,
+    let redis = |json: &str| load_text("c.json", json).unwrap().config;
+    redis(r#"{"engine": {"type": "redis", "redis": {"address": ["rediss://r:6380"]}}}"#)
+        .validate()
+        .unwrap();
+    let err = redis(r#"{"engine": {"type": "redis", "redis": {"address": ["unix:///r.sock"]}}}"#)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsupported scheme unix://"), "{err}");
+    let err = redis(
+        r#"{"engine": {"type": "redis", "redis": {"sentinel_address": "s1:26379,s2:26379"}}}"#,
     )
-    .unwrap()
-    .config;
-    let err = c.validate().unwrap_err().to_string();
-    assert!(err.contains("scheme rediss:// is not supported"), "{err}");
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("engine.redis.sentinel_master_name must be set with sentinel_address"),
+        "{err}"
+    );
+    let err = redis(
+        r#"{"engine": {"type": "redis", "redis": {"tls": {"enabled": true, "server_ca_pem_file": "/nonexistent/ca.pem"}}}}"#,
+    )
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(r#"engine.redis.tls.server_ca_pem_file "/nonexistent/ca.pem""#),
+        "{err}"
+    );
+    let err = redis(
+        r#"{"engine": {"type": "redis", "redis": {"tls": {"cert_pem_file": "Cargo.toml"}}}}"#,
+    )
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("holds no PEM block"), "{err}");
+    let w = warnings(
+        r#"{"engine": {"type": "redis", "redis": {"tls": {"enabled": true, "insecure_skip_verify": true}}}}"#,
+    );
+    assert!(
+        has(&w, "engine.redis.tls.insecure_skip_verify is true"),
+        "{w:?}"
+    );
     let c = load_text(
         "c.json",
         r#"{"engine": {"type": "redis", "redis": {"address": ["redis://r:6379", "r2:6379"]}}}"#,

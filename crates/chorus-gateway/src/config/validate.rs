@@ -217,42 +217,11 @@ impl Config {
             p.push("engine.memory.max_history_bytes must be at least 1".into());
         }
         if self.engine.kind == EngineType::Redis {
-            let r = &self.engine.redis;
-            if r.address.iter().all(|a| a.trim().is_empty()) {
-                p.push("engine.redis.address must name at least one address".into());
-            }
-            if r.address.iter().any(|a| a.trim().is_empty()) && r.address.len() > 1 {
-                p.push("engine.redis.address must not contain empty entries".into());
-            }
-            for a in &r.address {
-                let scheme = a
-                    .trim()
-                    .split("://")
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                if a.contains("://") && scheme != "redis" {
-                    p.push(format!(
-                        "engine.redis.address {a:?}: scheme {scheme}:// is not supported by this \
-                         build (TLS to Redis, rediss://, is not yet: use redis:// on a private \
-                         network, or a TLS proxy next to the gateway)"
-                    ));
-                }
-            }
-            if r.partitions == 0 {
-                p.push("engine.redis.partitions must be at least 1".into());
-            }
-            for (key, d) in [
-                ("connect_timeout", r.connect_timeout),
-                ("command_timeout", r.command_timeout),
-                ("liveness_probe_interval", r.liveness_probe_interval),
-                ("liveness_probe_timeout", r.liveness_probe_timeout),
-            ] {
-                if d.is_zero() {
-                    p.push(format!("engine.redis.{key} must be greater than 0"));
-                }
-            }
+            p.extend(self.engine.redis.problems());
         }
+
+        // admin
+        p.extend(super::admin::problems(self));
 
         // presence
         p.extend(self.presence.problems());
@@ -316,6 +285,9 @@ impl Config {
                 ));
             }
         }
+        if self.engine.kind == EngineType::Redis {
+            w.extend(self.engine.redis.warnings());
+        }
         let g = &self.grpc_api;
         let grpc_address = g.bind_address(&self.http_server);
         if g.enabled && g.key.is_empty() && !is_loopback_address(grpc_address) {
@@ -364,6 +336,12 @@ impl Config {
             ("presence.key", self.presence.key.as_str()),
             ("presence_server.key", self.presence_server.key.as_str()),
             ("engine.redis.password", self.engine.redis.password.as_str()),
+            (
+                "engine.redis.sentinel_password",
+                self.engine.redis.sentinel_password.as_str(),
+            ),
+            ("admin.password", self.admin.password.as_str()),
+            ("admin.secret", self.admin.secret.as_str()),
         ] {
             if is_placeholder_secret(value) {
                 w.push(format!(
@@ -378,6 +356,7 @@ impl Config {
                     .to_string(),
             );
         }
+        w.extend(super::admin::warnings(self));
         w
     }
 }

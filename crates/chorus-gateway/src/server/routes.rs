@@ -9,11 +9,12 @@
 //! | `/ready`, `/ready?verbose` | 200, or 503 while draining or before the engine was reachable ([`super::readiness`]) |
 //! | `/metrics` | Prometheus text (docs/metrics.md) |
 //! | `/`, `/index.html`, `/app.js`, `/style.css`, `GET /demo/token?name=` | demo page and token (when `demo.enabled`) |
+//! | `/admin`, `/admin/…` | the admin console (when `admin.enabled`; [`crate::admin`], [`admin`]) |
 //!
 //! Anything else is 404. Every answer is counted in `chorus_http_requests_total{route,status}`.
-//! With `http_server.internal_port` the API, `/health`, `/ready` and `/metrics` are served on
-//! the internal listener only and the rest on the external one only ([`Surface`]); a route
-//! asked on the other listener is 404.
+//! With `http_server.internal_port` the API, `/health`, `/ready`, `/metrics` and `/admin…` are
+//! served on the internal listener only and the rest on the external one only ([`Surface`]); a
+//! route asked on the other listener is 404.
 //!
 //! An API request is checked in this order, each refusal closing the connection
 //! (`Connection: close`) since the body is left unread: a method other than POST → 405; no
@@ -33,6 +34,8 @@ use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYP
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+
+mod admin;
 
 use super::conns::Conn;
 use super::{ServerState, Surface};
@@ -70,9 +73,12 @@ pub async fn route(
     resp
 }
 
-/// The routes of the internal listener: the server API, `/metrics`, `/health`, `/ready`.
+/// The routes of the internal listener: the server API, `/metrics`, `/health`, `/ready` and
+/// the admin console.
 fn is_internal(path: &str, api_prefix: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/metrics") || api_method(path, api_prefix).is_some()
+    matches!(path, "/health" | "/ready" | "/metrics")
+        || api_method(path, api_prefix).is_some()
+        || crate::admin::is_admin_path(path)
 }
 
 async fn dispatch(
@@ -105,6 +111,9 @@ async fn dispatch(
             "http api request"
         );
         return ("api", resp);
+    }
+    if config.admin.enabled && crate::admin::is_admin_path(&path) {
+        return admin::handle(req, state, conn).await;
     }
     // Every other route answers from the headers alone.
     conn.set_busy();
@@ -192,6 +201,29 @@ async fn api_request(
     if let Some(refused) = api::unauthorized(&state.config, method, req.headers()) {
         return refused;
     }
+    match read_body(req, state, conn, Some(method)).await {
+        Ok((parts, body)) => {
+            api::handle(&state.node, &state.config, method, &parts.headers, body).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// Reads the body of a request that has one (the server API, the admin console) within
+/// `http_server.max_request_body_size` (413) and `http_server.request_timeout` (408), then
+/// marks the connection busy. A refusal closes the connection. `api_method`, when set, also
+/// counts the refusal under `chorus_api_errors_total`.
+async fn read_body(
+    req: Request<Incoming>,
+    state: &ServerState,
+    conn: &Conn,
+    api_method: Option<&str>,
+) -> Result<(http::request::Parts, Bytes), Resp> {
+    let refusal = |status| {
+        if let Some(method) = api_method {
+            api::record_http_refusal(method, status);
+        }
+    };
     let http = &state.config.http_server;
     let limit = http.max_request_body_size;
     let declared = req
@@ -200,11 +232,11 @@ async fn api_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        api::record_http_refusal(method, StatusCode::PAYLOAD_TOO_LARGE);
-        return closing(text(
+        refusal(StatusCode::PAYLOAD_TOO_LARGE);
+        return Err(closing(text(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large\n",
-        ));
+        )));
     }
     let deadline = conn.request_deadline(http.request_timeout.get());
     let (parts, body) = req.into_parts();
@@ -212,29 +244,35 @@ async fn api_request(
     let body = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Err(_elapsed) => {
-            tracing::debug!("API request body not complete by http_server.request_timeout");
+            tracing::debug!("request body not complete by http_server.request_timeout");
             metrics::http_request_timeout(metrics::TimeoutPhase::Body);
-            api::record_http_refusal(method, StatusCode::REQUEST_TIMEOUT);
-            return closing(text(StatusCode::REQUEST_TIMEOUT, "request timeout\n"));
+            refusal(StatusCode::REQUEST_TIMEOUT);
+            return Err(closing(text(
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout\n",
+            )));
         }
         Ok(Err(error)) => {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                api::record_http_refusal(method, StatusCode::PAYLOAD_TOO_LARGE);
-                return closing(text(
+                refusal(StatusCode::PAYLOAD_TOO_LARGE);
+                return Err(closing(text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "request body too large\n",
-                ));
+                )));
             }
-            tracing::debug!(%error, "reading API request body failed");
-            api::record_http_refusal(method, StatusCode::BAD_REQUEST);
-            return closing(text(StatusCode::BAD_REQUEST, "cannot read request body\n"));
+            tracing::debug!(%error, "reading a request body failed");
+            refusal(StatusCode::BAD_REQUEST);
+            return Err(closing(text(
+                StatusCode::BAD_REQUEST,
+                "cannot read request body\n",
+            )));
         }
     };
     conn.set_busy();
-    api::handle(&state.node, &state.config, method, &parts.headers, body).await
+    Ok((parts, body))
 }
 
 /// Marks an answer as the last one of its connection (its request body was left unread).

@@ -43,6 +43,8 @@ pub fn test_config() -> Config {
 /// A server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The internal listener's address ([`TestServer::start_split`] only).
+    pub internal: Option<SocketAddr>,
     pub node: Node,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), server::ServeError>>>,
@@ -70,6 +72,37 @@ impl TestServer {
         ));
         TestServer {
             addr,
+            internal: None,
+            node,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// A server with an external and an internal listener (as with
+    /// `http_server.internal_port`): `addr` is the external one, `internal` the other.
+    pub async fn start_split(config: Config) -> TestServer {
+        chorus_gateway::metrics::install();
+        let node = server::build_node(&config).unwrap();
+        let external = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, internal_addr) = (
+            external.local_addr().unwrap(),
+            internal.local_addr().unwrap(),
+        );
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server::serve_with(
+            external,
+            Some(internal),
+            Arc::new(config),
+            node.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestServer {
+            addr,
+            internal: Some(internal_addr),
             node,
             shutdown: Some(tx),
             handle: Some(handle),

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chorus_core::retry::log_failure;
 use chorus_proto::presence as pb;
 use chorus_proto::presence::node_message::Kind as Out;
 use chorus_proto::presence::service_message::Kind as In;
@@ -23,14 +24,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const OUTBOUND: usize = 16;
 /// How long a Goodbye waits for the replica to close the stream.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
-
-/// Whether the `failures`-th consecutive failure (from 0) is logged at ERROR: the 1st, 2nd,
-/// 4th, 8th, … and then every 64th, so an outage is loud at once and stays visible without
-/// a line per retry.
-fn log_failure(failures: u32) -> bool {
-    let n = failures.saturating_add(1);
-    n.is_power_of_two() || n.is_multiple_of(64)
-}
 
 /// Runs the endpoint's stream until `cancel`.
 pub(super) async fn run(inner: Arc<Inner>, i: usize, cancel: CancellationToken) {

@@ -191,6 +191,7 @@ pub fn config(addresses: Vec<String>, cluster: bool) -> RedisConfig {
         liveness_probe_timeout: Duration::from_millis(700),
         reconnect_backoff_min: Duration::from_millis(20),
         reconnect_backoff_max: Duration::from_millis(300),
+        tls: Default::default(),
     }
 }
 
