@@ -595,6 +595,40 @@ def check_service_monitors():
 WORKLOADS = []
 
 
+def check_admin(w):
+    """With admin.enabled: the console's page answers on the internal port (the main one
+    without internal_port) and its login accepts the password the pod gets."""
+    if str(w.get("admin.enabled", False)).lower() not in ("true", "1"):
+        return
+    internal = int(w.get("http_server.internal_port", 0) or 0)
+    container = internal or int(w.get("http_server.port", 8000))
+    where = f"{w.component}: admin console"
+    if container not in w.ports:
+        raise Failure(f"{where}: port {container} is not a port chorus listens on")
+    local = w.ports[container]
+    scheme = "HTTPS" if w.get("http_server.tls.cert_pem_file", "") else "HTTP"
+    status, _ = http_get(local, "/admin/", scheme)
+    if status != 200:
+        raise Failure(f"{where}: GET /admin/ on port {container} → {status}, not 200{w.log_tail()}")
+    password = w.env.get("CHORUS_ADMIN_PASSWORD") or w.get("admin.password", "")
+    if scheme == "HTTPS":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", local, timeout=5, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", local, timeout=5)
+    try:
+        conn.request("POST", "/admin/auth", body=json.dumps({"password": password}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        body = r.read().decode(errors="replace")
+    finally:
+        conn.close()
+    if r.status != 200 or "token" not in body:
+        raise Failure(f"{where}: login with the pod's CHORUS_ADMIN_PASSWORD → {r.status} {body[:200]}")
+    log(f"{where}: GET /admin/ on port {container} → 200, login → 200")
+
+
 def main():
     if not os.access(CHORUS_BIN, os.X_OK):
         raise Failure(f"no chorus binary at {CHORUS_BIN} (set CHORUS_BIN or cargo build -p chorus)")
@@ -618,6 +652,9 @@ def main():
             check_probe(w, kind, w.ctr[kind])
     check_service_monitors()
     check_services()
+    for w in WORKLOADS:
+        if w.component == "gateway":
+            check_admin(w)
     for w in WORKLOADS:
         took, killed = w.proc.stop()
         if killed:

@@ -75,7 +75,7 @@ Where the Redis password comes from: {name, key}, or nothing when there is no pa
 {{- define "chorus.redisPasswordRef" -}}
 {{- if .Values.redis.existingSecret -}}
 {"name": {{ .Values.redis.existingSecret | quote }}, "key": {{ .Values.redis.existingSecretPasswordKey | quote }}}
-{{- else if .Values.redis.password -}}
+{{- else if or .Values.redis.password .Values.redis.generatePassword -}}
 {"name": {{ include "chorus.secretName" . | quote }}, "key": {{ .Values.secrets.redisPasswordKey | quote }}}
 {{- else -}}
 {}
@@ -187,8 +187,8 @@ headless Service): every gateway streams to every replica.
 
 {{/*
 The gateway's config.json: .Values.config, plus presence.endpoints when presence.enabled,
-engine.redis.* from redis.*, internal_port from internal.port and grpc_api.port when
-grpcApi.enabled.
+engine.redis.* from redis.*, internal_port from internal.port, admin.enabled from
+admin.enabled and grpc_api.port when grpcApi.enabled.
 */}}
 {{- define "chorus.gatewayConfig" -}}
 {{- $cfg := deepCopy .Values.config }}
@@ -234,6 +234,11 @@ grpcApi.enabled.
 {{- $h := deepCopy (default dict (get $cfg "http_server")) }}
 {{- $_ := set $h "internal_port" (int .Values.internal.port) }}
 {{- $_ := set $cfg "http_server" $h }}
+{{- end }}
+{{- if .Values.admin.enabled }}
+{{- $a := deepCopy (default dict (get $cfg "admin")) }}
+{{- $_ := set $a "enabled" true }}
+{{- $_ := set $cfg "admin" $a }}
 {{- end }}
 {{- if .Values.grpcApi.enabled }}
 {{- $g := deepCopy (default dict (get $cfg "grpc_api")) }}
