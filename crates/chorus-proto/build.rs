@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "api.proto",
         "backplane.proto",
         "presence.proto",
+        "proxy.proto",
     ]
     .map(|f| root.join(f));
     for f in &files {
@@ -44,6 +45,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(grpc)
         .build_client(grpc)
         .bytes(".")
-        .compile_protos(&[root.join("presence.proto")], &[root])?;
+        .compile_protos(&[root.join("presence.proto")], std::slice::from_ref(&root))?;
+    // The backend hooks (`CentrifugoProxy`): the gateway is the client; the server side is
+    // what tests (and Rust backends) implement. No transport constructor: its `connect` would
+    // collide with the `Connect` method (build a client with `CentrifugoProxyClient::new`).
+    tonic_prost_build::configure()
+        .build_server(grpc)
+        .build_client(grpc)
+        .build_transport(false)
+        .bytes(".")
+        .compile_protos(&[root.join("proxy.proto")], &[root])?;
     Ok(())
 }

@@ -1,8 +1,13 @@
 //! Token verification port. The engine asks a [`TokenVerifier`] to check connection and
-//! subscription tokens; the gateway implements it with JWT (HS/RS/ES). The claims are plain
-//! data here so the core never depends on a JWT library.
+//! subscription tokens; the gateway implements it with JWT (HS/RS/ES/EdDSA, static keys or a
+//! JWKS endpoint). The claims are plain data here so the core never depends on a JWT library.
+//!
+//! Verification is synchronous; what needs I/O (a JWKS key not cached yet) is a separate
+//! [`KeyFetch`] the engine awaits first — see [`connection_claims`].
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 
@@ -94,12 +99,55 @@ impl SubscriptionClaims {
     }
 }
 
-/// Verifies tokens. Implementations must be cheap to call concurrently (no I/O on the hot path).
+/// Work a verifier needs done before it can check a token (fetching a JWKS document). It owns
+/// what it needs, so the engine can await it without borrowing the verifier.
+pub type KeyFetch = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Verifies tokens. `verify_*` must be cheap to call concurrently and never do I/O.
+///
+/// Why two steps instead of an async `verify_*`: almost every token is checked against a key
+/// in memory (an HMAC secret, a PEM key, a cached JWKS key), and that hot path stays a plain
+/// function call with no boxed future. Only a verifier that must fetch a key returns a
+/// [`KeyFetch`] from `prepare_*`; the engine awaits it and then calls `verify_*`, which finds
+/// the key or reports the token invalid (a failed fetch leaves it missing).
 pub trait TokenVerifier: Send + Sync + 'static {
     /// Verifies a connection token (signature, `exp`, `aud`/`iss` if configured).
     fn verify_connection(&self, token: &str) -> Result<ConnectionClaims, TokenError>;
     /// Verifies a subscription token.
     fn verify_subscription(&self, token: &str) -> Result<SubscriptionClaims, TokenError>;
+    /// What to await before [`verify_connection`](Self::verify_connection) can check `token`;
+    /// `None` (the default) when the key is at hand.
+    fn prepare_connection(&self, _token: &str) -> Option<KeyFetch> {
+        None
+    }
+    /// What to await before [`verify_subscription`](Self::verify_subscription) can check
+    /// `token`; `None` (the default) when the key is at hand.
+    fn prepare_subscription(&self, _token: &str) -> Option<KeyFetch> {
+        None
+    }
+}
+
+/// Verifies a connection token: awaits the verifier's [`KeyFetch`] if it needs one, then
+/// checks the token. Every connection-token check in the engine goes through here.
+pub async fn connection_claims(
+    tokens: &dyn TokenVerifier,
+    token: &str,
+) -> Result<ConnectionClaims, TokenError> {
+    if let Some(fetch) = tokens.prepare_connection(token) {
+        fetch.await;
+    }
+    tokens.verify_connection(token)
+}
+
+/// Verifies a subscription token like [`connection_claims`].
+pub async fn subscription_claims(
+    tokens: &dyn TokenVerifier,
+    token: &str,
+) -> Result<SubscriptionClaims, TokenError> {
+    if let Some(fetch) = tokens.prepare_subscription(token) {
+        fetch.await;
+    }
+    tokens.verify_subscription(token)
 }
 
 /// A verifier that refuses every token; used when no key is configured.

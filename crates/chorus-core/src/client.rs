@@ -5,9 +5,12 @@
 //! on [`Client::next_write`]. The timers — server pings, the pong deadline (3012), the
 //! stale-connection deadline (3502) and connection expiry (3005) — live in the node's timer
 //! wheel (`timers.rs`, [`crate::wheel`]). When the transport ends it calls [`Client::cleanup`].
+//! Backend hooks (`hooks.rs`, [`crate::proxy`]) run inside the command that needs them: a
+//! connection waits for its own hook, never for another connection's.
 
 mod commands;
 mod connect;
+mod hooks;
 pub mod rate;
 mod server_ops;
 mod subs;
@@ -96,6 +99,8 @@ pub(crate) struct State {
     /// Unix seconds; the connection ends (3005) if not refreshed by then (+ grace).
     pub(crate) expires_at: Option<i64>,
     pub(crate) subs: subs::Subs,
+    /// What the backend hooks need of this connection (headers, meta); none without hooks.
+    pub(crate) hooks: Option<Box<hooks::HookState>>,
 }
 
 pub struct Client {

@@ -13,6 +13,8 @@
 //! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
 //! * [`control`] — node-to-node commands over the broker (heartbeats, user ops, surveys);
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;
+//! * [`proxy`] — the [`proxy::Proxy`] port of backend hooks (connect, refresh, subscribe,
+//!   publish, sub_refresh, rpc), its bounded and measured handle and the registry by name;
 //! * [`channel`] — channel names, namespaces, permissions;
 //! * [`options`], [`duration`] — typed options with documented defaults;
 //! * [`clock`] — unix time and the expiry rule (one copy for the workspace);
@@ -42,6 +44,7 @@ pub mod options;
 pub mod outbound;
 pub mod payload;
 pub mod presence;
+pub mod proxy;
 pub mod retry;
 pub mod sync;
 mod wheel;

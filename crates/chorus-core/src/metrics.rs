@@ -49,6 +49,12 @@ pub const API_REQUESTS: &str = "chorus_api_requests_total";
 pub const API_ERRORS: &str = "chorus_api_errors_total";
 /// Time to run a server API command, label `method`.
 pub const API_DURATION: &str = "chorus_api_command_duration_seconds";
+/// Time of one backend hook call (proxy), labels `proxy` and `event`.
+pub const PROXY_DURATION: &str = "chorus_proxy_duration_seconds";
+/// Failed hook calls, labels `proxy`, `event` and `kind`.
+pub const PROXY_ERRORS: &str = "chorus_proxy_errors_total";
+/// Hook calls running now, label `proxy`.
+pub const PROXY_IN_FLIGHT: &str = "chorus_proxy_in_flight";
 pub const MEMORY_STREAMS: &str = "chorus_memory_streams";
 pub const MEMORY_HISTORY_BYTES: &str = "chorus_memory_history_bytes";
 pub const MEMORY_EVICTIONS: &str = "chorus_memory_stream_evictions_total";
@@ -152,6 +158,21 @@ pub fn describe() {
         API_DURATION,
         Unit::Seconds,
         "Time to run a server API command, by method."
+    );
+    describe_histogram!(
+        PROXY_DURATION,
+        Unit::Seconds,
+        "Time of one backend hook call, by proxy and event (connect, refresh, subscribe, \
+         publish, sub_refresh, rpc); failed calls included."
+    );
+    describe_counter!(
+        PROXY_ERRORS,
+        "Failed backend hook calls, by proxy, event and kind (unavailable, timeout, \
+         bad_response, bad_request, overloaded, cancelled)."
+    );
+    describe_gauge!(
+        PROXY_IN_FLIGHT,
+        "Backend hook calls running now, by proxy (at most its max_in_flight)."
     );
     describe_memory();
 }
@@ -416,6 +437,20 @@ pub fn api_request(method: &'static str, duration: Option<Duration>) {
 /// A server API command of `method` failed with `code` (an API code, or `http_<status>`).
 pub fn api_error(method: &'static str, code: String) {
     counter!(API_ERRORS, "method" => method, "code" => code).increment(1);
+}
+
+pub(crate) fn proxy_call(proxy: &str, event: crate::proxy::ProxyEvent, elapsed: Duration) {
+    histogram!(PROXY_DURATION, "proxy" => proxy.to_string(), "event" => event.as_str())
+        .record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn proxy_error(proxy: &str, event: crate::proxy::ProxyEvent, kind: &'static str) {
+    counter!(PROXY_ERRORS, "proxy" => proxy.to_string(), "event" => event.as_str(), "kind" => kind)
+        .increment(1);
+}
+
+pub(crate) fn proxy_in_flight(proxy: &str, delta: f64) {
+    gauge!(PROXY_IN_FLIGHT, "proxy" => proxy.to_string()).increment(delta);
 }
 
 pub(crate) fn join_leave_coalesced(outcome: &'static str, n: u64) {

@@ -42,6 +42,8 @@ pub(crate) struct NodeInner {
     broker: Arc<dyn Broker>,
     presence: Arc<dyn PresenceStore>,
     tokens: Arc<dyn TokenVerifier>,
+    /// Backend hooks; set once at start ([`Node::set_proxies`]), empty when never set.
+    proxies: std::sync::OnceLock<crate::proxy::Proxies>,
     hub: Hub,
     started: Instant,
     draining: AtomicBool,
@@ -136,6 +138,7 @@ impl Node {
             broker,
             presence,
             tokens,
+            proxies: std::sync::OnceLock::new(),
             hub: Hub::default(),
             started: Instant::now(),
             draining: AtomicBool::new(false),
@@ -243,6 +246,17 @@ impl Node {
 
     pub(crate) fn tokens(&self) -> &Arc<dyn TokenVerifier> {
         &self.inner.tokens
+    }
+
+    /// Installs the node's backend hooks. Call once, before the first connection: the first
+    /// look at them ([`Node::proxies`]) fixes them. False (nothing changed) when too late.
+    pub fn set_proxies(&self, proxies: crate::proxy::Proxies) -> bool {
+        self.inner.proxies.set(proxies).is_ok()
+    }
+
+    /// The node's backend hooks (none unless [`Node::set_proxies`] installed some).
+    pub fn proxies(&self) -> &crate::proxy::Proxies {
+        self.inner.proxies.get_or_init(Default::default)
     }
 
     pub fn uptime(&self) -> Duration {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::duration::ConfigDuration;
+use crate::proxy::ProxyName;
 
 /// Options of one channel namespace (or of channels without namespace). All default to off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -61,6 +62,37 @@ pub struct ChannelOptions {
     /// cannot subscribe to (or read history or presence of) such channels: error 103. Without
     /// it, non-JSON data is refused with 107 — a JSON connection could not carry it.
     pub allow_binary_data: bool,
+    /// What a recovering subscribe gets back: `stream` (default) every missed publication, or
+    /// "not recovered" when they are gone; `cache` only the channel's latest publication (when
+    /// the client does not have it yet), always `recovered: true` — for channels whose latest
+    /// publication is the whole state (prices, scores, statuses). Pair `cache` with
+    /// `history_size: 1`.
+    pub force_recovery_mode: RecoveryMode,
+    /// Client subscribes without a subscription token go to the subscribe hook (after the
+    /// private-channel and user-limited checks; it replaces `allow_subscribe_for_*`).
+    pub subscribe_proxy_enabled: bool,
+    /// Which proxy: `default` (`channel.proxy.subscribe`) or a `proxies[]` name.
+    pub subscribe_proxy_name: ProxyName,
+    /// Client publishes go to the publish hook, the only permission check then.
+    pub publish_proxy_enabled: bool,
+    /// Which proxy: `default` (`channel.proxy.publish`) or a `proxies[]` name.
+    pub publish_proxy_name: ProxyName,
+    /// Expiring subscriptions are refreshed server-side by the sub_refresh hook (instead of
+    /// the client's `sub_refresh` with a token).
+    pub sub_refresh_proxy_enabled: bool,
+    /// Which proxy: `default` (`channel.proxy.sub_refresh`) or a `proxies[]` name.
+    pub sub_refresh_proxy_name: ProxyName,
+}
+
+/// `force_recovery_mode`: how missed publications are recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveryMode {
+    /// Replay every missed publication from the stream, or answer "not recovered".
+    #[default]
+    Stream,
+    /// Deliver the latest publication only.
+    Cache,
 }
 
 impl ChannelOptions {
@@ -183,6 +215,40 @@ pub struct ClientOptions {
     /// Delay before a node unsubscribes the broker from a channel whose last local subscriber
     /// left (avoids churn when people flap). Default 1s.
     pub channel_unsubscribe_delay: ConfigDuration,
+    /// `client.subscribe_to_user_personal_channel.*`: every connection of a user subscribed
+    /// server-side to the user's own channel.
+    pub subscribe_to_user_personal_channel: PersonalChannel,
+}
+
+/// `client.subscribe_to_user_personal_channel.*`: a server-side subscription of every
+/// connection with a non-empty user to `<namespace>:#<user>` (`#<user>` without a namespace),
+/// with the namespace's options — so a backend reaches all of a user's tabs and devices with
+/// one publish, and a reconnecting one recovers what it missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PersonalChannel {
+    /// Default false.
+    pub enabled: bool,
+    /// Namespace of the personal channels; it must exist. Default empty: `without_namespace`.
+    pub personal_channel_namespace: String,
+    /// One connection per user: a new connection closes the user's other connections, on
+    /// every node, with 3504 "connection limit" (it looks them up in the personal channel's
+    /// presence, which the namespace must keep). Best effort. Default false.
+    pub single_connection: bool,
+}
+
+impl PersonalChannel {
+    /// The personal channel of `user` under `channel`'s boundaries.
+    pub fn channel(&self, channel: &ChannelConfig, user: &str) -> String {
+        if self.personal_channel_namespace.is_empty() {
+            format!("{}{user}", channel.user_boundary)
+        } else {
+            format!(
+                "{}{}{}{user}",
+                self.personal_channel_namespace, channel.namespace_boundary, channel.user_boundary
+            )
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -207,6 +273,7 @@ impl Default for ClientOptions {
             direct_write_min_interval: ConfigDuration::from_millis(20),
             write_batch_max_bytes: 64 << 10,
             channel_unsubscribe_delay: ConfigDuration::from_secs(1),
+            subscribe_to_user_personal_channel: PersonalChannel::default(),
         }
     }
 }
@@ -252,6 +319,117 @@ impl CommandRateLimit {
     }
 }
 
+/// Options of one RPC namespace (or of methods without namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RpcOptions {
+    /// Client `rpc` calls of this namespace go to the rpc hook; off, they answer 108.
+    pub proxy_enabled: bool,
+    /// Which proxy: `default` (`rpc.proxy`) or a `proxies[]` name.
+    pub proxy_name: ProxyName,
+}
+
+/// A named RPC namespace: methods `name:…` use these options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RpcNamespace {
+    /// Namespace name, `^[-a-zA-Z0-9_.]{2,}$`.
+    pub name: String,
+    #[serde(flatten)]
+    pub options: RpcOptions,
+}
+
+/// `rpc.ping.*`: a built-in method answered with an empty result before any hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpcPing {
+    /// Answer `method` locally. Default false.
+    pub enabled: bool,
+    /// The method name. Default `"ping"`.
+    pub method: String,
+}
+
+impl Default for RpcPing {
+    fn default() -> Self {
+        RpcPing {
+            enabled: false,
+            method: "ping".into(),
+        }
+    }
+}
+
+/// `rpc.*`: how client `rpc` calls are routed. Without any handler (no namespace with
+/// `proxy_enabled`, no ping) every call answers 108 "not available"; otherwise an unknown
+/// namespace answers 104 "method not found" and a namespace without a proxy 108.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpcConfig {
+    /// Options of methods without a `ns:` prefix.
+    pub without_namespace: RpcOptions,
+    /// Configured RPC namespaces.
+    pub namespaces: Vec<RpcNamespace>,
+    /// Separates namespace and method. Default `":"`.
+    pub namespace_boundary: String,
+    pub ping: RpcPing,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            without_namespace: RpcOptions::default(),
+            namespaces: Vec::new(),
+            namespace_boundary: ":".into(),
+            ping: RpcPing::default(),
+        }
+    }
+}
+
+/// Where an rpc method goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpcRoute<'a> {
+    /// The built-in ping: an empty result.
+    Ping,
+    /// The hook `proxy_name`.
+    Proxy(&'a ProxyName),
+    /// No handler at all, or a namespace without a proxy: 108.
+    NotAvailable,
+    /// Unknown namespace: 104.
+    NotFound,
+}
+
+impl RpcConfig {
+    /// Whether any rpc handler exists (a namespace with a proxy, or ping).
+    pub fn has_handler(&self) -> bool {
+        self.ping.enabled
+            || self.without_namespace.proxy_enabled
+            || self.namespaces.iter().any(|n| n.options.proxy_enabled)
+    }
+
+    /// Routes `method` (see [`RpcConfig`] for the codes).
+    pub fn route(&self, method: &str) -> RpcRoute<'_> {
+        if !self.has_handler() {
+            return RpcRoute::NotAvailable;
+        }
+        if self.ping.enabled && method == self.ping.method {
+            return RpcRoute::Ping;
+        }
+        let options = match method.split_once(self.namespace_boundary.as_str()) {
+            Some((ns, _)) if !self.namespace_boundary.is_empty() => {
+                match self.namespaces.iter().find(|n| n.name == ns) {
+                    Some(n) => &n.options,
+                    None => return RpcRoute::NotFound,
+                }
+            }
+            _ => &self.without_namespace,
+        };
+        if options.proxy_enabled {
+            RpcRoute::Proxy(&options.proxy_name)
+        } else {
+            RpcRoute::NotAvailable
+        }
+    }
+}
+
 /// Everything the engine of one node needs.
 #[derive(Debug, Clone, Default)]
 pub struct NodeOptions {
@@ -261,4 +439,5 @@ pub struct NodeOptions {
     pub version: String,
     pub client: ClientOptions,
     pub channel: ChannelConfig,
+    pub rpc: RpcConfig,
 }

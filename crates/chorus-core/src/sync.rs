@@ -13,7 +13,9 @@
 //!     connection (subscribe, unsubscribe, refresh, expiry) run one at a time, across their
 //!     broker and presence calls;
 //!   * `Hub::broker_lock(channel)` — the broker subscribe/unsubscribe of one channel, so a
-//!     deferred unsubscribe never races a new subscribe.
+//!     deferred unsubscribe never races a new subscribe;
+//!   * the gateway's `Jwks::fetch` — one JWKS fetch per endpoint at a time, across its HTTP
+//!     request (a leaf: nothing else is locked while it is held).
 //! * **Lock order** (outer before inner, never the reverse): `Client::cmd_lock` →
 //!   `Hub::broker_lock`; among std locks, the memory broker's channel entry → its LRU index
 //!   or (through `BrokerHandler::on_publication`) the hub; a hub channel's join/leave `gate` →

@@ -6,8 +6,10 @@ mod common;
 
 use bytes::Bytes;
 use chorus_core::api::PublishRequest;
+use chorus_core::duration::ConfigDuration;
+use chorus_core::options::{ChannelOptions, Namespace};
 use chorus_protocol::Protocol;
-use common::{node, options, pubs, TestClient};
+use common::{node, node_with, options, pubs, TestClient};
 
 #[tokio::test]
 async fn connect_reply_carries_client_ping_and_pong() {
@@ -328,8 +330,9 @@ async fn errors_and_codes() {
     assert_eq!(c.next().await.unwrap().error.unwrap().code, 108);
     c.send(r#"{"id":9,"history":{"channel":"news:x"}}"#).await;
     assert_eq!(c.next().await.unwrap().error.unwrap().code, 108);
+    // No rpc handler configured (no proxy, no ping): 108 "not available", as Centrifugo.
     c.send(r#"{"id":10,"rpc":{"method":"x","data":{}}}"#).await;
-    assert_eq!(c.next().await.unwrap().error.unwrap().code, 104);
+    assert_eq!(c.next().await.unwrap().error.unwrap().code, 108);
     c.send(r#"{"id":11,"subscribe":{"channel":"$news:x"}}"#)
         .await;
     assert_eq!(c.next().await.unwrap().error.unwrap().code, 103);
@@ -351,7 +354,7 @@ async fn several_requests_in_one_command_run_the_first_in_field_order() {
     c.send(r#"{"id":2,"refresh":{"token":"user:u"},"rpc":{"method":"m"}}"#)
         .await;
     let reply = c.next().await.unwrap();
-    assert_eq!(reply.error.unwrap().code, 104, "rpc ran, not refresh");
+    assert_eq!(reply.error.unwrap().code, 108, "rpc ran, not refresh");
     c.send(r#"{"id":3,"history":{"channel":"news:x"},"publish":{"channel":"news:x","data":{}}}"#)
         .await;
     let reply = c.next().await.unwrap();
@@ -534,4 +537,149 @@ async fn non_json_data_never_reaches_a_json_client() {
         .collect();
     assert_eq!(errors, vec![(3, 103), (4, 103)]);
     assert_eq!(json.closed, None);
+}
+
+/// `force_recovery_mode: cache` (with `history_size: 1`): a client that missed several
+/// publications gets exactly the latest one and `recovered: true`; one that has the latest
+/// gets nothing; one from another epoch gets the latest; live delivery continues after it.
+#[tokio::test]
+async fn cache_recovery_delivers_only_the_latest_publication() {
+    let mut o = options();
+    o.channel.namespaces.push(Namespace {
+        name: "ticker".into(),
+        options: ChannelOptions {
+            history_size: 1,
+            history_ttl: ConfigDuration::from_secs(60),
+            force_recovery: true,
+            force_recovery_mode: chorus_core::options::RecoveryMode::Cache,
+            allow_subscribe_for_client: true,
+            ..Default::default()
+        },
+    });
+    let node = node_with(o);
+    let publish = |i: u32| {
+        let node = node.clone();
+        async move {
+            node.api()
+                .publish(PublishRequest::new(
+                    "ticker:BTC",
+                    Bytes::from(format!("{{\"p\":{i}}}")),
+                ))
+                .await
+                .unwrap();
+        }
+    };
+    publish(1).await;
+    let mut a = TestClient::connect(&node, "u").await;
+    a.send(r#"{"id":2,"subscribe":{"channel":"ticker:BTC"}}"#)
+        .await;
+    let sub = a.next().await.unwrap().subscribe.unwrap();
+    let epoch = sub.epoch.clone();
+    assert_eq!(sub.offset, 1);
+    a.client.cleanup().await;
+    for i in 2..=5 {
+        publish(i).await;
+    }
+
+    let mut b = TestClient::connect(&node, "u").await;
+    b.send(&format!(
+        r#"{{"id":2,"subscribe":{{"channel":"ticker:BTC","recover":true,"offset":1,"epoch":"{epoch}"}}}}"#
+    ))
+    .await;
+    let r = b.next().await.unwrap().subscribe.unwrap();
+    assert!(r.recovered && r.was_recovering);
+    assert_eq!(r.epoch, epoch);
+    assert_eq!(
+        r.publications
+            .iter()
+            .map(|p| (p.offset, String::from_utf8_lossy(&p.data).into_owned()))
+            .collect::<Vec<_>>(),
+        vec![(5, r#"{"p":5}"#.to_string())]
+    );
+    publish(6).await;
+    assert_eq!(
+        pubs(&b.drain().await)
+            .iter()
+            .map(|p| p.0)
+            .collect::<Vec<_>>(),
+        vec![6]
+    );
+
+    // Already at the latest: recovered, nothing to deliver.
+    let mut c = TestClient::connect(&node, "u").await;
+    c.send(&format!(
+        r#"{{"id":2,"subscribe":{{"channel":"ticker:BTC","recover":true,"offset":6,"epoch":"{epoch}"}}}}"#
+    ))
+    .await;
+    let r = c.next().await.unwrap().subscribe.unwrap();
+    assert!(r.recovered);
+    assert!(r.publications.is_empty());
+    assert_eq!(r.offset, 6);
+
+    // Another epoch: the latest publication is the state.
+    let mut d = TestClient::connect(&node, "u").await;
+    d.send(
+        r#"{"id":2,"subscribe":{"channel":"ticker:BTC","recover":true,"offset":3,"epoch":"oldepoch"}}"#,
+    )
+    .await;
+    let r = d.next().await.unwrap().subscribe.unwrap();
+    assert!(r.recovered);
+    assert_eq!(
+        r.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
+        vec![6]
+    );
+}
+
+/// `client.subscribe_to_user_personal_channel`: a connection of user `u` is subscribed
+/// server-side to `personal:#u` (the connect reply lists it, a publication there reaches it);
+/// an anonymous connection is not; with `single_connection`, a second connection of `u`
+/// closes the first with 3504 and stays.
+#[tokio::test]
+async fn personal_channel_subscription_and_single_connection() {
+    let personal_ns = |single: bool| {
+        let mut o = options();
+        o.channel.namespaces.push(Namespace {
+            name: "personal".into(),
+            options: ChannelOptions {
+                presence: true,
+                history_size: 10,
+                history_ttl: ConfigDuration::from_secs(60),
+                force_recovery: true,
+                ..Default::default()
+            },
+        });
+        let p = &mut o.client.subscribe_to_user_personal_channel;
+        p.enabled = true;
+        p.personal_channel_namespace = "personal".into();
+        p.single_connection = single;
+        node_with(o)
+    };
+
+    let node = personal_ns(false);
+    let mut a = TestClient::new(&node, chorus_protocol::Protocol::Json);
+    a.send(r#"{"id":1,"connect":{"token":"user:u"}}"#).await;
+    let connect = a.next().await.unwrap().connect.unwrap();
+    assert_eq!(connect.subs.keys().collect::<Vec<_>>(), vec!["personal:#u"]);
+    assert!(connect.subs["personal:#u"].recoverable);
+    let mut b = TestClient::connect(&node, "u").await;
+    node.api()
+        .publish(PublishRequest::new(
+            "personal:#u",
+            Bytes::from_static(b"{\"s\":1}"),
+        ))
+        .await
+        .unwrap();
+    for c in [&mut a, &mut b] {
+        assert_eq!(pubs(&c.drain().await), vec![(1, "{\"s\":1}".to_string())]);
+    }
+    let mut anon = TestClient::new(&node, chorus_protocol::Protocol::Json);
+    anon.send(r#"{"id":1,"connect":{"token":"user:"}}"#).await;
+    assert!(anon.next().await.unwrap().connect.unwrap().subs.is_empty());
+
+    let node = personal_ns(true);
+    let mut first = TestClient::connect(&node, "u").await;
+    let mut other_user = TestClient::connect(&node, "v").await;
+    let _second = TestClient::connect(&node, "u").await;
+    assert_eq!(first.close_code().await, Some(3504));
+    assert!(other_user.drain().await.is_empty() && other_user.closed.is_none());
 }

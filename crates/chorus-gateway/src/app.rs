@@ -18,7 +18,8 @@ pub fn node_options(config: &Config) -> NodeOptions {
         name: node_name(config),
         version: env!("CARGO_PKG_VERSION").to_string(),
         client: config.client.options.clone(),
-        channel: config.channel.clone(),
+        channel: config.channel.config.clone(),
+        rpc: config.rpc.config.clone(),
     }
 }
 

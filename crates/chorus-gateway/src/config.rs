@@ -10,13 +10,15 @@
 use serde::{Deserialize, Serialize};
 
 use chorus_core::duration::ConfigDuration;
-use chorus_core::options::{ChannelConfig, ChannelOptions, ClientOptions, Namespace};
+use chorus_core::options::{ChannelOptions, ClientOptions, Namespace};
 
 mod admin;
 mod choice;
 mod load;
 mod presence;
+pub mod proxy;
 mod redis;
+pub(crate) mod token;
 mod validate;
 
 pub use admin::{AdminConfig, ADMIN_PREFIX, MIN_ADMIN_PASSWORD_BYTES};
@@ -24,6 +26,7 @@ pub use choice::{Choice, EngineType, GrpcErrorMode, LogFormat};
 pub use load::{env_name, ConfigError, Loaded, Location, ENV_CONFIG_FILE, ENV_PREFIX};
 pub use presence::{PresenceConfig, PresenceServerConfig, MIN_PRESENCE_MESSAGE_SIZE};
 pub use redis::{RedisEngineConfig, RedisTlsConfig, SentinelTlsConfig};
+pub use token::{SubscriptionTokenConfig, TokenConfig, MAX_JWKS_ATTEMPTS};
 pub use validate::{is_loopback_address, valid_namespace_name, MIN_BUFFER_SIZE};
 
 /// The whole configuration of one node.
@@ -34,8 +37,13 @@ pub struct Config {
     pub http_server: HttpServerConfig,
     /// `client.*`: client session options, token keys, allowed origins.
     pub client: ClientConfig,
-    /// `channel.*`: channel naming rules and namespaces.
-    pub channel: ChannelConfig,
+    /// `channel.*`: channel naming rules and namespaces, and `channel.proxy` (the default
+    /// subscribe/publish/sub_refresh hooks). Derefs to the engine's [`ChannelConfig`].
+    pub channel: proxy::ChannelSection,
+    /// `rpc.*`: routing of client `rpc` calls (namespaces, ping) and `rpc.proxy`.
+    pub rpc: proxy::RpcSection,
+    /// `proxies`: named backend hooks that namespaces reference by name. Default empty.
+    pub proxies: Vec<proxy::NamedProxy>,
     /// `websocket.*`: the WebSocket transport.
     pub websocket: WebsocketConfig,
     /// `http_api.*`: the HTTP server API.
@@ -170,11 +178,13 @@ pub struct ClientConfig {
     #[serde(flatten)]
     pub options: ClientOptions,
     /// `client.token.*`: keys verifying connection tokens (and subscription tokens unless
-    /// `client.subscription_token` sets its own keys). All empty by default.
+    /// `client.subscription_token.enabled`). All empty by default.
     pub token: TokenConfig,
-    /// `client.subscription_token.*`: separate keys for subscription tokens. When all of its
-    /// keys are empty (the default) the whole `client.token` block is used instead.
-    pub subscription_token: TokenConfig,
+    /// `client.subscription_token.*`: with `enabled: true`, its own keys, JWKS endpoint and
+    /// claim rules verify subscription tokens; else the whole `client.token` block does.
+    pub subscription_token: SubscriptionTokenConfig,
+    /// `client.proxy.*`: the connect and refresh hooks (off by default).
+    pub proxy: proxy::ClientProxies,
     /// Origins allowed to open WebSocket connections, as globs (`https://*.example.com`,
     /// `http://localhost:*`). Requests without an `Origin` header are always allowed (non-browser
     /// clients). Default empty = only requests without `Origin`.
@@ -182,44 +192,21 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The token settings that verify subscription tokens: `subscription_token` if it has a key,
+    /// The token settings that verify subscription tokens: `subscription_token` if enabled,
     /// else `token`.
     pub fn subscription_token_config(&self) -> &TokenConfig {
-        if self.subscription_token.has_key() {
-            &self.subscription_token
+        if self.subscription_token.enabled {
+            &self.subscription_token.token
         } else {
             &self.token
         }
     }
 
-    /// Whether any token key (connection or subscription) is configured.
+    /// Whether any token key or JWKS endpoint (connection, or enabled subscription block) is
+    /// configured.
     pub fn has_token_key(&self) -> bool {
-        self.token.has_key() || self.subscription_token.has_key()
-    }
-}
-
-/// Token verification keys and expected claims (`client.token`, `client.subscription_token`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct TokenConfig {
-    /// Shared secret for HS256/HS384/HS512. Default empty (HMAC tokens refused).
-    pub hmac_secret_key: String,
-    /// PEM public key (`-----BEGIN PUBLIC KEY-----`) for RS256/RS384/RS512. Default empty.
-    pub rsa_public_key: String,
-    /// PEM public key for ES256 (P-256) or ES384 (P-384). Default empty.
-    pub ecdsa_public_key: String,
-    /// When set, tokens must carry this `aud`. Default empty = `aud` not checked.
-    pub audience: String,
-    /// When set, tokens must carry this `iss`. Default empty = `iss` not checked.
-    pub issuer: String,
-}
-
-impl TokenConfig {
-    /// Whether any verification key is set.
-    pub fn has_key(&self) -> bool {
-        !(self.hmac_secret_key.is_empty()
-            && self.rsa_public_key.is_empty()
-            && self.ecdsa_public_key.is_empty())
+        self.token.has_key()
+            || (self.subscription_token.enabled && self.subscription_token.has_key())
     }
 }
 

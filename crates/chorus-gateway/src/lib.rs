@@ -13,6 +13,9 @@
 //!   own listener, Centrifugo-compatible: a Protobuf mapping of the same typed server API;
 //! * [`demo`] — the embedded demo page;
 //! * [`admin`] — the admin console at `/admin` (login, session tokens, the embedded page);
+//! * [`proxy`] — backend hooks (Centrifugo's proxies) over HTTP and gRPC: the core's
+//!   `Proxy` port and the registry built from `client.proxy`, `channel.proxy`, `rpc.proxy`
+//!   and `proxies`;
 //! * [`metrics`] — the Prometheus recorder and the gateway's metric names.
 
 pub mod admin;
@@ -24,5 +27,6 @@ pub mod demo;
 pub mod grpc_api;
 pub mod metrics;
 pub mod presence;
+pub mod proxy;
 pub mod server;
 pub mod ws;

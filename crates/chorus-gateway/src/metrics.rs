@@ -62,6 +62,13 @@ pub const TLS_HANDSHAKE_ERRORS: &str = "chorus_tls_handshake_errors_total";
 /// Certificate reloads, by `result` (ok, error).
 pub const TLS_RELOADS: &str = "chorus_tls_reloads_total";
 
+/// JWKS document fetches (`client.token.jwks_public_endpoint`, and the subscription
+/// block's), by `result`: `ok`, `timeout`, `status` (not 200), `invalid` (not a JWKS, too big,
+/// no usable key) or `error` (connect, TLS, HTTP).
+pub const JWKS_FETCHES: &str = "chorus_jwks_fetches_total";
+/// JWKS keys cached (every endpoint together).
+pub const JWKS_KEYS: &str = "chorus_jwks_keys";
+
 /// Admin console logins (`POST /admin/auth`), by `result` (see [`AdminLogin`]).
 pub const ADMIN_LOGINS: &str = "chorus_admin_logins_total";
 
@@ -184,6 +191,16 @@ pub fn render_with_process(handle: PrometheusHandle) -> chorus_presence::Metrics
 
 /// Describes every gateway metric (units and help text). Called by [`install`].
 pub fn describe() {
+    describe_counter!(
+        JWKS_FETCHES,
+        Unit::Count,
+        "JWKS document fetches, by result (ok, timeout, status: not 200, invalid: not a JWKS, too big or no usable key, error: connect, TLS or HTTP)."
+    );
+    describe_gauge!(
+        JWKS_KEYS,
+        Unit::Count,
+        "JWKS keys cached, every endpoint together."
+    );
     describe_counter!(
         TLS_HANDSHAKE_ERRORS,
         Unit::Count,

@@ -75,6 +75,9 @@ pub enum BuildError {
     /// `presence.*` is unusable (a bad endpoint URL).
     #[error("presence: {0}")]
     Presence(#[from] chorus_presence::ClientError),
+    /// A backend hook (`client.proxy`, `channel.proxy`, `rpc.proxy`, `proxies`) is unusable.
+    #[error("proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyBuildError),
 }
 
 /// Why a server could not start (see [`run`], [`serve`], [`bind`]). Each message carries its
@@ -132,6 +135,14 @@ pub struct ServerState {
 /// the node starts (not ready until Redis was reachable once; see [`readiness`]) and the
 /// clients keep reconnecting.
 pub fn build_node(config: &Config) -> Result<Node, BuildError> {
+    let node = build_engine(config)?;
+    // Before the first connection (a fresh node always takes them).
+    node.set_proxies(crate::proxy::build(config)?);
+    Ok(node)
+}
+
+/// The node without its backend hooks.
+fn build_engine(config: &Config) -> Result<Node, BuildError> {
     let tokens = app::token_verifier(config)?;
     // The node's one id: the node, its broker and its presence stream name it the same way.
     let id = uuid::Uuid::new_v4().to_string();

@@ -213,7 +213,10 @@ pub fn upgrade<B>(
                 remote_addr,
             };
             match node.try_new_client(params) {
-                Ok(client) => Session::Client(client),
+                Ok(client) => {
+                    forward_headers(node, &client, req.headers());
+                    Session::Client(client)
+                }
                 Err(_) => {
                     metrics::upgrade_rejected(RejectReason::Limit);
                     return plain(
@@ -300,6 +303,27 @@ pub fn upgrade<B>(
         .instrument(span),
     );
     Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+/// Keeps the upgrade request's headers that some backend hook forwards (`http_headers` of a
+/// proxy; none without hooks). A repeated header is joined with `", "`.
+fn forward_headers(node: &Node, client: &chorus_core::Client, headers: &http::HeaderMap) {
+    let names = node.proxies().header_names();
+    if names.is_empty() {
+        return;
+    }
+    let mut kept = Vec::new();
+    for name in names {
+        let values: Vec<&str> = headers
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !values.is_empty() {
+            kept.push((name.clone(), values.join(", ")));
+        }
+    }
+    client.set_forward_headers(kept);
 }
 
 fn span_for(session: &Session, remote_addr: Option<SocketAddr>) -> tracing::Span {

@@ -10,7 +10,10 @@
 //! * [`backplane`] — the cross-node envelope sent over Redis (`proto/backplane.proto`);
 //! * [`presence`] — the presence service (`proto/presence.proto`, package
 //!   `chorus.presence.v1`): query messages and the gateway `Sync` stream, plus the tonic
-//!   server and client with the `grpc` feature.
+//!   server and client with the `grpc` feature;
+//! * [`proxy`] — the backend hooks (`proto/proxy.proto`, package
+//!   `centrifugal.centrifugo.proxy`, wire-compatible with Centrifugo v6's `CentrifugoProxy`):
+//!   messages, plus the tonic client (the gateway calls backends) and server with `grpc`.
 //!
 //! Generated with `tonic-prost-build` and a vendored `protoc` (`protoc-bin-vendored`).
 
@@ -41,4 +44,11 @@ pub mod backplane {
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod presence {
     include!(concat!(env!("OUT_DIR"), "/chorus.presence.v1.rs"));
+}
+
+/// Backend hook messages and the `CentrifugoProxy` gRPC service (package
+/// `centrifugal.centrifugo.proxy`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proxy {
+    include!(concat!(env!("OUT_DIR"), "/centrifugal.centrifugo.proxy.rs"));
 }

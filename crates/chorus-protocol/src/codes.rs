@@ -38,7 +38,7 @@ pub const ERROR_UNAUTHORIZED: ErrorCode = err(101, "unauthorized", false);
 /// The channel's namespace is not configured.
 pub const ERROR_UNKNOWN_CHANNEL: ErrorCode = err(102, "unknown channel", false);
 pub const ERROR_PERMISSION_DENIED: ErrorCode = err(103, "permission denied", false);
-/// RPC method unknown (or no RPC handler at all).
+/// RPC method of an unknown rpc namespace (no handler at all answers 108).
 pub const ERROR_METHOD_NOT_FOUND: ErrorCode = err(104, "method not found", false);
 pub const ERROR_ALREADY_SUBSCRIBED: ErrorCode = err(105, "already subscribed", false);
 /// A per-connection limit (e.g. `client.channel_limit`) is reached.

@@ -1,5 +1,6 @@
 //! Command dispatch and the simple commands: publish, presence, presence_stats, history, and
-//! the ones chorus answers with the protocol's "not available" codes (rpc, send, ping).
+//! the ones chorus answers with the protocol's "not available" codes (send, ping). (`rpc` is
+//! in `hooks.rs`.)
 
 use chorus_protocol::codes;
 use chorus_protocol::{
@@ -66,8 +67,10 @@ impl Client {
                 let req = cmd.sub_refresh.unwrap_or_default();
                 self.cmd_sub_refresh(id, req).await.map(Some)
             }
-            // No RPC handlers are registered on this server.
-            Method::Rpc => Err(codes::ERROR_METHOD_NOT_FOUND.into()),
+            Method::Rpc => {
+                let req = cmd.rpc.unwrap_or_default();
+                self.cmd_rpc(id, req).await.map(Some)
+            }
             // Protocol v2 pings are server-initiated; the command form is not available.
             Method::Ping => Err(codes::ERROR_NOT_AVAILABLE.into()),
             // No asynchronous message handler: the protocol answers with 3508.
@@ -103,13 +106,21 @@ impl Client {
         if req.data.is_empty() {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
-        if !channel::can_publish(&options, asker) {
+        // With a publish hook the hook is the only permission check.
+        if !options.publish_proxy_enabled && !channel::can_publish(&options, asker) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
         let max_depth = self.node.options().client.json_max_depth;
         let binary = options.allow_binary_data;
         payload::check_publication(&req.data, binary, max_depth, Source::ClientPublish)
             .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
+        let hooked = match options.publish_proxy_enabled {
+            true => {
+                self.publish_via_proxy(&options, &req.channel, &req.data)
+                    .await?
+            }
+            false => None,
+        };
         let chan_info = self
             .lock_state()
             .subs
@@ -124,12 +135,22 @@ impl Client {
                     .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
             }
         }
+        let (data, skip_history, tags, key) = match hooked {
+            Some(r) => (
+                r.data.unwrap_or(req.data),
+                r.skip_history,
+                r.tags,
+                (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
+            ),
+            None => (req.data, false, Default::default(), None),
+        };
         let publication = Publication {
-            data: req.data,
+            data,
             info: Some(info),
+            tags,
             ..Default::default()
         };
-        let opts = self.node.publish_options(&options, false, None);
+        let opts = self.node.publish_options(&options, skip_history, key);
         if let Err(e) = self
             .node
             .broker()

@@ -8,6 +8,7 @@ use chorus_protocol::{ConnectRequest, ConnectResult, Reply, StreamPosition};
 
 use super::subscribe::{unrecover, Prepared, SubscribeSpec};
 use super::{Client, Fail, TokenKind};
+use crate::api::{DisconnectRequest, DisconnectSpec, PresenceStatsRequest};
 use crate::auth::{ConnectionClaims, ServerSubOptions, TokenError};
 use crate::channel;
 use crate::clock::{self, ttl_until};
@@ -20,13 +21,21 @@ impl Client {
         let opts = &node.options().client;
         payload::check_command_data(&req.data, opts.json_max_depth)
             .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
+        self.keep_connect_headers(&req);
+        let mut reply_data = bytes::Bytes::new();
         let claims = if !req.token.is_empty() {
-            node.tokens().verify_connection(&req.token).map_err(|e| {
-                if let TokenError::Invalid(reason) = &e {
-                    tracing::debug!(client = %self.id, %reason, "invalid connection token");
-                }
-                TokenKind::Connection.refusal(&e)
-            })?
+            crate::auth::connection_claims(&**node.tokens(), &req.token)
+                .await
+                .map_err(|e| {
+                    if let TokenError::Invalid(reason) = &e {
+                        tracing::debug!(client = %self.id, %reason, "invalid connection token");
+                    }
+                    TokenKind::Connection.refusal(&e)
+                })?
+        } else if let Some(proxy) = node.proxies().connect().cloned() {
+            let (claims, data) = self.connect_via_proxy(&proxy, &req).await?;
+            reply_data = data;
+            claims
         } else if opts.insecure {
             ConnectionClaims::default()
         } else {
@@ -51,7 +60,7 @@ impl Client {
             st.conn_info = claims.info.clone();
             st.expires_at = expires_at;
         }
-        node.hub().add_user(user, self.id.clone());
+        node.hub().add_user(user.clone(), self.id.clone());
 
         // Server-side subscriptions: the `channels` claim, then `subs` with options.
         let mut server_subs: Vec<(String, ServerSubOptions)> = claims
@@ -65,6 +74,16 @@ impl Client {
             match server_subs.iter_mut().find(|(c, _)| *c == ch) {
                 Some(existing) => existing.1 = o,
                 None => server_subs.push((ch, o)),
+            }
+        }
+        let personal = &opts.subscribe_to_user_personal_channel;
+        if personal.enabled && !user.is_empty() {
+            let ch = personal.channel(&node.options().channel, &user);
+            if personal.single_connection {
+                self.close_other_connections(&ch, &user).await?;
+            }
+            if !server_subs.iter().any(|(c, _)| *c == ch) {
+                server_subs.push((ch, ServerSubOptions::default()));
             }
         }
         if server_subs.len() > opts.channel_limit {
@@ -92,13 +111,17 @@ impl Client {
         }
 
         let ping = opts.ping_interval.get().as_secs();
-        let ttl = expires_at.map(ttl_until);
+        // With a refresh hook the server refreshes at expiry: the client is not told to.
+        let ttl = expires_at
+            .filter(|_| node.proxies().refresh().is_none())
+            .map(ttl_until);
         let result = ConnectResult {
             client: self.id.to_string(),
             version: node.options().version.clone(),
             expires: ttl.is_some(),
             ttl: ttl.unwrap_or(0),
             subs: results,
+            data: reply_data,
             ping: u32::try_from(ping).unwrap_or(u32::MAX),
             pong: ping > 0 && !opts.pong_timeout.is_zero(),
             time: if opts.connect_include_server_time {
@@ -114,6 +137,35 @@ impl Client {
         }
         self.start_session_timers();
         self.schedule_expiry_check();
+        Ok(())
+    }
+
+    /// `single_connection`: when the personal channel's presence shows other connections of
+    /// `user`, closes them on every node with 3504, keeping this one. A presence or broker
+    /// failure closes this connection with 3004 (the client reconnects).
+    async fn close_other_connections(&self, personal: &str, user: &str) -> Result<(), Fail> {
+        let api = self.node.api();
+        let stats = api
+            .presence_stats(PresenceStatsRequest {
+                channel: personal.to_string(),
+            })
+            .await
+            .map_err(|_| Fail::from(codes::DISCONNECT_SERVER_ERROR))?;
+        if stats.num_clients == 0 {
+            return Ok(());
+        }
+        let code = codes::DISCONNECT_CONNECTION_LIMIT;
+        api.disconnect(DisconnectRequest {
+            user: user.to_string(),
+            whitelist: vec![self.id.to_string()],
+            disconnect: Some(DisconnectSpec {
+                code: u32::from(code.code),
+                reason: code.reason.to_string(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|_| Fail::from(codes::DISCONNECT_SERVER_ERROR))?;
         Ok(())
     }
 
@@ -154,17 +206,24 @@ impl Client {
         id: u32,
         req: chorus_protocol::RefreshRequest,
     ) -> Result<Reply, Fail> {
-        let claims = self
-            .node
-            .tokens()
-            .verify_connection(&req.token)
-            .map_err(|e| TokenKind::Connection.refusal(&e))?;
+        if self.node.proxies().refresh().is_some() {
+            // Refresh is server-side (the refresh hook): the client was told not to.
+            return Err(codes::DISCONNECT_BAD_REQUEST.into());
+        }
+        // Outcomes as in Centrifugo: an expired token closes the connection (3005), an
+        // invalid one or another user's disconnects (3500), a past `expire_at` answers 110.
+        let claims = crate::auth::connection_claims(&**self.node.tokens(), &req.token)
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired => Fail::from(codes::DISCONNECT_EXPIRED),
+                TokenError::Invalid(_) => Fail::from(codes::DISCONNECT_INVALID_TOKEN),
+            })?;
         if *claims.user != *self.user() {
             return Err(codes::DISCONNECT_INVALID_TOKEN.into());
         }
         let expires_at = claims.expires_at();
         if clock::is_expired(expires_at) {
-            return Err(codes::ERROR_TOKEN_EXPIRED.into());
+            return Err(codes::ERROR_EXPIRED.into());
         }
         {
             let mut st = self.lock_state();

@@ -17,14 +17,14 @@ use chorus_protocol::{
 };
 
 use super::{Client, ClientSub, Fail, TokenKind};
-use crate::auth::{ServerSubOptions, SubscribeOverride};
+use crate::auth::{ServerSubOptions, SubscribeOverride, TokenError};
 use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
 use crate::clock::{self, ttl_until};
 use crate::hub::encoded::Encoded;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
-use crate::options::ChannelOptions;
+use crate::options::{ChannelOptions, RecoveryMode};
 use crate::payload::{self, Source};
 
 /// Everything decided about a subscription before it is made.
@@ -153,9 +153,8 @@ impl Client {
         let mut data = Bytes::new();
         let mut expires_at = None;
         if !req.token.is_empty() {
-            let claims = node
-                .tokens()
-                .verify_subscription(&req.token)
+            let claims = crate::auth::subscription_claims(&**node.tokens(), &req.token)
+                .await
                 .map_err(|e| TokenKind::Subscription.refusal(&e))?;
             if claims.channel != req.channel
                 || *claims.user != *user
@@ -176,6 +175,14 @@ impl Client {
             match channel::user_allowed(config, &req.channel, &user) {
                 Some(true) if options.allow_user_limited_channels => {}
                 Some(_) if !insecure => return Err(codes::ERROR_PERMISSION_DENIED.into()),
+                _ if options.subscribe_proxy_enabled => {
+                    if let Some(r) = self.subscribe_via_proxy(&options, &req).await? {
+                        expires_at = (r.expire_at > 0).then_some(r.expire_at);
+                        apply_override(&mut options, &r.override_options);
+                        chan_info = r.info;
+                        data = r.data;
+                    }
+                }
                 _ => {
                     if !channel::can_subscribe(&options, asker) {
                         return Err(codes::ERROR_PERMISSION_DENIED.into());
@@ -335,7 +342,11 @@ impl Client {
             data: spec.data.clone(),
             ..Default::default()
         };
-        if let Some(t) = spec.expires_at {
+        // With a sub_refresh hook the server refreshes: the client is not told to.
+        if let Some(t) = spec
+            .expires_at
+            .filter(|_| !spec.options.sub_refresh_proxy_enabled)
+        {
             result.expires = true;
             result.ttl = ttl_until(t);
         }
@@ -405,6 +416,9 @@ impl Client {
             return Ok((page.position.offset, page.position.epoch));
         };
         result.was_recovering = true;
+        if spec.options.force_recovery_mode == RecoveryMode::Cache {
+            return self.read_latest(spec, since, result).await;
+        }
         let limit = node.options().client.recovery_max_publication_limit;
         let query = HistoryQuery {
             since: Some(since.clone()),
@@ -443,6 +457,45 @@ impl Client {
         } else {
             result.offset = top.offset;
         }
+        Ok((top.offset, top.epoch))
+    }
+
+    /// Cache-mode recovery: the channel's latest publication when the client is behind it (or
+    /// on another epoch), nothing when it is not; always recovered — the latest publication is
+    /// the state. Returns the position the client is at once it has processed the reply.
+    async fn read_latest(
+        &self,
+        spec: &SubscribeSpec,
+        since: StreamPosition,
+        result: &mut SubscribeResult,
+    ) -> Result<(u64, String), Fail> {
+        let query = HistoryQuery {
+            since: None,
+            limit: Some(1),
+            reverse: true,
+            meta_ttl: self.node.meta_ttl(&spec.options),
+        };
+        let page = self
+            .node
+            .broker()
+            .history(&spec.channel, query)
+            .await
+            .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
+        let top = page.position;
+        let same_epoch = since.epoch == top.epoch;
+        result.epoch = top.epoch.clone();
+        result.recovered = true;
+        result.offset = if same_epoch { since.offset } else { 0 };
+        match page.publications.into_iter().next() {
+            Some(latest) if !same_epoch || latest.offset > since.offset => {
+                result.publications = vec![latest];
+            }
+            Some(_) => {}
+            // Nothing kept (expired, or never published): the client keeps what it has.
+            None if same_epoch => {}
+            None => result.offset = top.offset,
+        }
+        metrics::recover(true);
         Ok((top.offset, top.epoch))
     }
 
@@ -536,17 +589,23 @@ impl Client {
         if !self.lock_state().subs.contains_key(req.channel.as_str()) {
             return Err(codes::ERROR_BAD_REQUEST.into());
         }
-        let claims = self
-            .node
-            .tokens()
-            .verify_subscription(&req.token)
-            .map_err(|e| TokenKind::Subscription.refusal(&e))?;
-        if claims.channel != req.channel || *claims.user != *self.user() {
+        // Outcomes as in Centrifugo: an expired token (or a past `expire_at`) answers 110; an
+        // invalid one, or one for another channel, user or client, disconnects (3500).
+        let claims = crate::auth::subscription_claims(&**self.node.tokens(), &req.token)
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired => Fail::from(codes::ERROR_EXPIRED),
+                TokenError::Invalid(_) => Fail::from(codes::DISCONNECT_INVALID_TOKEN),
+            })?;
+        if claims.channel != req.channel
+            || *claims.user != *self.user()
+            || (!claims.client.is_empty() && *claims.client != *self.id)
+        {
             return Err(codes::DISCONNECT_INVALID_TOKEN.into());
         }
         let expires_at = claims.expires_at();
         if clock::is_expired(expires_at) {
-            return Err(codes::ERROR_TOKEN_EXPIRED.into());
+            return Err(codes::ERROR_EXPIRED.into());
         }
         if let Some(s) = self.lock_state().subs.get_mut(req.channel.as_str()) {
             s.expires_at = expires_at;

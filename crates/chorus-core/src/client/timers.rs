@@ -138,7 +138,11 @@ impl Client {
 
     /// Re-arms the expiry check after connect/refresh/subscribe changed an expiry.
     pub(crate) fn schedule_expiry_check(&self) {
-        let grace = self.node.options().client.expired_close_delay.get();
+        // A refresh hook is called at expiry itself; clients refreshing get a grace.
+        let grace = match self.node.proxies().refresh() {
+            Some(_) => Duration::ZERO,
+            None => self.node.options().client.expired_close_delay.get(),
+        };
         let st = self.lock_state();
         let conn = st.expires_at.map(|t| instant_at(t, grace));
         let subs = st
@@ -224,21 +228,45 @@ impl Client {
         }
     }
 
+    /// The sub_refresh hook of `channel`'s namespace, when it has one.
+    fn sub_refresh_proxy(&self, channel: &str) -> Option<crate::proxy::ProxyHandle> {
+        let options = crate::channel::resolve(&self.node.options().channel, channel).ok()?;
+        if !options.sub_refresh_proxy_enabled {
+            return None;
+        }
+        let name = &options.sub_refresh_proxy_name;
+        let proxy = self
+            .node
+            .proxies()
+            .get(crate::proxy::ProxyEvent::SubRefresh, name);
+        proxy.cloned()
+    }
+
     fn check_expiry(&self) {
         let now = At::new(self.node.wheel(), Some(Instant::now()));
         let due = self.lock_timers().conn_deadline.due(now);
         if due {
-            self.disconnect(codes::DISCONNECT_EXPIRED.into());
-            return;
+            match self.node.proxies().refresh().cloned() {
+                Some(proxy) => self.start_proxy_refresh(proxy),
+                None => {
+                    self.disconnect(codes::DISCONNECT_EXPIRED.into());
+                    return;
+                }
+            }
         }
         let st = self.lock_state();
-        let expired: Vec<Arc<str>> = st
-            .subs
-            .iter()
-            .filter(|(_, s)| clock::is_expired(s.expires_at))
-            .map(|(c, _)| c.clone())
-            .collect();
+        let (mut expired, mut hooked) = (Vec::new(), Vec::new());
+        for (channel, sub) in st.subs.iter() {
+            if !clock::is_expired(sub.expires_at) {
+                continue;
+            }
+            match self.sub_refresh_proxy(channel) {
+                Some(proxy) => hooked.push((channel.clone(), proxy)),
+                None => expired.push(channel.clone()),
+            }
+        }
         drop(st);
+        self.start_proxy_sub_refresh(hooked);
         if !expired.is_empty() {
             if let Some(me) = self.me.upgrade() {
                 self.node.spawn(async move {

@@ -1,12 +1,15 @@
 //! Wire shapes of token claims and their conversion into the core's claim types.
 //!
 //! `info` and `data` keep the exact JSON text the token carried (`RawValue`), so what a
-//! client sees in presence or join events is byte-for-byte what the backend signed.
+//! client sees in presence or join events is byte-for-byte what the backend signed. The
+//! registered claims every check needs (`exp`, `nbf`, `aud`, `iss`) sit in [`Registered`],
+//! reached through [`Raw`].
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -24,12 +27,70 @@ pub(super) enum Timestamp {
 
 impl Timestamp {
     fn secs(t: Option<Timestamp>) -> Option<i64> {
-        t.map(|t| match t {
+        Timestamp::secs_ref(&t)
+    }
+
+    fn secs_ref(t: &Option<Timestamp>) -> Option<i64> {
+        t.as_ref().map(|t| match *t {
             Timestamp::Int(i) => i,
             // Truncation is intended (JWT NumericDate may carry fractions).
             #[allow(clippy::cast_possible_truncation)]
             Timestamp::Float(f) => f as i64,
         })
+    }
+}
+
+/// `aud`: one string or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub(super) fn as_slice(&self) -> &[String] {
+        match self {
+            Audience::One(a) => std::slice::from_ref(a),
+            Audience::Many(v) => v,
+        }
+    }
+}
+
+/// The registered claims the verifier checks itself (`exp`, `nbf`, `aud`, `iss`).
+#[derive(Debug, Default)]
+pub(super) struct Registered<'a> {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub aud: &'a [String],
+    pub iss: Option<&'a str>,
+}
+
+/// A token's claims as parsed, before they become the core's claim type.
+pub(super) trait Raw: DeserializeOwned {
+    type Claims;
+    fn registered(&self) -> Registered<'_>;
+    /// Checks made before expiry (a connection token must not carry `channel`).
+    fn check_before_expiry(&self) -> Result<(), TokenError> {
+        Ok(())
+    }
+    /// Replaces the user id (`client.token.user_id_claim`).
+    fn set_user(&mut self, user: String);
+    /// The core's claims; checks made after expiry (a subscription token needs `channel`).
+    fn into_claims(self) -> Result<Self::Claims, TokenError>;
+}
+
+fn registered<'a>(
+    exp: &Option<Timestamp>,
+    nbf: &Option<Timestamp>,
+    aud: &'a Option<Audience>,
+    iss: &'a Option<String>,
+) -> Registered<'a> {
+    Registered {
+        exp: Timestamp::secs_ref(exp),
+        nbf: Timestamp::secs_ref(nbf),
+        aud: aud.as_ref().map(Audience::as_slice).unwrap_or_default(),
+        iss: iss.as_deref(),
     }
 }
 
@@ -85,15 +146,33 @@ pub(super) struct RawConnection {
     #[serde(default)]
     subs: HashMap<String, RawSubOptions>,
     channel: Option<Box<RawValue>>,
+    nbf: Option<Timestamp>,
+    aud: Option<Audience>,
+    iss: Option<String>,
 }
 
-impl RawConnection {
-    pub(super) fn into_claims(self) -> Result<ConnectionClaims, TokenError> {
+impl Raw for RawConnection {
+    type Claims = ConnectionClaims;
+
+    fn registered(&self) -> Registered<'_> {
+        registered(&self.exp, &self.nbf, &self.aud, &self.iss)
+    }
+
+    fn check_before_expiry(&self) -> Result<(), TokenError> {
         if self.channel.is_some() {
             return Err(TokenError::Invalid(
                 "connection token must not contain a \"channel\" claim".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn set_user(&mut self, user: String) {
+        self.sub = user;
+    }
+
+    fn into_claims(self) -> Result<ConnectionClaims, TokenError> {
+        self.check_before_expiry()?;
         let mut subs = HashMap::with_capacity(self.subs.len());
         for (channel, o) in self.subs {
             let options = ServerSubOptions {
@@ -130,10 +209,23 @@ pub(super) struct RawSubscription {
     expire_at: Option<Timestamp>,
     #[serde(rename = "override")]
     override_options: Option<RawOverride>,
+    nbf: Option<Timestamp>,
+    aud: Option<Audience>,
+    iss: Option<String>,
 }
 
-impl RawSubscription {
-    pub(super) fn into_claims(self) -> Result<SubscriptionClaims, TokenError> {
+impl Raw for RawSubscription {
+    type Claims = SubscriptionClaims;
+
+    fn registered(&self) -> Registered<'_> {
+        registered(&self.exp, &self.nbf, &self.aud, &self.iss)
+    }
+
+    fn set_user(&mut self, user: String) {
+        self.sub = user;
+    }
+
+    fn into_claims(self) -> Result<SubscriptionClaims, TokenError> {
         if self.channel.is_empty() {
             return Err(TokenError::Invalid(
                 "subscription token needs a non-empty \"channel\" claim".into(),

@@ -335,8 +335,9 @@ pub(crate) struct Leaf {
     pub default: Value,
 }
 
-/// Every leaf of the typed config (non-object values; arrays such as `channel.namespaces` and
-/// `client.allowed_origins` are leaves), derived from a serialized `Config::default()`.
+/// Every leaf of the typed config (non-object values and maps empty by default; arrays such as
+/// `channel.namespaces` and `client.allowed_origins` are leaves), derived from a serialized
+/// `Config::default()`.
 pub(crate) fn leaf_paths() -> Vec<Leaf> {
     let mut out = Vec::new();
     walk_leaves(&to_value(&Config::default()), String::new(), &mut out);
@@ -345,7 +346,8 @@ pub(crate) fn leaf_paths() -> Vec<Leaf> {
 
 fn walk_leaves(value: &Value, prefix: String, out: &mut Vec<Leaf>) {
     match value {
-        Value::Object(map) => {
+        // An empty map by default (`http.static_headers`) is a leaf: set as a JSON object.
+        Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
             for (k, v) in map {
                 let path = if prefix.is_empty() {
                     k.clone()

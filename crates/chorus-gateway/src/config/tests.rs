@@ -11,6 +11,7 @@ mod docs;
 mod engine;
 mod grpc_api;
 mod http_server;
+mod proxy;
 mod validation;
 
 /// A file in a fresh temp directory, removed on drop.
@@ -673,4 +674,36 @@ fn risky_settings_warn_and_bad_redis_settings_are_refused() {
     .config;
     let err = c.validate().unwrap_err().to_string();
     assert!(err.contains("internal_port (8000) must differ"), "{err}");
+}
+
+#[test]
+fn personal_channel_needs_its_namespace_and_presence_for_single_connection() {
+    let err = |json: &str| {
+        load_text("c.json", json)
+            .unwrap()
+            .config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+    };
+    let e = err(r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true, "personal_channel_namespace": "personal"}}}"#).unwrap();
+    assert!(
+        e.contains(r#"personal_channel_namespace "personal" is not a namespace"#),
+        "{e}"
+    );
+    let e = err(r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true, "personal_channel_namespace": "personal", "single_connection": true}},
+        "channel": {"namespaces": [{"name": "personal"}]}}"#).unwrap();
+    assert!(e.contains("single_connection needs presence"), "{e}");
+    assert_eq!(
+        err(
+            r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true, "personal_channel_namespace": "personal", "single_connection": true}},
+        "channel": {"namespaces": [{"name": "personal", "presence": true}]}}"#
+        ),
+        None
+    );
+    // Without a namespace: channel.without_namespace.
+    assert_eq!(
+        err(r#"{"client": {"subscribe_to_user_personal_channel": {"enabled": true}}}"#),
+        None
+    );
 }

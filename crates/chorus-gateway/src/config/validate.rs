@@ -77,6 +77,33 @@ impl Config {
 
         // client
         let c = &self.client.options;
+        let personal = &c.subscribe_to_user_personal_channel;
+        if personal.enabled {
+            let ns = personal.personal_channel_namespace.as_str();
+            let options = if ns.is_empty() {
+                Some(&self.channel.without_namespace)
+            } else {
+                self.channel
+                    .namespaces
+                    .iter()
+                    .find(|n| n.name == ns)
+                    .map(|n| &n.options)
+            };
+            match options {
+                None => p.push(format!(
+                    "client.subscribe_to_user_personal_channel.personal_channel_namespace {ns:?} \
+                     is not a namespace in channel.namespaces"
+                )),
+                Some(o) if personal.single_connection && !o.presence => {
+                    p.push(format!(
+                    "client.subscribe_to_user_personal_channel.single_connection needs presence \
+                     on the personal channels' namespace ({})",
+                    if ns.is_empty() { "channel.without_namespace" } else { ns }
+                ))
+                }
+                Some(_) => {}
+            }
+        }
         if !c.ping_interval.is_zero()
             && !c.pong_timeout.is_zero()
             && c.ping_interval <= c.pong_timeout
@@ -125,9 +152,16 @@ impl Config {
                 ));
             }
         }
-        if let Err(e) = crate::auth::JwtVerifier::from_config(&self.client) {
-            p.push(e.to_string());
+        let token_problems: Vec<String> = (self.client.token.problems("client.token").into_iter())
+            .chain(self.client.subscription_token.problems())
+            .collect();
+        // Key material is parsed by the verifier, once the fields themselves are sound.
+        if token_problems.is_empty() {
+            if let Err(e) = crate::auth::JwtVerifier::from_config(&self.client) {
+                p.push(e.to_string());
+            }
         }
+        p.extend(token_problems);
 
         // channel
         let ch = &self.channel;
@@ -220,6 +254,9 @@ impl Config {
             p.extend(self.engine.redis.problems());
         }
 
+        // proxies (backend hooks)
+        p.extend(super::proxy::problems(self));
+
         // admin
         p.extend(super::admin::problems(self));
 
@@ -250,7 +287,11 @@ impl Config {
     /// Legal but risky settings, worth a warning at startup.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if !self.client.options.insecure && !self.client.has_token_key() {
+        // The connect hook authenticates clients without a token.
+        if !self.client.options.insecure
+            && !self.client.has_token_key()
+            && !self.client.proxy.connect.enabled
+        {
             w.push(
                 "no client.token key is configured and client.insecure is false: \
                  connections need a token and none can be verified"
@@ -316,6 +357,24 @@ impl Config {
                     .to_string(),
             );
         }
+        for (section, t) in [
+            ("client.token", &self.client.token),
+            (
+                "client.subscription_token",
+                &*self.client.subscription_token,
+            ),
+        ] {
+            if t.uses_jwks()
+                && !(t.hmac_secret_key.is_empty()
+                    && t.rsa_public_key.is_empty()
+                    && t.ecdsa_public_key.is_empty())
+            {
+                w.push(format!(
+                    "{section}.jwks_public_endpoint is set: its hmac_secret_key, rsa_public_key \
+                     and ecdsa_public_key are ignored (every token is checked against the JWKS)"
+                ));
+            }
+        }
         let hmac = &self.client.token.hmac_secret_key;
         if !hmac.is_empty() && hmac.len() < MIN_HMAC_KEY_BYTES {
             w.push(format!(
@@ -357,6 +416,7 @@ impl Config {
             );
         }
         w.extend(super::admin::warnings(self));
+        w.extend(super::proxy::warnings(self));
         w
     }
 }

@@ -134,6 +134,7 @@ fn namespace_validation() {
 #[test]
 fn invalid_token_keys_fail_validation() {
     let mut c = Config::default();
+    c.client.subscription_token.enabled = true;
     c.client.subscription_token.ecdsa_public_key = "-----BEGIN PUBLIC KEY-----\nxx\n".into();
     let p = problems(&c);
     assert_eq!(p.len(), 1, "{p:?}");
@@ -160,7 +161,10 @@ fn subscription_token_falls_back_to_connection_keys() {
     c.client.token.audience = "aud".into();
     assert_eq!(c.client.subscription_token_config().hmac_secret_key, "conn");
     assert_eq!(c.client.subscription_token_config().audience, "aud");
+    // Keys alone do not switch blocks (validation refuses that); `enabled` does.
     c.client.subscription_token.hmac_secret_key = "subs".into();
+    assert_eq!(c.client.subscription_token_config().hmac_secret_key, "conn");
+    c.client.subscription_token.enabled = true;
     assert_eq!(c.client.subscription_token_config().hmac_secret_key, "subs");
     assert_eq!(c.client.subscription_token_config().audience, "");
 }
