@@ -56,6 +56,9 @@ pub struct ConnectionClaims {
     pub channels: Vec<String>,
     /// `subs`: server-side subscriptions with options.
     pub subs: HashMap<String, ServerSubOptions>,
+    /// `meta`: connection meta (raw JSON), never sent to the client; hooks receive it with
+    /// `include_connection_meta`. Also what a connect hook's `meta` result becomes.
+    pub meta: Option<Bytes>,
 }
 
 /// `expire_at` overrides `exp`; `expire_at: 0` means "never expires".

@@ -16,12 +16,14 @@
 //! * [`proxy`] — backend hooks (Centrifugo's proxies) over HTTP and gRPC: the core's
 //!   `Proxy` port and the registry built from `client.proxy`, `channel.proxy`, `rpc.proxy`
 //!   and `proxies`;
+//! * `client_tls` — rustls client configurations shared by JWKS fetches and hooks;
 //! * [`metrics`] — the Prometheus recorder and the gateway's metric names.
 
 pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub(crate) mod client_tls;
 pub mod config;
 pub mod demo;
 pub mod grpc_api;

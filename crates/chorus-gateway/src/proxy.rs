@@ -6,10 +6,10 @@
 //!   a proxy forwards, `b64*` vs raw payloads);
 //! * [`json`] — the HTTP JSON bodies: requests with `data`/`info`/`meta` embedded as raw JSON
 //!   (or `b64*` with `binary_encoding`), responses decoded into the core's results;
-//! * [`http`] — the HTTP transport: one `POST` per call on a pooled hyper client, only 200 is
-//!   a success, `http.status_to_code_transforms`, header forwarding;
+//! * [`http`] — the HTTP transport: one `POST` per call on a pooled hyper client (rustls for
+//!   `https://`), only 200 is a success, `http.status_to_code_transforms`, header forwarding;
 //! * [`grpc`] — the gRPC transport: a tonic `CentrifugoProxy` client (`proto/proxy.proto`),
-//!   metadata forwarding and credentials.
+//!   metadata forwarding and credentials, TLS (`grpc.tls`) and gzip (`grpc.compression`).
 //!
 //! Bounds (slots, timeouts) and metrics are the core's ([`chorus_core::proxy::ProxyHandle`]):
 //! an adapter only sends, receives and decodes, and a dropped call future cancels its request.
@@ -24,7 +24,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chorus_core::proxy::{Caller, Proxies, Proxy, ProxyError, ProxyEvent, ProxyHandle, ProxyName};
 
-use crate::config::proxy::{proxy_objects, ProxyConfig, ProxyTransport};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::config::proxy::{proxy_objects, LoadedTls, ProxyConfig, ProxyTransport};
 use crate::config::Config;
 
 /// Why the proxies could not be built (the config check refuses such configs first).
@@ -90,9 +92,12 @@ fn handle(label: &str, cfg: &ProxyConfig) -> Result<ProxyHandle, ProxyBuildError
         key: label.to_string(),
         message,
     };
+    let tls = cfg.load_tls(label).map_err(err)?;
     let proxy: Arc<dyn Proxy> = match cfg.transport().map_err(err)? {
-        ProxyTransport::Http(url) => Arc::new(http::HttpProxy::new(cfg, &url).map_err(err)?),
-        ProxyTransport::Grpc(target) => Arc::new(grpc::GrpcProxy::new(cfg, &target).map_err(err)?),
+        ProxyTransport::Http(url) => Arc::new(http::HttpProxy::new(cfg, &url, tls).map_err(err)?),
+        ProxyTransport::Grpc(target) => {
+            Arc::new(grpc::GrpcProxy::new(cfg, &target, tls).map_err(err)?)
+        }
     };
     Ok(ProxyHandle::new(
         label,
@@ -100,6 +105,50 @@ fn handle(label: &str, cfg: &ProxyConfig) -> Result<ProxyHandle, ProxyBuildError
         cfg.timeout.get(),
         cfg.max_in_flight,
     ))
+}
+
+/// The TCP (+ rustls) connector of a proxy: TCP_NODELAY, `timeout` to connect. `tls`: the
+/// loaded TLS object; `None`: the system's roots (loaded only when an `https://` URL is
+/// reached). `h2`: ALPN `h2` and TLS only (gRPC), else `http/1.1` and TLS for `https://` only.
+pub(crate) fn connector(
+    cfg: &ProxyConfig,
+    tls: Option<LoadedTls>,
+    h2: bool,
+) -> hyper_rustls::HttpsConnector<HttpConnector> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(cfg.timeout.get()));
+    tcp.enforce_http(false);
+    let (config, server_name) = match tls {
+        Some(t) => (t.client, t.server_name),
+        None if cfg.endpoint.trim().starts_with("https://") => (
+            crate::client_tls::with_roots(crate::client_tls::system_roots()),
+            None,
+        ),
+        None => (
+            crate::client_tls::with_roots(rustls::RootCertStore::empty()),
+            None,
+        ),
+    };
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config);
+    let builder = if h2 {
+        builder.https_only()
+    } else {
+        builder.https_or_http()
+    };
+    // Validated by the config check (`ProxyTlsConfig::load`).
+    let name = server_name.and_then(|n| rustls_pki_types::ServerName::try_from(n).ok());
+    let builder = match name {
+        Some(name) => {
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    if h2 {
+        builder.enable_http2().wrap_connector(tcp)
+    } else {
+        builder.enable_http1().wrap_connector(tcp)
+    }
 }
 
 /// The headers `cfg` forwards for `caller`, in priority order (later wins): allowed emulated

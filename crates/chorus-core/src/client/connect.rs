@@ -23,7 +23,7 @@ impl Client {
             .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
         self.keep_connect_headers(&req);
         let mut reply_data = bytes::Bytes::new();
-        let claims = if !req.token.is_empty() {
+        let mut claims = if !req.token.is_empty() {
             crate::auth::connection_claims(&**node.tokens(), &req.token)
                 .await
                 .map_err(|e| {
@@ -59,6 +59,10 @@ impl Client {
             st.user = user.clone();
             st.conn_info = claims.info.clone();
             st.expires_at = expires_at;
+        }
+        // The token's `meta` claim or the connect hook's `meta` result.
+        if let Some(meta) = claims.meta.take() {
+            self.set_meta(meta);
         }
         node.hub().add_user(user.clone(), self.id.clone());
 

@@ -114,7 +114,7 @@ impl Client {
             .emulated = Some(Arc::new(headers));
     }
 
-    fn set_meta(&self, meta: Bytes) {
+    pub(super) fn set_meta(&self, meta: Bytes) {
         self.lock_state()
             .hooks
             .get_or_insert_with(Default::default)
@@ -209,9 +209,6 @@ impl Client {
             return Err(codes::ERROR_EXPIRED.into());
         }
         let data = self.reply_payload(data)?;
-        if let Some(meta) = meta {
-            self.set_meta(meta);
-        }
         let claims = ConnectionClaims {
             user,
             exp: None,
@@ -224,6 +221,7 @@ impl Client {
             info,
             channels,
             subs,
+            meta,
         };
         Ok((claims, data))
     }

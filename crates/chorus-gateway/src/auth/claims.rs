@@ -146,6 +146,7 @@ pub(super) struct RawConnection {
     #[serde(default)]
     subs: HashMap<String, RawSubOptions>,
     channel: Option<Box<RawValue>>,
+    meta: Option<Box<RawValue>>,
     nbf: Option<Timestamp>,
     aud: Option<Audience>,
     iss: Option<String>,
@@ -189,6 +190,11 @@ impl Raw for RawConnection {
             info: json_or_b64(self.info, self.b64info, "b64info")?,
             channels: self.channels,
             subs,
+            // `"meta": null` is no meta (an absent claim deserializes to `None` already).
+            meta: self
+                .meta
+                .filter(|m| m.get() != "null")
+                .map(|m| raw_bytes(Some(m))),
         })
     }
 }

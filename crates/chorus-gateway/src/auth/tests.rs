@@ -81,6 +81,7 @@ fn hs256_valid_connection_token_with_all_claims() {
     assert_eq!(c.expires_at(), Some(exp + 60));
     assert_eq!(&c.info[..], br#"{"name" :"Alice","tags":[1,2]}"#);
     assert_eq!(c.channels, ["news", "chat:index"]);
+    assert_eq!(c.meta.as_deref(), Some(&br#"{"role":"admin"}"#[..]));
     let sub = &c.subs["chat:a"];
     assert_eq!(&sub.info[..], br#"{"x":1}"#);
     assert_eq!(&sub.data[..], &[0u8, 1, 2]);
@@ -121,9 +122,12 @@ fn minimal_and_anonymous_tokens() {
     assert_eq!(c.exp, None);
     assert_eq!(c.expires_at(), None);
     let c = v
-        .verify_connection(&sign_hs256(SECRET, &json!({"sub": "u", "info": null})).unwrap())
+        .verify_connection(
+            &sign_hs256(SECRET, &json!({"sub": "u", "info": null, "meta": null})).unwrap(),
+        )
         .unwrap();
     assert!(c.info.is_empty());
+    assert_eq!(c.meta, None);
 }
 
 #[test]

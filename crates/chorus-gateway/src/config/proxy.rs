@@ -3,7 +3,12 @@
 //! `enabled`), `channel.proxy.subscribe|publish|sub_refresh` and `rpc.proxy` (each the proxy
 //! named `default` for its event), and in the top-level `proxies[]` list (named proxies that
 //! namespaces reference with `*_proxy_name`). Validation ([`problems`]) refuses unknown names,
-//! empty endpoints, zero timeouts and malformed transforms, all at once.
+//! empty endpoints, zero timeouts, malformed transforms and unreadable TLS files, all at
+//! once. The TLS object of `http.tls` / `grpc.tls` is [`tls::ProxyTlsConfig`].
+
+mod tls;
+
+pub use tls::{LoadedTls, ProxyTlsConfig};
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::{Deref, DerefMut};
@@ -29,8 +34,9 @@ const MAX_REASON_LEN: usize = 123;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProxyConfig {
-    /// `http://host[:port]/path` (HTTP: a JSON `POST` per event), or `grpc://host:port` /
-    /// `host:port` (gRPC, `CentrifugoProxy` of `proto/proxy.proto`). Default empty.
+    /// `http://host[:port]/path` or `https://…` (HTTP: a JSON `POST` per event), or
+    /// `grpc://host:port` / `host:port` (gRPC, `CentrifugoProxy` of `proto/proxy.proto`;
+    /// TLS with `grpc.tls.enabled`). Default empty.
     pub endpoint: String,
     /// Deadline of one call (from the moment it has a slot, see `max_in_flight`). Past it the
     /// call is cancelled and fails. Default 1s; must be > 0.
@@ -85,7 +91,7 @@ impl Default for ProxyConfig {
 /// How a proxy's endpoint is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyTransport {
-    /// `http://…`: the whole URL.
+    /// `http://…` or `https://…`: the whole URL.
     Http(String),
     /// `grpc://host:port` or `host:port`: the `host:port`.
     Grpc(String),
@@ -98,16 +104,10 @@ impl ProxyConfig {
         if e.is_empty() {
             return Err("endpoint must not be empty".into());
         }
-        if e.starts_with("https://") {
-            return Err(format!(
-                "endpoint {e:?}: https is not supported yet (use http:// to a local backend or \
-                 a TLS-terminating sidecar)"
-            ));
-        }
-        if e.starts_with("http://") {
+        if e.starts_with("http://") || e.starts_with("https://") {
             return match e.parse::<http::Uri>() {
                 Ok(uri) if uri.host().is_some() => Ok(ProxyTransport::Http(e.to_string())),
-                _ => Err(format!("endpoint {e:?} is not a valid http URL")),
+                _ => Err(format!("endpoint {e:?} is not a valid http(s) URL")),
             };
         }
         let target = e.strip_prefix("grpc://").unwrap_or(e);
@@ -116,8 +116,23 @@ impl ProxyConfig {
                 Ok(ProxyTransport::Grpc(target.to_string()))
             }
             _ => Err(format!(
-                "endpoint {e:?}: expected http://host[:port]/path or grpc://host:port"
+                "endpoint {e:?}: expected http(s)://host[:port]/path or grpc://host:port"
             )),
+        }
+    }
+
+    /// The TLS settings the endpoint uses, loaded (files read): `http.tls` for an `https://`
+    /// endpoint, `grpc.tls` for a gRPC one, each when `enabled`. `Ok(None)`: the default —
+    /// plain TCP, or for `https://` the system's roots.
+    pub fn load_tls(&self, key: &str) -> Result<Option<LoadedTls>, String> {
+        match self.transport()? {
+            ProxyTransport::Http(url) if url.starts_with("https://") && self.http.tls.enabled => {
+                self.http.tls.load(&format!("{key}.http.tls")).map(Some)
+            }
+            ProxyTransport::Grpc(_) if self.grpc.tls.enabled => {
+                self.grpc.tls.load(&format!("{key}.grpc.tls")).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -125,6 +140,8 @@ impl ProxyConfig {
     fn problems(&self, key: &str, p: &mut Vec<String>) {
         if let Err(e) = self.transport() {
             p.push(format!("{key}: {e}"));
+        } else if let Err(e) = self.load_tls(key) {
+            p.push(e);
         }
         if self.timeout.is_zero() {
             p.push(format!("{key}.timeout must be greater than 0"));
@@ -205,6 +222,9 @@ pub struct HttpProxyOptions {
     /// Non-200 statuses turned into an `error` or `disconnect` answer instead of a failure.
     /// Default empty.
     pub status_to_code_transforms: Vec<StatusTransform>,
+    /// TLS to an `https://` endpoint: a private CA, a client certificate (mutual TLS),
+    /// `server_name`. Default: off (the system's roots).
+    pub tls: ProxyTlsConfig,
 }
 
 /// One `http.status_to_code_transforms` entry: `status_code` and exactly one of `to_error`,
@@ -245,6 +265,11 @@ pub struct GrpcProxyOptions {
     pub credentials_value: String,
     /// Metadata added to every call (lowest priority). Default empty.
     pub static_metadata: BTreeMap<String, String>,
+    /// TLS to the backend (`enabled`; else plaintext h2c), with the same settings as
+    /// `http.tls`. Default: off.
+    pub tls: ProxyTlsConfig,
+    /// Compress requests with gzip (and accept gzip responses). Default false.
+    pub compression: bool,
 }
 
 /// `client.proxy.connect` / `client.proxy.refresh`: a proxy object plus `enabled`.
@@ -519,6 +544,19 @@ pub(super) fn warnings(config: &Config) -> Vec<String> {
                 "{key}.grpc_metadata has no effect: chorus has no gRPC client transport"
             ));
         }
+        let (http_unused, grpc_unused) = match obj.transport() {
+            Ok(ProxyTransport::Http(u)) if u.starts_with("https://") => {
+                (None, Some("the endpoint is not gRPC"))
+            }
+            Ok(ProxyTransport::Http(_)) => (
+                Some("the endpoint is http://, not https://"),
+                Some("the endpoint is not gRPC"),
+            ),
+            _ => (Some("the endpoint is not https://"), None),
+        };
+        let (http_key, grpc_key) = (format!("{key}.http.tls"), format!("{key}.grpc.tls"));
+        obj.http.tls.warnings(&http_key, http_unused, &mut w);
+        obj.grpc.tls.warnings(&grpc_key, grpc_unused, &mut w);
     }
     w
 }

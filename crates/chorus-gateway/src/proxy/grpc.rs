@@ -4,7 +4,8 @@
 //! allowed emulated headers, allowed upgrade-request headers (`http_headers`, lower-case keys),
 //! then `grpc.credentials_key: credentials_value`. Any gRPC status but OK is a failure
 //! (status transforms are HTTP-only). Payloads travel as raw bytes, or in the `b64*` fields
-//! with `binary_encoding`.
+//! with `binary_encoding`. `grpc.tls.enabled`: TLS through the same rustls connector as
+//! HTTP hooks (ALPN `h2`); `grpc.compression`: gzip requests, gzip responses accepted.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,11 +17,12 @@ use chorus_core::proxy::{
 };
 use chorus_proto::proxy as pb;
 use chorus_proto::proxy::centrifugo_proxy_client::CentrifugoProxyClient;
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use super::{b64, encoding, meta, pick};
-use crate::config::proxy::ProxyConfig;
+use crate::config::proxy::{LoadedTls, ProxyConfig};
 
 /// One gRPC proxy.
 pub struct GrpcProxy {
@@ -57,14 +59,27 @@ struct Common {
 }
 
 impl GrpcProxy {
-    /// A lazily connecting client of `target` (`host:port`).
-    pub fn new(cfg: &ProxyConfig, target: &str) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{target}"))
+    /// A lazily connecting client of `target` (`host:port`); `tls`: `grpc.tls` loaded, when
+    /// enabled.
+    pub fn new(cfg: &ProxyConfig, target: &str, tls: Option<LoadedTls>) -> Result<Self, String> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{target}"))
             .map_err(|e| format!("endpoint {target:?}: {e}"))?
             .connect_timeout(cfg.timeout.get())
             .tcp_nodelay(true);
-        let client = CentrifugoProxyClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(cfg.max_response_size);
+        let channel = match tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => {
+                endpoint.connect_with_connector_lazy(super::connector(cfg, Some(tls), true))
+            }
+        };
+        let mut client =
+            CentrifugoProxyClient::new(channel).max_decoding_message_size(cfg.max_response_size);
+        if cfg.grpc.compression {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
         let mut statics = Vec::new();
         for (k, v) in &cfg.grpc.static_metadata {
             let pair = metadata_pair(k, v)

@@ -5,6 +5,8 @@
 //! `error` or `disconnect` answer. Headers, later winning: `http.static_headers`, allowed
 //! emulated headers, allowed upgrade-request headers (`http_headers`), then
 //! `Content-Type: application/json`. The body read stops at `max_response_size`.
+//! `https://` endpoints go through rustls (hyper-rustls): the system's roots, or with
+//! `http.tls.enabled` a private CA, a client certificate (mutual TLS) and `server_name`.
 
 use std::time::Duration;
 
@@ -18,12 +20,13 @@ use chorus_core::proxy::{
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::json;
-use crate::config::proxy::{ProxyConfig, StatusTransform};
+use crate::config::proxy::{LoadedTls, ProxyConfig, StatusTransform};
 
 /// Idle keep-alive connections kept per backend host (Centrifugo's figure).
 const IDLE_PER_HOST: usize = 255;
@@ -56,7 +59,7 @@ impl Answer {
 
 /// One HTTP proxy.
 pub struct HttpProxy {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     cfg: ProxyConfig,
     static_headers: HeaderMap,
@@ -69,8 +72,9 @@ impl std::fmt::Debug for HttpProxy {
 }
 
 impl HttpProxy {
-    /// A client for `url` (an `http://` URL) with `cfg`'s headers and bounds.
-    pub fn new(cfg: &ProxyConfig, url: &str) -> Result<Self, String> {
+    /// A client for `url` (an `http://` or `https://` URL) with `cfg`'s headers, bounds and
+    /// TLS settings (`tls`: `http.tls` loaded, when enabled; else the system's roots).
+    pub fn new(cfg: &ProxyConfig, url: &str, tls: Option<LoadedTls>) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("endpoint {url:?}: {e}"))?;
         let mut static_headers = HeaderMap::new();
         for (k, v) in &cfg.http.static_headers {
@@ -80,9 +84,7 @@ impl HttpProxy {
                 .map_err(|_| format!("http.static_headers: the value of {k:?} is not valid"))?;
             static_headers.insert(name, value);
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.timeout.get()));
+        let connector = super::connector(cfg, tls, false);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(IDLE_PER_HOST)
             .pool_idle_timeout(IDLE_TIMEOUT)

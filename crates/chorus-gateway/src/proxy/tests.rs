@@ -277,7 +277,7 @@ async fn http_proxy_posts_json_forwards_named_headers_only_and_maps_statuses() {
         },
     ];
     cfg.max_response_size = 1024;
-    let proxy = |path: &str| HttpProxy::new(&cfg, &format!("{base}{path}")).unwrap();
+    let proxy = |path: &str| HttpProxy::new(&cfg, &format!("{base}{path}"), None).unwrap();
 
     let r = proxy("/ok").rpc(&rpc_req()).await.unwrap();
     assert_eq!(
@@ -324,7 +324,7 @@ async fn http_proxy_posts_json_forwards_named_headers_only_and_maps_statuses() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    let down = HttpProxy::new(&cfg, &format!("http://{addr}/")).unwrap();
+    let down = HttpProxy::new(&cfg, &format!("http://{addr}/"), None).unwrap();
     let err = down.rpc(&rpc_req()).await.unwrap_err();
     assert!(
         matches!(&err, ProxyError::Unavailable(m) if m.contains("refused")),
@@ -478,7 +478,7 @@ async fn grpc_proxy_calls_centrifugo_proxy_with_metadata() {
     cfg.grpc.credentials_value = "Bearer backend".into();
     cfg.grpc.static_metadata = [("x-static".to_string(), "s".to_string())].into();
     let target = endpoint.strip_prefix("grpc://").unwrap();
-    let proxy = GrpcProxy::new(&cfg, target).unwrap();
+    let proxy = GrpcProxy::new(&cfg, target, None).unwrap();
 
     let connect = ConnectRequest {
         caller: caller(),

@@ -1,5 +1,5 @@
 //! One HTTP/1.1 `GET` of a JWKS document, over TCP or TLS (rustls with ring, the system's
-//! trust store loaded once on the first `https://` fetch).
+//! trust store loaded once on the first `https://` fetch: [`crate::client_tls`]).
 //!
 //! A fresh connection per fetch: fetches are rare (a cache miss, at most one per
 //! `jwks_refetch_interval`), so a pool would only keep idle sockets open. The connection is
@@ -70,27 +70,13 @@ impl TlsClient {
 
     fn config(&self) -> Arc<rustls::ClientConfig> {
         self.config
-            .get_or_init(|| {
-                let found = rustls_native_certs::load_native_certs();
-                for error in &found.errors {
-                    tracing::warn!(%error, "jwks: cannot load a system root certificate");
-                }
-                let mut roots = rustls::RootCertStore::empty();
-                let (added, ignored) = roots.add_parsable_certificates(found.certs);
-                tracing::debug!(added, ignored, "jwks: system root certificates loaded");
-                client_config(roots)
-            })
+            .get_or_init(|| client_config(crate::client_tls::system_roots()))
             .clone()
     }
 }
 
 fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        // ring supports every safe default version; the fallback only keeps this infallible.
-        .unwrap_or_else(|_| rustls::ClientConfig::builder());
-    let mut config = builder.with_root_certificates(roots).with_no_client_auth();
+    let mut config = crate::client_tls::with_roots(roots);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }

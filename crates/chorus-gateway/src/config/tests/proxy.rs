@@ -122,6 +122,8 @@ fn every_bad_reference_and_object_is_reported() {
     c.client.proxy.refresh.enabled = true;
     c.client.proxy.refresh.proxy.endpoint = "https://auth.example/refresh".into();
     c.client.proxy.refresh.proxy.timeout = ConfigDuration::ZERO;
+    c.client.proxy.refresh.proxy.http.tls.enabled = true;
+    c.client.proxy.refresh.proxy.http.tls.server_ca_pem_file = "/nonexistent/ca.pem".into();
     c.channel.without_namespace.subscribe_proxy_enabled = true; // default without endpoint
     c.channel.namespaces.push(chorus_core::options::Namespace {
         name: "room".into(),
@@ -156,7 +158,7 @@ fn every_bad_reference_and_object_is_reported() {
     let p = problems(&c);
     let expect = [
         "client.proxy.connect: endpoint must not be empty",
-        "client.proxy.refresh: endpoint \"https://auth.example/refresh\": https is not supported yet",
+        "client.proxy.refresh.http.tls.server_ca_pem_file \"/nonexistent/ca.pem\": ",
         "client.proxy.refresh.timeout must be greater than 0",
         "channel.without_namespace.subscribe_proxy_name uses the default proxy, but channel.proxy.subscribe.endpoint is empty",
         "channel.namespaces[0].publish_proxy_name names proxy \"nope\", which is not in proxies",
@@ -164,7 +166,7 @@ fn every_bad_reference_and_object_is_reported() {
         "rpc.namespaces[0].name \"x\" must match",
         "proxies[0].name \"default\" is reserved",
         "proxies[2].name \"dup\" is defined twice",
-        "proxies[1] (\"dup\"): endpoint \"127.0.0.1\": expected http://host[:port]/path or grpc://host:port",
+        "proxies[1] (\"dup\"): endpoint \"127.0.0.1\": expected http(s)://host[:port]/path or grpc://host:port",
         "proxies[2] (\"dup\").http.status_to_code_transforms[0]: exactly one of to_error.code and to_disconnect.code must be set",
         "proxies[2] (\"dup\").http_headers: \"bad header\" is not a header name",
     ];
@@ -175,6 +177,76 @@ fn every_bad_reference_and_object_is_reported() {
         );
     }
     assert_eq!(p.len(), expect.len(), "{p:#?}");
+}
+
+#[test]
+fn tls_objects_are_loaded_and_risky_ones_warned_about() {
+    let ck = rcgen::generate_simple_self_signed(vec!["backend".into()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let text = format!(
+        r#"{{"client": {{"proxy": {{"connect": {{"enabled": true, "endpoint": "https://b:8443/c",
+            "http": {{"tls": {{"enabled": true, "server_ca_pem": {cert:?}, "cert_pem": {cert:?},
+                              "key_pem": {key:?}, "server_name": "backend"}}}}}}}}}},
+          "rpc": {{"proxy": {{"endpoint": "grpc://b:9000", "grpc": {{"compression": true,
+            "tls": {{"enabled": true, "insecure_skip_verify": true, "client_ca_pem": {cert:?}}}}}}}}},
+          "proxies": [{{"name": "plain", "endpoint": "http://b:80/",
+                        "http": {{"tls": {{"enabled": true}}}}, "grpc": {{"tls": {{"server_name": "x"}}}}}}]}}"#
+    );
+    let c = load_text("tls.json", &text).unwrap();
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("unknown")),
+        "{:?}",
+        c.warnings
+    );
+    let c = c.config;
+    assert_eq!(problems(&c), Vec::<String>::new());
+    let tls = c.client.proxy.connect.proxy.load_tls("k").unwrap().unwrap();
+    assert_eq!(tls.server_name.as_deref(), Some("backend"));
+    assert!(c.rpc.proxy.grpc.compression);
+    assert!(c.proxies[0].proxy.load_tls("k").unwrap().is_none());
+    let w = c.warnings();
+    for expected in [
+        "rpc.proxy.grpc.tls.insecure_skip_verify is true",
+        "rpc.proxy.grpc.tls.client_ca_pem has no effect",
+        "proxies[0] (\"plain\").http.tls has no effect: the endpoint is http://, not https://",
+        "proxies[0] (\"plain\").grpc.tls has no effect: the endpoint is not gRPC",
+    ] {
+        assert!(
+            w.iter().any(|w| w.starts_with(expected)),
+            "{expected:?} not in {w:#?}"
+        );
+    }
+
+    // Both forms of one PEM, a certificate without its key, a PEM that is not one.
+    let mut c = Config::default();
+    c.rpc.proxy.endpoint = "127.0.0.1:9000".into();
+    let tls = &mut c.rpc.proxy.grpc.tls;
+    tls.enabled = true;
+    tls.server_ca_pem = cert.clone();
+    tls.server_ca_pem_file = "ca.pem".into();
+    tls.cert_pem = cert.clone();
+    assert_eq!(
+        problems(&c),
+        ["rpc.proxy.grpc.tls: server_ca_pem and server_ca_pem_file are both set; use one"]
+    );
+    c.rpc.proxy.grpc.tls.server_ca_pem_file.clear();
+    assert_eq!(
+        problems(&c),
+        ["rpc.proxy.grpc.tls: the client certificate (cert_pem) and its key (key_pem) must be set together"]
+    );
+    c.rpc.proxy.grpc.tls.cert_pem.clear();
+    c.rpc.proxy.grpc.tls.server_ca_pem =
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into();
+    let p = problems(&c);
+    assert!(
+        p.len() == 1 && p[0].starts_with("rpc.proxy.grpc.tls: server CA: "),
+        "{p:?}"
+    );
+    // Settings without `enabled` are not used, and said so.
+    c.rpc.proxy.grpc.tls.enabled = false;
+    assert_eq!(problems(&c), Vec::<String>::new());
+    assert!(c.warnings().iter().any(|w| w
+        .starts_with("rpc.proxy.grpc.tls has settings but rpc.proxy.grpc.tls.enabled is false")));
 }
 
 #[test]
