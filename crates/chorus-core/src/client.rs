@@ -101,6 +101,9 @@ pub(crate) struct State {
     pub(crate) subs: subs::Subs,
     /// What the backend hooks need of this connection (headers, meta); none without hooks.
     pub(crate) hooks: Option<Box<hooks::HookState>>,
+    /// The session id of a connection over an emulation transport (HTTP streaming, SSE):
+    /// sent in the connect reply with the node id, so the client can address `/emulation`.
+    pub(crate) session: Option<Box<str>>,
 }
 
 pub struct Client {
@@ -223,6 +226,13 @@ impl Client {
 
     pub fn is_closed(&self) -> bool {
         self.outbound.is_closed()
+    }
+
+    /// Marks this connection as one over an emulation transport, addressed by `session`
+    /// (a secret the transport generated): the connect reply then carries `session` and the
+    /// node's id. Call before the connect command runs.
+    pub fn set_session(&self, session: &str) {
+        self.lock_state().session = Some(session.into());
     }
 
     /// Lets the transport write messages straight from the pushing task when nothing is

@@ -46,6 +46,12 @@ pub struct Config {
     pub proxies: Vec<proxy::NamedProxy>,
     /// `websocket.*`: the WebSocket transport.
     pub websocket: WebsocketConfig,
+    /// `http_stream.*`: the HTTP-streaming fallback transport (bidirectional emulation).
+    pub http_stream: HttpStreamConfig,
+    /// `sse.*`: the Server-Sent Events fallback transport (bidirectional emulation).
+    pub sse: SseConfig,
+    /// `emulation.*`: the endpoint carrying commands of `http_stream`/`sse` sessions.
+    pub emulation: EmulationConfig,
     /// `http_api.*`: the HTTP server API.
     pub http_api: HttpApiConfig,
     /// `grpc_api.*`: the gRPC server API (Centrifugo's `CentrifugoApi` service).
@@ -224,6 +230,13 @@ pub struct WebsocketConfig {
     pub echo_endpoint: bool,
     /// Path of the client protocol endpoint. Default `"/connection/websocket"`.
     pub handler_prefix: String,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it. Default false.
+    /// Not offered behind chorus' own TLS (`http_server.tls`) yet.
+    pub compression: bool,
+    /// zlib compression level 0–9 of outgoing messages. Default 1.
+    pub compression_level: u32,
+    /// Outgoing messages shorter than this (bytes) are sent uncompressed. Default 0.
+    pub compression_min_size: usize,
 }
 
 impl Default for WebsocketConfig {
@@ -233,6 +246,61 @@ impl Default for WebsocketConfig {
             write_timeout: ConfigDuration::from_secs(1),
             echo_endpoint: false,
             handler_prefix: "/connection/websocket".into(),
+            compression: false,
+            compression_level: 1,
+            compression_min_size: 0,
+        }
+    }
+}
+
+/// `http_stream.*` and `sse.*`: a fallback transport whose server-to-client half is a
+/// streaming HTTP response (the connect command comes in the opening request, later commands
+/// through `emulation.handler_prefix`). The two differ only in the default path.
+macro_rules! stream_transport_config {
+    ($name:ident, $key:literal, $path:literal) => {
+        #[doc = concat!("`", $key, ".*`")]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct $name {
+            /// Serve the endpoint. Default false (on in the embedded default).
+            pub enabled: bool,
+            #[doc = concat!("Path of the endpoint. Default `\"", $path, "\"`.")]
+            pub handler_prefix: String,
+            /// Max bytes of the opening request's body (the connect command); over it 413.
+            /// Default 65536.
+            pub max_request_body_size: usize,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    enabled: false,
+                    handler_prefix: $path.into(),
+                    max_request_body_size: 65536,
+                }
+            }
+        }
+    };
+}
+
+stream_transport_config!(HttpStreamConfig, "http_stream", "/connection/http_stream");
+stream_transport_config!(SseConfig, "sse", "/connection/sse");
+
+/// `emulation.*`: mounted when `http_stream` or `sse` is enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmulationConfig {
+    /// Path of the endpoint. Default `"/emulation"`.
+    pub handler_prefix: String,
+    /// Max bytes of one request body; over it 413. Default 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for EmulationConfig {
+    fn default() -> Self {
+        EmulationConfig {
+            handler_prefix: "/emulation".into(),
+            max_request_body_size: 65536,
         }
     }
 }
@@ -513,6 +581,8 @@ impl Config {
             },
         }];
         config.demo.enabled = true;
+        config.http_stream.enabled = true;
+        config.sse.enabled = true;
         config.http_api.key = String::new();
         config.http_api.insecure = false;
         config

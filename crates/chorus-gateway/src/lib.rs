@@ -11,6 +11,7 @@
 //!   of the core's typed server API (`chorus_core::api`);
 //! * [`grpc_api`] — the gRPC server API (`centrifugal.centrifugo.api.CentrifugoApi`) on its
 //!   own listener, Centrifugo-compatible: a Protobuf mapping of the same typed server API;
+//! * [`emulation`] — the HTTP-streaming and SSE fallback transports and `/emulation`;
 //! * [`demo`] — the embedded demo page;
 //! * [`admin`] — the admin console at `/admin` (login, session tokens, the embedded page);
 //! * [`proxy`] — backend hooks (Centrifugo's proxies) over HTTP and gRPC: the core's
@@ -26,6 +27,7 @@ pub mod auth;
 pub(crate) mod client_tls;
 pub mod config;
 pub mod demo;
+pub mod emulation;
 pub mod grpc_api;
 pub mod metrics;
 pub mod presence;

@@ -15,9 +15,15 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// WebSocket upgrades completed (JSON, Protobuf and echo).
+/// The `transport` label of the transport metrics below.
+pub const WEBSOCKET: &str = "websocket";
+/// Every value of the `transport` label.
+pub const TRANSPORTS: [&str; 3] = [WEBSOCKET, "http_stream", "sse"];
+
+/// Sessions opened, by `transport`: WebSocket upgrades completed (JSON, Protobuf and echo),
+/// HTTP-streaming and SSE streams started.
 pub const CONNECTIONS_ACCEPTED: &str = "chorus_transport_connections_accepted_total";
-/// WebSocket connections currently open on this node.
+/// Sessions currently open on this node, by `transport`.
 pub const CONNECTIONS: &str = "chorus_transport_connections";
 /// Upgrades refused before switching protocols, by `reason` (see [`RejectReason`]).
 pub const UPGRADE_REJECTED: &str = "chorus_transport_upgrade_rejected_total";
@@ -29,6 +35,10 @@ pub const BYTES_RECEIVED: &str = "chorus_transport_bytes_received_total";
 pub const FRAMES_SENT: &str = "chorus_transport_frames_sent_total";
 /// Payload bytes of the data frames written.
 pub const BYTES_SENT: &str = "chorus_transport_bytes_sent_total";
+/// Payload bytes of the WebSocket messages sent compressed (permessage-deflate), before.
+pub const DEFLATE_BYTES_IN: &str = "chorus_transport_deflate_bytes_in_total";
+/// The same messages' payload bytes after compression (what went on the wire).
+pub const DEFLATE_BYTES_OUT: &str = "chorus_transport_deflate_bytes_out_total";
 /// Close frames written by the server, by close `code`.
 pub const CLOSE: &str = "chorus_transport_close_total";
 /// Connections failed for a WebSocket protocol violation, by `kind`.
@@ -116,13 +126,15 @@ pub fn install() -> PrometheusHandle {
     let handle = install_recorder();
     GATEWAY_SERIES.get_or_init(|| {
         // Registered at start, so dashboards see 0 rather than no series.
-        gauge!(CONNECTIONS).increment(0.0);
-        counter!(CONNECTIONS_ACCEPTED).increment(0);
+        for transport in TRANSPORTS {
+            gauge!(CONNECTIONS, "transport" => transport).increment(0.0);
+            counter!(CONNECTIONS_ACCEPTED, "transport" => transport).increment(0);
+        }
         let _ = HOT.set(Hot {
-            frames_sent: counter!(FRAMES_SENT),
-            bytes_sent: counter!(BYTES_SENT),
-            messages_received: counter!(MESSAGES_RECEIVED),
-            bytes_received: counter!(BYTES_RECEIVED),
+            frames_sent: counter!(FRAMES_SENT, "transport" => WEBSOCKET),
+            bytes_sent: counter!(BYTES_SENT, "transport" => WEBSOCKET),
+            messages_received: counter!(MESSAGES_RECEIVED, "transport" => WEBSOCKET),
+            bytes_received: counter!(BYTES_RECEIVED, "transport" => WEBSOCKET),
         });
         chorus_core::metrics::register();
     });
@@ -218,12 +230,12 @@ pub fn describe() {
     describe_counter!(
         CONNECTIONS_ACCEPTED,
         Unit::Count,
-        "WebSocket upgrades completed."
+        "Sessions opened, by transport (websocket: upgrades completed; http_stream, sse: streams started)."
     );
     describe_gauge!(
         CONNECTIONS,
         Unit::Count,
-        "WebSocket connections currently open."
+        "Sessions currently open, by transport (websocket, http_stream, sse)."
     );
     describe_counter!(
         UPGRADE_REJECTED,
@@ -233,18 +245,32 @@ pub fn describe() {
     describe_counter!(
         MESSAGES_RECEIVED,
         Unit::Count,
-        "Complete WebSocket data messages received (fragments reassembled)."
+        "Complete messages received, by transport (WebSocket data messages with fragments reassembled; http_stream/sse: connect and /emulation request bodies)."
     );
     describe_counter!(
         BYTES_RECEIVED,
         Unit::Bytes,
-        "Payload bytes of WebSocket data messages received."
+        "Payload bytes of the messages received, by transport."
     );
-    describe_counter!(FRAMES_SENT, Unit::Count, "WebSocket data frames written.");
+    describe_counter!(
+        DEFLATE_BYTES_IN,
+        Unit::Bytes,
+        "Payload bytes of the WebSocket messages sent compressed, before compression."
+    );
+    describe_counter!(
+        DEFLATE_BYTES_OUT,
+        Unit::Bytes,
+        "Payload bytes of the WebSocket messages sent compressed, after compression."
+    );
+    describe_counter!(
+        FRAMES_SENT,
+        Unit::Count,
+        "Data frames written, by transport (WebSocket frames; http_stream/sse: stream chunks)."
+    );
     describe_counter!(
         BYTES_SENT,
         Unit::Bytes,
-        "Payload bytes of WebSocket data frames written."
+        "Payload bytes of the data frames written, by transport."
     );
     describe_counter!(
         CLOSE,
@@ -269,7 +295,7 @@ pub fn describe() {
     describe_gauge!(
         HTTP_CONNECTIONS,
         Unit::Count,
-        "TCP connections held by the HTTP server, by state (pending: no request completed yet; idle: keep-alive between requests; busy: request being handled; upgraded: WebSocket session)."
+        "TCP connections held by the HTTP server, by state (pending: no request completed yet; idle: keep-alive between requests; busy: request being handled; upgraded: WebSocket session or http_stream/sse stream)."
     );
     describe_gauge!(
         HTTP_CONNECTIONS_MAX,
@@ -387,8 +413,8 @@ pub fn message_received(bytes: usize) {
         hot.bytes_received.increment(bytes as u64);
         return;
     }
-    counter!(MESSAGES_RECEIVED).increment(1);
-    counter!(BYTES_RECEIVED).increment(bytes as u64);
+    counter!(MESSAGES_RECEIVED, "transport" => WEBSOCKET).increment(1);
+    counter!(BYTES_RECEIVED, "transport" => WEBSOCKET).increment(bytes as u64);
 }
 
 /// Counts one data frame of `bytes` payload bytes written.
@@ -398,8 +424,38 @@ pub fn frame_sent(bytes: usize) {
         hot.bytes_sent.increment(bytes as u64);
         return;
     }
-    counter!(FRAMES_SENT).increment(1);
-    counter!(BYTES_SENT).increment(bytes as u64);
+    counter!(FRAMES_SENT, "transport" => WEBSOCKET).increment(1);
+    counter!(BYTES_SENT, "transport" => WEBSOCKET).increment(bytes as u64);
+}
+
+/// Counts one message sent with permessage-deflate: `before` and `after` compression.
+pub fn compressed(before: usize, after: usize) {
+    counter!(DEFLATE_BYTES_IN, "transport" => WEBSOCKET).increment(before as u64);
+    counter!(DEFLATE_BYTES_OUT, "transport" => WEBSOCKET).increment(after as u64);
+}
+
+/// Counts one request body of an emulation `transport` (`http_stream`, `sse`: the connect
+/// request, each `/emulation` request) of `bytes` bytes.
+pub fn transport_message_received(transport: &'static str, bytes: usize) {
+    counter!(MESSAGES_RECEIVED, "transport" => transport).increment(1);
+    counter!(BYTES_RECEIVED, "transport" => transport).increment(bytes as u64);
+}
+
+/// Counts one chunk of an emulation `transport`'s stream, `bytes` long.
+pub fn transport_frame_sent(transport: &'static str, bytes: usize) {
+    counter!(FRAMES_SENT, "transport" => transport).increment(1);
+    counter!(BYTES_SENT, "transport" => transport).increment(bytes as u64);
+}
+
+/// An emulation session's stream opened.
+pub fn transport_opened(transport: &'static str) {
+    counter!(CONNECTIONS_ACCEPTED, "transport" => transport).increment(1);
+    gauge!(CONNECTIONS, "transport" => transport).increment(1.0);
+}
+
+/// An emulation session's stream ended.
+pub fn transport_closed(transport: &'static str) {
+    gauge!(CONNECTIONS, "transport" => transport).decrement(1.0);
 }
 
 /// Counts a close frame written with `code`.
@@ -478,14 +534,13 @@ pub struct ConnectionGuard(());
 impl ConnectionGuard {
     /// Counts a completed upgrade and an open connection.
     pub fn open() -> Self {
-        counter!(CONNECTIONS_ACCEPTED).increment(1);
-        gauge!(CONNECTIONS).increment(1.0);
+        transport_opened(WEBSOCKET);
         ConnectionGuard(())
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        gauge!(CONNECTIONS).decrement(1.0);
+        transport_closed(WEBSOCKET);
     }
 }

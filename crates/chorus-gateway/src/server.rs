@@ -127,6 +127,8 @@ pub struct ServerState {
     pub metrics: PrometheusHandle,
     /// The admin console's login brake.
     pub admin: crate::admin::AdminState,
+    /// Open HTTP-streaming and SSE sessions of this node.
+    pub sessions: Arc<crate::emulation::Sessions>,
 }
 
 /// Builds the node from the config: engine `memory`, or `redis` (publications and history in
@@ -376,6 +378,17 @@ pub async fn serve_with(
         &config.client.allowed_origins,
     )?;
     settings.upgrade_timeout = config.http_server.request_timeout.get();
+    if config.websocket.compression {
+        let tls = &config.http_server.tls;
+        if tls.cert_pem_file.is_empty() && tls.key_pem_file.is_empty() {
+            settings.compression = Some(crate::ws::deflate::DeflateSettings {
+                level: config.websocket.compression_level,
+                min_size: config.websocket.compression_min_size,
+            });
+        } else {
+            tracing::warn!("websocket.compression is not offered behind http_server.tls yet");
+        }
+    }
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
     let tls = tls::Tls::from_config(&config.http_server.tls)?;
@@ -397,6 +410,7 @@ pub async fn serve_with(
         readiness: readiness::Readiness::default(),
         metrics: metrics::install(),
         admin: crate::admin::AdminState::new(&config.admin),
+        sessions: Arc::default(),
     });
     let mut builder = http1::Builder::new();
     builder
@@ -580,7 +594,14 @@ fn spawn_connection(
             let conn = conn.clone();
             async move {
                 let resp = routes::route(req, peer, surface, &state, &conn).await;
-                conn.request_done();
+                // A session stream keeps its connection out of the idle state until it ends.
+                if resp
+                    .extensions()
+                    .get::<crate::emulation::Streaming>()
+                    .is_none()
+                {
+                    conn.request_done();
+                }
                 Ok::<_, std::convert::Infallible>(resp)
             }
         });

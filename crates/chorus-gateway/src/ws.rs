@@ -13,10 +13,13 @@
 //! * [`conn`] — the generic driver (fastwebsockets reader and writer over split halves, one
 //!   task) for any other transport under hyper;
 //! * [`message`] — fragment reassembly with a cumulative size cap, UTF-8 and close validation;
+//! * [`deflate`] — permessage-deflate (`websocket.compression`): the negotiation and each
+//!   connection's compressor and decompressor (lean driver only; none behind chorus' TLS);
 //! * [`session`] — what is behind a connection: a core [`chorus_core::Client`] or the echo
 //!   endpoint used by the Autobahn conformance suite.
 
 pub mod conn;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod lean;
@@ -32,7 +35,8 @@ use bytes::Bytes;
 use chorus_core::{ClientParams, Node};
 use chorus_protocol::Protocol;
 use http::header::{
-    HeaderValue, CONNECTION, CONTENT_TYPE, ORIGIN, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
+    HeaderValue, CONNECTION, CONTENT_TYPE, ORIGIN, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
 };
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -72,6 +76,9 @@ pub struct WsSettings {
     /// How long hyper may take to hand the socket over after the 101
     /// (`http_server.request_timeout`; [`DEFAULT_UPGRADE_TIMEOUT`] by default).
     pub upgrade_timeout: Duration,
+    /// `websocket.compression`: permessage-deflate is negotiated when `Some` (only on the
+    /// lean driver: the server leaves it off behind its own TLS).
+    pub compression: Option<deflate::DeflateSettings>,
 }
 
 impl WsSettings {
@@ -91,6 +98,7 @@ impl WsSettings {
             allowed_origins,
             close_linger: DEFAULT_CLOSE_LINGER,
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            compression: None,
         })
     }
 
@@ -249,6 +257,15 @@ pub fn upgrade<B>(
             .headers
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(sp));
     }
+    // permessage-deflate only where the lean driver runs (our listener's plain sockets).
+    let deflate = match (ctx.settings.compression, registered.is_some()) {
+        (Some(settings), true) => deflate::negotiate(req.headers()).and_then(|agreed| {
+            let value = HeaderValue::from_str(&agreed.response()).ok()?;
+            parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
+            Some(Box::new(deflate::Deflate::new(agreed, settings)))
+        }),
+        _ => None,
+    };
     let span = span_for(&session, remote_addr);
     let limits = ctx.settings.limits();
     let upgrade_timeout = ctx.settings.upgrade_timeout;
@@ -284,7 +301,7 @@ pub fn upgrade<B>(
                     // the connection's task holds only the lean driver (see `lean::Driver`;
                     // with both in one task: 4 KiB per idle connection). The span (40 B) is
                     // carried only when debug logging is on for it.
-                    let run = lean::run(session, stream, early, limits, (held, guard));
+                    let run = lean::run(session, stream, early, limits, deflate, (held, guard));
                     let span = tracing::Span::current();
                     if span.is_disabled() {
                         tracker.spawn(run);
@@ -293,6 +310,13 @@ pub fn upgrade<B>(
                     }
                 }
                 Transport::Generic(rd, wr) => {
+                    if deflate.is_some() {
+                        // Not reached: compression is off behind chorus' own TLS.
+                        tracing::warn!("permessage-deflate negotiated on the generic driver");
+                        drop((held, guard));
+                        session.cleanup().await;
+                        return;
+                    }
                     // Boxed: the generic driver's future is ~8 KiB, and an unboxed one would
                     // size every connection's task, lean ones included.
                     Box::pin(conn::run(session, rd, wr, limits, shutdown)).await;
@@ -307,7 +331,11 @@ pub fn upgrade<B>(
 
 /// Keeps the upgrade request's headers that some backend hook forwards (`http_headers` of a
 /// proxy; none without hooks). A repeated header is joined with `", "`.
-fn forward_headers(node: &Node, client: &chorus_core::Client, headers: &http::HeaderMap) {
+pub(crate) fn forward_headers(
+    node: &Node,
+    client: &chorus_core::Client,
+    headers: &http::HeaderMap,
+) {
     let names = node.proxies().header_names();
     if names.is_empty() {
         return;

@@ -119,8 +119,15 @@ impl Client {
         let ttl = expires_at
             .filter(|_| node.proxies().refresh().is_none())
             .map(ttl_until);
+        let session = self.lock_state().session.as_deref().map(str::to_owned);
         let result = ConnectResult {
             client: self.id.to_string(),
+            node: if session.is_some() {
+                node.id().to_owned()
+            } else {
+                String::new()
+            },
+            session: session.unwrap_or_default(),
             version: node.options().version.clone(),
             expires: ttl.is_some(),
             ttl: ttl.unwrap_or(0),
@@ -133,7 +140,6 @@ impl Client {
             } else {
                 0
             },
-            ..Default::default()
         };
         self.send_connect_reply(id, result, &prepared)?;
         for p in prepared {

@@ -204,6 +204,12 @@ impl Config {
         if ws.write_timeout.is_zero() {
             p.push("websocket.write_timeout must be greater than 0".into());
         }
+        if ws.compression_level > 9 {
+            p.push(format!(
+                "websocket.compression_level ({}) must be 0-9",
+                ws.compression_level
+            ));
+        }
 
         // routes
         let ws_path = ws.handler_prefix.as_str();
@@ -221,6 +227,32 @@ impl Config {
                 "websocket.handler_prefix ({ws_path:?}) and http_api.handler_prefix \
                  ({api_path:?}) overlap"
             ));
+        }
+        if self.http_stream.enabled || self.sse.enabled {
+            let mut emulation = vec![("emulation.handler_prefix", &self.emulation.handler_prefix)];
+            if self.http_stream.enabled {
+                emulation.push((
+                    "http_stream.handler_prefix",
+                    &self.http_stream.handler_prefix,
+                ));
+            }
+            if self.sse.enabled {
+                emulation.push(("sse.handler_prefix", &self.sse.handler_prefix));
+            }
+            for (i, (key, path)) in emulation.iter().enumerate() {
+                if !path.starts_with('/') {
+                    p.push(format!("{key} ({path:?}) must start with '/'"));
+                }
+                if overlaps(path, api_path) || path.as_str() == ws_path {
+                    p.push(format!(
+                        "{key} ({path:?}) overlaps websocket.handler_prefix or \
+                         http_api.handler_prefix"
+                    ));
+                }
+                if emulation[..i].iter().any(|(_, other)| other == path) {
+                    p.push(format!("{key} ({path:?}) is used by another endpoint"));
+                }
+            }
         }
 
         // grpc_api

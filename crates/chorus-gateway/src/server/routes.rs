@@ -4,6 +4,8 @@
 //! |---|---|
 //! | `websocket.handler_prefix` (`/connection/websocket`) | WebSocket upgrade to a client session |
 //! | `/connection/echo` (when `websocket.echo_endpoint`) | WebSocket echo (Autobahn) |
+//! | `http_stream.handler_prefix`, `sse.handler_prefix` (when enabled) | a streaming session ([`crate::emulation`]) |
+//! | `emulation.handler_prefix` (when either is enabled) | commands of a streaming session |
 //! | `POST {http_api.handler_prefix}/<method>`, `POST {prefix}` | [`crate::api::handle`] (405 other methods, then 401, 413, 408 — see below) |
 //! | `/health` | 200 `{}` |
 //! | `/ready`, `/ready?verbose` | 200, or 503 while draining or before the engine was reachable ([`super::readiness`]) |
@@ -40,7 +42,7 @@ mod admin;
 use super::conns::Conn;
 use super::{ServerState, Surface};
 use crate::ws::{self, Endpoint};
-use crate::{api, auth, demo, metrics};
+use crate::{api, auth, demo, emulation, metrics};
 
 /// Path of the echo endpoint.
 pub const ECHO_PATH: &str = "/connection/echo";
@@ -49,6 +51,33 @@ type Resp = Response<Full<Bytes>>;
 
 /// Routes one request arriving on `conn` through a listener serving `surface`.
 pub async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    surface: Surface,
+    state: &ServerState,
+    conn: &Conn,
+) -> Response<emulation::Body> {
+    let config = &state.config;
+    let path = req.uri().path();
+    let kind = if config.http_stream.enabled && path == config.http_stream.handler_prefix {
+        Some(emulation::Kind::HttpStream)
+    } else if config.sse.enabled && path == config.sse.handler_prefix {
+        Some(emulation::Kind::Sse)
+    } else {
+        None
+    };
+    if let Some(kind) = kind.filter(|_| surface != Surface::Internal) {
+        conn.set_busy();
+        let resp = emulation::open(req, peer, kind, state, conn).await;
+        metrics::http_request(kind.as_str(), resp.status().as_u16());
+        return resp;
+    }
+    route_complete(req, peer, surface, state, conn)
+        .await
+        .map(http_body_util::Either::Left)
+}
+
+async fn route_complete(
     req: Request<Incoming>,
     peer: SocketAddr,
     surface: Surface,
@@ -114,6 +143,10 @@ async fn dispatch(
     }
     if config.admin.enabled && crate::admin::is_admin_path(&path) {
         return admin::handle(req, state, conn).await;
+    }
+    if (config.http_stream.enabled || config.sse.enabled) && path == config.emulation.handler_prefix
+    {
+        return ("emulation", emulation::emulate(req, state, conn).await);
     }
     // Every other route answers from the headers alone.
     conn.set_busy();
@@ -219,13 +252,33 @@ async fn read_body(
     conn: &Conn,
     api_method: Option<&str>,
 ) -> Result<(http::request::Parts, Bytes), Resp> {
+    let limit = state.config.http_server.max_request_body_size;
+    read_body_within(req, state, conn, api_method, limit).await
+}
+
+/// [`read_body`] with another size bound (the emulation endpoints have their own).
+pub(crate) async fn read_limited(
+    req: Request<Incoming>,
+    state: &ServerState,
+    conn: &Conn,
+    limit: usize,
+) -> Result<(http::request::Parts, Bytes), Resp> {
+    read_body_within(req, state, conn, None, limit).await
+}
+
+async fn read_body_within(
+    req: Request<Incoming>,
+    state: &ServerState,
+    conn: &Conn,
+    api_method: Option<&str>,
+    limit: usize,
+) -> Result<(http::request::Parts, Bytes), Resp> {
     let refusal = |status| {
         if let Some(method) = api_method {
             api::record_http_refusal(method, status);
         }
     };
     let http = &state.config.http_server;
-    let limit = http.max_request_body_size;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)

@@ -8,11 +8,13 @@
 //! as the frame completes. The parser enforces what fastwebsockets and [`Assembler`] did
 //! together: masking, reserved bits and opcodes, control-frame rules, the message size cap
 //! before a payload is buffered, UTF-8 of text (fail fast, also across fragments), and close
-//! payloads.
+//! payloads. With permessage-deflate negotiated ([`Parser::feed_with`]), RSV1 on a message's
+//! first frame marks it compressed: it is inflated once complete, capped at the same limit.
 
 use bytes::{Buf, Bytes, BytesMut};
 use fastwebsockets::OpCode;
 
+use super::deflate::Deflate;
 use super::message::{check_close_payload, Assembler, Violation, MAX_CONTROL_PAYLOAD};
 
 /// Longest server frame header: 2 bytes + a 64-bit length (server frames are unmasked).
@@ -39,8 +41,21 @@ pub fn server_head(out: &mut [u8; MAX_HEAD], opcode: OpCode, len: usize) -> usiz
 pub fn server_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
     let mut head = [0u8; MAX_HEAD];
     let n = server_head(&mut head, opcode, payload.len());
+    frame_of(&head[..n], payload)
+}
+
+/// A server data frame whose payload is permessage-deflate compressed (RSV1 set).
+pub fn compressed_frame(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut head = [0u8; MAX_HEAD];
+    let n = server_head(&mut head, opcode, payload.len());
+    head[0] |= 0x40;
+    frame_of(&head[..n], payload)
+}
+
+fn frame_of(head: &[u8], payload: &[u8]) -> Bytes {
+    let n = head.len();
     let mut buf = BytesMut::with_capacity(n + payload.len());
-    buf.extend_from_slice(&head[..n]);
+    buf.extend_from_slice(head);
     buf.extend_from_slice(payload);
     buf.freeze()
 }
@@ -79,6 +94,8 @@ struct Spill {
 /// A parsed frame header.
 struct Head {
     fin: bool,
+    /// RSV1: a compressed message starts (only when permessage-deflate was negotiated).
+    rsv1: bool,
     opcode: OpCode,
     mask: [u8; 4],
     head_len: usize,
@@ -120,6 +137,17 @@ impl Parser {
     /// Feeds newly read bytes; appends what they complete to `events`. After a
     /// [`Event::Violation`] or [`Event::Close`] nothing more is parsed.
     pub fn feed(&mut self, input: &[u8], events: &mut Vec<Event>) {
+        self.feed_with(input, events, None);
+    }
+
+    /// [`Parser::feed`] on a connection that negotiated permessage-deflate: RSV1 marks a
+    /// compressed message, inflated with `deflate` and capped at the limit after inflation.
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        events: &mut Vec<Event>,
+        mut deflate: Option<&mut Deflate>,
+    ) {
         if self.failed {
             return;
         }
@@ -128,14 +156,14 @@ impl Parser {
             None => BytesMut::new(),
         };
         if partial.is_empty() {
-            let used = self.parse(input, events);
+            let used = self.parse(input, events, deflate.as_deref_mut());
             if !self.failed && used < input.len() {
                 self.spill().partial.extend_from_slice(&input[used..]);
             }
         } else {
             let mut partial = partial;
             partial.extend_from_slice(input);
-            let used = self.parse(&partial, events);
+            let used = self.parse(&partial, events, deflate);
             if !self.failed && used < partial.len() {
                 partial.advance(used);
                 self.spill().partial = partial;
@@ -152,10 +180,15 @@ impl Parser {
     }
 
     /// Parses whole frames from `buf`; returns how many bytes were consumed.
-    fn parse(&mut self, buf: &[u8], events: &mut Vec<Event>) -> usize {
+    fn parse(
+        &mut self,
+        buf: &[u8],
+        events: &mut Vec<Event>,
+        mut deflate: Option<&mut Deflate>,
+    ) -> usize {
         let mut at = 0;
         while !self.failed {
-            let head = match parse_head(&buf[at..], self.limit) {
+            let head = match parse_head(&buf[at..], self.limit, deflate.is_some()) {
                 Parsed::More => break,
                 Parsed::Bad(v) => {
                     self.fail(v, events);
@@ -170,9 +203,33 @@ impl Parser {
             let mut payload = BytesMut::from(&buf[at + head.head_len..at + total]);
             unmask(&mut payload, head.mask);
             at += total;
-            self.frame(head.fin, head.opcode, payload, events);
+            self.frame(&head, payload, events, deflate.as_deref_mut());
         }
         at
+    }
+
+    /// A complete data message: inflated first when compressed (capped at the limit, text
+    /// checked for UTF-8 after inflation).
+    fn message(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        compressed: bool,
+        events: &mut Vec<Event>,
+        deflate: Option<&mut Deflate>,
+    ) {
+        let payload = match (compressed, deflate) {
+            (false, _) => payload,
+            (true, Some(d)) => match d.decompress(&payload, self.limit) {
+                Ok(p) => p,
+                Err(v) => return self.fail(v, events),
+            },
+            (true, None) => return self.fail(Violation::protocol("reserved bits set"), events),
+        };
+        if compressed && opcode == OpCode::Text && std::str::from_utf8(&payload).is_err() {
+            return self.fail(Violation::UTF8, events);
+        }
+        events.push(Event::Message(opcode, payload));
     }
 
     fn fail(&mut self, v: Violation, events: &mut Vec<Event>) {
@@ -181,7 +238,14 @@ impl Parser {
         events.push(Event::Violation(v));
     }
 
-    fn frame(&mut self, fin: bool, opcode: OpCode, payload: BytesMut, events: &mut Vec<Event>) {
+    fn frame(
+        &mut self,
+        head: &Head,
+        payload: BytesMut,
+        events: &mut Vec<Event>,
+        deflate: Option<&mut Deflate>,
+    ) {
+        let (fin, opcode) = (head.fin, head.opcode);
         match opcode {
             OpCode::Close => {
                 if let Err(v) = check_close_payload(&payload) {
@@ -194,17 +258,32 @@ impl Parser {
             OpCode::Ping => events.push(Event::Ping(payload.freeze())),
             OpCode::Pong => events.push(Event::Pong),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                if fin && opcode == OpCode::Text && std::str::from_utf8(&payload).is_err() {
+                let assembling = self.spill.as_ref().is_some_and(|s| !s.assembler.is_idle());
+                let compressed = if assembling {
+                    self.spill.as_ref().is_some_and(|s| s.assembler.compressed)
+                } else {
+                    head.rsv1
+                };
+                if fin
+                    && !compressed
+                    && opcode == OpCode::Text
+                    && std::str::from_utf8(&payload).is_err()
+                {
                     return self.fail(Violation::UTF8, events);
                 }
-                let assembling = self.spill.as_ref().is_some_and(|s| !s.assembler.is_idle());
                 if fin && !assembling && opcode != OpCode::Continuation {
                     // A whole message in one frame (its size was checked with the header).
-                    events.push(Event::Message(opcode, payload.freeze()));
+                    self.message(opcode, payload.freeze(), compressed, events, deflate);
                     return;
                 }
-                match self.spill().assembler.push(fin, opcode, payload) {
-                    Ok(Some((op, message))) => events.push(Event::Message(op, message)),
+                let spill = self.spill();
+                if !assembling {
+                    spill.assembler.compressed = compressed;
+                }
+                match spill.assembler.push(fin, opcode, payload) {
+                    Ok(Some((op, message))) => {
+                        self.message(op, message, compressed, events, deflate)
+                    }
                     Ok(None) => {}
                     Err(v) => self.fail(v, events),
                 }
@@ -213,11 +292,13 @@ impl Parser {
     }
 }
 
-fn parse_head(buf: &[u8], limit: usize) -> Parsed {
+fn parse_head(buf: &[u8], limit: usize, deflate: bool) -> Parsed {
     let [b0, b1, ..] = *buf else {
         return Parsed::More;
     };
-    if b0 & 0x70 != 0 {
+    // RSV1 is permessage-deflate's, on the first frame of a data message only.
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !(deflate && matches!(b0 & 0x0f, 0x1 | 0x2))) {
         return Parsed::Bad(Violation::protocol("reserved bits set"));
     }
     let fin = b0 & 0x80 != 0;
@@ -265,6 +346,7 @@ fn parse_head(buf: &[u8], limit: usize) -> Parsed {
     };
     Parsed::Frame(Head {
         fin,
+        rsv1,
         opcode,
         mask: [m[0], m[1], m[2], m[3]],
         head_len: mask_at + 4,

@@ -38,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::conn::{ConnLimits, Ctrl};
+use super::deflate::Deflate;
 use super::frame::{server_frame, server_head, MAX_HEAD};
 use super::message::Violation;
 use super::session::{data_opcode, Session};
@@ -165,6 +166,7 @@ pub fn run<H: Send>(
     stream: TcpStream,
     early: Bytes,
     limits: ConnLimits,
+    mut deflate: Option<Box<Deflate>>,
     hold: H,
 ) -> Driver<H> {
     let opcode = match &session {
@@ -174,7 +176,12 @@ pub fn run<H: Send>(
     let sock = Arc::new(Socket { stream, opcode });
     let echo = match &session {
         Session::Client(client) => {
-            client.set_direct_writer(sock.clone());
+            // A compressed connection writes only from its task: with context takeover the
+            // deflate stream must be compressed in wire order, and a direct write that the
+            // socket refuses would hand the uncompressed message back to the queue.
+            if deflate.is_none() {
+                client.set_direct_writer(sock.clone());
+            }
             None
         }
         Session::Echo(shutdown) => {
@@ -183,8 +190,8 @@ pub fn run<H: Send>(
             Some(Box::new(Echo { tx, rx, shutdown }))
         }
     };
-    let reader = reader::Reader::new(limits.message_size_limit, &early);
-    Driver::new(session, sock, reader, echo, limits, hold)
+    let reader = reader::Reader::new(limits.message_size_limit, &early, deflate.as_deref_mut());
+    Driver::new(session, sock, reader, echo, deflate, limits, hold)
 }
 
 /// Closes from our side at once (peer close, violation): finishes the frame on the wire,

@@ -65,6 +65,8 @@ pub struct Assembler {
     /// For text: `buf[..utf8_checked]` is known valid UTF-8; what follows may be an incomplete
     /// code point split across fragments.
     utf8_checked: usize,
+    /// The message is permessage-deflate compressed: its UTF-8 is checked after inflation.
+    pub compressed: bool,
 }
 
 impl Assembler {
@@ -75,6 +77,7 @@ impl Assembler {
             opcode: None,
             buf: BytesMut::new(),
             utf8_checked: 0,
+            compressed: false,
         }
     }
 
@@ -134,7 +137,7 @@ impl Assembler {
     /// Validates the new bytes of a fragmented text message. An incomplete trailing code point
     /// is fine until the final fragment.
     fn check_utf8(&mut self, fin: bool) -> Result<(), Violation> {
-        if self.opcode != Some(OpCode::Text) {
+        if self.opcode != Some(OpCode::Text) || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.buf[self.utf8_checked..]) {

@@ -10,6 +10,7 @@ fn validation_errors() {
     c.client.options.pong_timeout = ConfigDuration::from_secs(8);
     c.client.options.queue_max_size = 100;
     c.websocket.message_size_limit = 10;
+    c.websocket.compression_level = 10;
     c.engine.kind = EngineType::Redis;
     c.engine.redis.address = Vec::new();
     c.engine.redis.partitions = 0;
@@ -21,6 +22,7 @@ fn validation_errors() {
         "client.ping_interval (5s) must be greater than client.pong_timeout (8s)",
         "client.queue_max_size (100) must be at least 1024 bytes",
         "websocket.message_size_limit (10) must be at least 1024 bytes",
+        "websocket.compression_level (10) must be 0-9",
         "engine.redis.address must name at least one address",
         "engine.redis.partitions must be at least 1",
         "shutdown.drain_window (1m) must not exceed shutdown.timeout (30s)",

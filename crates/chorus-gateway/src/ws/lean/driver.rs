@@ -24,7 +24,8 @@ use super::reader::Reader;
 use super::{close_now, drain, ReadEnd, Socket};
 use crate::metrics;
 use crate::ws::conn::{ConnLimits, Ctrl};
-use crate::ws::frame::server_frame;
+use crate::ws::deflate::Deflate;
+use crate::ws::frame::{compressed_frame, server_frame};
 use crate::ws::message::{close_echo, close_payload, violation_close};
 use crate::ws::session::{Outgoing, Session};
 
@@ -104,6 +105,13 @@ impl Echo {
     }
 }
 
+/// What only some connections need (see [`Driver`]).
+pub(super) struct Extra {
+    echo: Option<Echo>,
+    /// Only when negotiated.
+    deflate: Option<Deflate>,
+}
+
 /// How the writer stopped.
 enum WriteEnd {
     /// The close frame (none for 3000) is out and TCP half-closed.
@@ -123,7 +131,9 @@ pub struct Driver<H> {
     writer: Writer,
     /// The session's close frame is written: once flushed, half-close and stop writing.
     closing: bool,
-    echo: Option<Box<Echo>>,
+    /// The echo endpoint's state and the permessage-deflate state, boxed together and only
+    /// when either exists: a plain client connection carries one null pointer for both.
+    extra: Option<Box<Extra>>,
     limits: ConnLimits,
     /// Set when the open phase ends: the close handshake and the session's cleanup.
     tail: Option<Tail>,
@@ -149,6 +159,7 @@ impl<H> Driver<H> {
         sock: Arc<Socket>,
         reader: Reader,
         echo: Option<Box<Echo>>,
+        deflate: Option<Box<Deflate>>,
         limits: ConnLimits,
         hold: H,
     ) -> Self {
@@ -158,7 +169,12 @@ impl<H> Driver<H> {
             reader,
             writer: Writer::default(),
             closing: false,
-            echo,
+            extra: (echo.is_some() || deflate.is_some()).then(|| {
+                Box::new(Extra {
+                    echo: echo.map(|e| *e),
+                    deflate: deflate.map(|d| *d),
+                })
+            }),
             limits,
             tail: None,
             hold: Some(hold),
@@ -181,7 +197,8 @@ impl<H> Driver<H> {
                 self.sock.shutdown_write();
                 return Poll::Ready(WriteEnd::Closed);
             }
-            let next = match (self.echo.as_deref_mut(), &self.session) {
+            let echo = self.extra.as_deref_mut().and_then(|x| x.echo.as_mut());
+            let next = match (echo, &self.session) {
                 (Some(echo), _) => ready!(echo.poll_next(cx)),
                 (None, Session::Client(client)) => {
                     let event = ready!(client.poll_next_write(cx));
@@ -196,7 +213,15 @@ impl<H> Driver<H> {
             match next {
                 Outgoing::Data(opcode, bytes) => {
                     metrics::frame_sent(bytes.len());
-                    self.writer.pending = server_frame(opcode, &bytes);
+                    let deflate = self.extra.as_deref_mut().and_then(|x| x.deflate.as_mut());
+                    self.writer.pending = match deflate {
+                        Some(d) if d.wants(bytes.len()) => {
+                            let packed = d.compress(&bytes);
+                            metrics::compressed(bytes.len(), packed.len());
+                            compressed_frame(opcode, &packed)
+                        }
+                        _ => server_frame(opcode, &bytes),
+                    };
                 }
                 Outgoing::Raw(bytes) => self.writer.pending = bytes,
                 Outgoing::Close { code: 3000, .. } => {
@@ -216,7 +241,7 @@ impl<H> Driver<H> {
     /// The rest of the connection once the open phase ended.
     fn tail(&mut self, end: Result<WriteEnd, ReadEnd>) -> Tail {
         self.reader.stop();
-        self.echo = None;
+        self.extra = None;
         let session = self.session.clone();
         let sock = self.sock.clone();
         let mut writer = std::mem::take(&mut self.writer);
@@ -262,8 +287,14 @@ impl<H> Future for Driver<H> {
             let end = match this.poll_write(cx) {
                 Poll::Ready(w) => Ok(w),
                 Poll::Pending => {
-                    let echo = this.echo.as_ref().map(|e| &e.tx);
-                    match this.reader.poll_read(cx, &this.session, &this.sock, echo) {
+                    let (echo, deflate) = match this.extra.as_deref_mut() {
+                        Some(x) => (x.echo.as_ref().map(|e| &e.tx), x.deflate.as_mut()),
+                        None => (None, None),
+                    };
+                    match this
+                        .reader
+                        .poll_read(cx, &this.session, &this.sock, echo, deflate)
+                    {
                         Poll::Ready(r) => Err(r),
                         Poll::Pending => return Poll::Pending,
                     }

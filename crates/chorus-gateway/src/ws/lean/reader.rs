@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::{pong, ReadEnd, Socket, SCRATCH_BUF};
 use crate::metrics;
 use crate::ws::conn::Ctrl;
+use crate::ws::deflate::Deflate;
 use crate::ws::frame::{Event, Parser};
 use crate::ws::session::Session;
 
@@ -35,7 +36,11 @@ pub(super) struct Reader {
 
 impl Reader {
     /// A reader that first handles `early` (bytes read past the handshake).
-    pub(super) fn new(message_size_limit: usize, early: &[u8]) -> Self {
+    pub(super) fn new(
+        message_size_limit: usize,
+        early: &[u8],
+        deflate: Option<&mut Deflate>,
+    ) -> Self {
         let mut reader = Reader {
             parser: Parser::new(message_size_limit),
             events: Vec::new(),
@@ -44,7 +49,7 @@ impl Reader {
             running: None,
         };
         if !early.is_empty() {
-            reader.parser.feed(early, &mut reader.events);
+            reader.parser.feed_with(early, &mut reader.events, deflate);
         }
         reader
     }
@@ -57,6 +62,7 @@ impl Reader {
         session: &Session,
         sock: &Socket,
         echo: Option<&mpsc::Sender<Ctrl>>,
+        mut deflate: Option<&mut Deflate>,
     ) -> Poll<ReadEnd> {
         loop {
             if let Some(running) = self.running.as_mut() {
@@ -80,12 +86,13 @@ impl Reader {
             }
             let parser = &mut self.parser;
             let events = &mut self.events;
+            let deflate = deflate.as_deref_mut();
             let read = SCRATCH_BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 match sock.stream.try_read(&mut buf) {
                     Ok(0) => Err(()),
                     Ok(n) => {
-                        parser.feed(&buf[..n], events);
+                        parser.feed_with(&buf[..n], events, deflate);
                         Ok(())
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
