@@ -366,28 +366,34 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// A masked client frame for unit tests (here and in `ws::deflate`); `b0` carries FIN, RSV1
+/// and the opcode.
+#[cfg(test)]
+pub(crate) fn test_client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![b0];
+    let n = payload.len();
+    if n < 126 {
+        out.push(0x80 | n as u8);
+    } else if n <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
     /// A masked client frame.
     fn client(b0: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![b0];
-        let n = payload.len();
-        if n < 126 {
-            out.push(0x80 | n as u8);
-        } else if n <= 0xffff {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-        out
+        test_client_frame(b0, payload)
     }
 
     fn parse_all(p: &mut Parser, bytes: &[u8]) -> Vec<Event> {

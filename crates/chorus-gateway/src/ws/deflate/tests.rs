@@ -192,21 +192,7 @@ fn garbage_is_refused_with_1007() {
 
 /// A masked client frame; `b0` carries FIN, RSV1 and the opcode.
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![b0];
-    let n = payload.len();
-    if n < 126 {
-        out.push(0x80 | n as u8);
-    } else if n <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    crate::ws::frame::test_client_frame(b0, payload)
 }
 
 fn parse(bytes: &[u8], limit: usize, deflate: Option<&mut Deflate>) -> Vec<Event> {
