@@ -126,6 +126,9 @@ pub enum SurveyOp {
     /// The local status of users (request: a JSON array of user ids; answer: a JSON array of
     /// `UserStatus`, in request order).
     UserStatus,
+    /// Commands for an emulation session held by the asked node (targeted; see
+    /// [`crate::emulation`]; answer: empty, or an error).
+    Emulation,
     /// An operation this node does not know (a newer peer asked); answered with an error.
     Unknown,
 }
@@ -137,6 +140,7 @@ impl SurveyOp {
             SurveyOp::Channels => "channels",
             SurveyOp::Presence => "presence",
             SurveyOp::UserStatus => "user_status",
+            SurveyOp::Emulation => "emulation",
             SurveyOp::Unknown => "unknown",
         }
     }
@@ -147,6 +151,7 @@ impl SurveyOp {
             "channels" => SurveyOp::Channels,
             "presence" => SurveyOp::Presence,
             "user_status" => SurveyOp::UserStatus,
+            "emulation" => SurveyOp::Emulation,
             _ => SurveyOp::Unknown,
         }
     }
@@ -177,7 +182,12 @@ mod tests {
 
     #[test]
     fn survey_op_names_round_trip() {
-        for op in [SurveyOp::Channels, SurveyOp::Presence, SurveyOp::UserStatus] {
+        for op in [
+            SurveyOp::Channels,
+            SurveyOp::Presence,
+            SurveyOp::UserStatus,
+            SurveyOp::Emulation,
+        ] {
             assert_eq!(SurveyOp::from_name(op.name()), op);
         }
         assert_eq!(SurveyOp::from_name("presence_v9"), SurveyOp::Unknown);

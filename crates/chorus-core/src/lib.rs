@@ -12,6 +12,8 @@
 //!   node-wide, see [`broker::memory`]) and the conformance suite (feature `testing`);
 //! * [`presence`] — the [`presence::PresenceStore`] port and the in-memory store;
 //! * [`control`] — node-to-node commands over the broker (heartbeats, user ops, surveys);
+//! * [`emulation`] — commands of an HTTP-streaming / SSE session forwarded to the node that
+//!   holds it;
 //! * [`auth`] — the [`auth::TokenVerifier`] port and token claims;
 //! * [`proxy`] — the [`proxy::Proxy`] port of backend hooks (connect, refresh, subscribe,
 //!   publish, sub_refresh, rpc), its bounded and measured handle and the registry by name;
@@ -37,6 +39,7 @@ pub mod clock;
 pub mod control;
 pub mod disconnect;
 pub mod duration;
+pub mod emulation;
 pub mod hub;
 pub mod metrics;
 pub mod node;

@@ -44,6 +44,9 @@ pub(crate) struct NodeInner {
     tokens: Arc<dyn TokenVerifier>,
     /// Backend hooks; set once at start ([`Node::set_proxies`]), empty when never set.
     proxies: std::sync::OnceLock<crate::proxy::Proxies>,
+    /// The emulation transports' sessions, for commands forwarded from other nodes; set once
+    /// at start ([`Node::set_session_sink`]).
+    sessions: std::sync::OnceLock<Arc<dyn crate::emulation::SessionSink>>,
     hub: Hub,
     started: Instant,
     draining: AtomicBool,
@@ -139,6 +142,7 @@ impl Node {
             presence,
             tokens,
             proxies: std::sync::OnceLock::new(),
+            sessions: std::sync::OnceLock::new(),
             hub: Hub::default(),
             started: Instant::now(),
             draining: AtomicBool::new(false),
@@ -252,6 +256,17 @@ impl Node {
     /// look at them ([`Node::proxies`]) fixes them. False (nothing changed) when too late.
     pub fn set_proxies(&self, proxies: crate::proxy::Proxies) -> bool {
         self.inner.proxies.set(proxies).is_ok()
+    }
+
+    /// Installs the table of the emulation transports' sessions, which commands other nodes
+    /// forward here are delivered to. Call once, at start. False (nothing changed) when one
+    /// was installed already.
+    pub fn set_session_sink(&self, sink: Arc<dyn crate::emulation::SessionSink>) -> bool {
+        self.inner.sessions.set(sink).is_ok()
+    }
+
+    pub(crate) fn session_sink(&self) -> Option<&dyn crate::emulation::SessionSink> {
+        self.inner.sessions.get().map(|s| s.as_ref())
     }
 
     /// The node's backend hooks (none unless [`Node::set_proxies`] installed some).

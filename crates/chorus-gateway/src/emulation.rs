@@ -11,7 +11,9 @@
 //! * [`stream`] — the streaming body (JSON lines, varint-delimited Protobuf, SSE events) and
 //!   the guard that ends the session when the response is gone;
 //! * [`Sessions`] — session id → client on this node. An entry exists only while its stream
-//!   does, so the node's connection limit bounds it.
+//!   does, so the node's connection limit bounds it. It is also the node's
+//!   [`SessionSink`]: `/emulation` requests that reach another node of the cluster are
+//!   forwarded here over the broker ([`chorus_core::emulation`]).
 //!
 //! A session id is a random UUID known only to the client that opened the stream (the client
 //! id is visible to others through presence, so it cannot address a session).
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
+use chorus_core::emulation::{ForwardError, Refused, SessionSink};
 use chorus_core::sync::lock;
 use chorus_core::{Client, ClientParams};
 use chorus_protocol::{Method, Protocol};
@@ -86,6 +89,23 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Commands for a session of this node, from an `/emulation` request here or forwarded by
+/// another node.
+#[async_trait::async_trait]
+impl SessionSink for Sessions {
+    async fn deliver(&self, session: &str, protocol: Protocol, data: Bytes) -> Result<(), Refused> {
+        let Some((client, kind)) = self.get(session) else {
+            return Ok(());
+        };
+        if client.protocol() != protocol {
+            return Err(Refused::EncodingMismatch);
+        }
+        crate::metrics::transport_message_received(kind.as_str(), data.len());
+        client.handle_frame(&data).await;
+        Ok(())
     }
 }
 
@@ -257,9 +277,12 @@ pub async fn open(
 }
 
 /// `emulation.handler_prefix`: commands of an open session. 204 once they ran (their replies
-/// travel on the stream), 400 unparsable, 404 another node's session, 413 over
-/// `emulation.max_request_body_size`, 405 other methods. An unknown session on this node is
-/// dropped silently (204), as Centrifugo does.
+/// travel on the stream), 400 unparsable or not in the session's encoding, 413 over
+/// `emulation.max_request_body_size`, 405 other methods. A session of another node is
+/// forwarded to that node over the broker ([`chorus_core::emulation`]): 404 when that node is
+/// not a live node of the cluster, 503 when it did not answer within 3 s or the broker
+/// failed, 500 when it failed otherwise. An unknown session on the node that should hold it
+/// is dropped silently (204), as Centrifugo does.
 pub async fn emulate(req: Request<Incoming>, state: &ServerState, conn: &Conn) -> Resp {
     let headers = req.headers().clone();
     if req.method() == HttpMethod::OPTIONS {
@@ -288,26 +311,45 @@ async fn emulate_inner(req: Request<Incoming>, state: &ServerState, conn: &Conn)
     let Some(request) = request else {
         return text(StatusCode::BAD_REQUEST, "malformed request\n");
     };
-    if request.node != state.node.id() {
-        // Forwarding to the node holding the session comes with the cluster; here an unknown
-        // node is the client's problem.
-        return text(StatusCode::NOT_FOUND, "unknown node\n");
-    }
-    if let Some((client, kind)) = state.sessions.get(&request.session) {
-        if client.protocol()
-            != if protobuf {
-                Protocol::Protobuf
-            } else {
-                Protocol::Json
-            }
-        {
+    let protocol = if protobuf {
+        Protocol::Protobuf
+    } else {
+        Protocol::Json
+    };
+    let result = if request.node == state.node.id() {
+        state
+            .sessions
+            .deliver(&request.session, protocol, request.data)
+            .await
+            .map_err(ForwardError::Refused)
+    } else {
+        let result = state
+            .node
+            .forward_emulation(&request.node, &request.session, protocol, &request.data)
+            .await;
+        crate::metrics::emulation_forwarded(match &result {
+            Ok(()) => "ok",
+            Err(e) => e.label(),
+        });
+        result
+    };
+    match result {
+        Ok(()) => {}
+        Err(ForwardError::Refused(_)) => {
             return text(
                 StatusCode::BAD_REQUEST,
                 "encoding does not match the session\n",
-            );
+            )
         }
-        crate::metrics::transport_message_received(kind.as_str(), request.data.len());
-        client.handle_frame(&request.data).await;
+        Err(ForwardError::UnknownNode) => return text(StatusCode::NOT_FOUND, "unknown node\n"),
+        Err(error @ (ForwardError::NoAnswer | ForwardError::Broker(_))) => {
+            tracing::debug!(%error, node = %request.node, "emulation request not forwarded");
+            return text(StatusCode::SERVICE_UNAVAILABLE, "node unreachable\n");
+        }
+        Err(error @ ForwardError::Remote(_)) => {
+            tracing::warn!(%error, node = %request.node, "emulation request failed on its node");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "forwarding failed\n");
+        }
     }
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;

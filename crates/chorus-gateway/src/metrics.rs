@@ -39,6 +39,9 @@ pub const BYTES_SENT: &str = "chorus_transport_bytes_sent_total";
 pub const DEFLATE_BYTES_IN: &str = "chorus_transport_deflate_bytes_in_total";
 /// The same messages' payload bytes after compression (what went on the wire).
 pub const DEFLATE_BYTES_OUT: &str = "chorus_transport_deflate_bytes_out_total";
+/// `/emulation` requests for a session of another node, by `result` of forwarding them
+/// (`ok`, `unknown_node`, `no_answer`, `broker_error`, `refused`, `failed`).
+pub const EMULATION_FORWARDED: &str = "chorus_transport_emulation_forwarded_total";
 /// Close frames written by the server, by close `code`.
 pub const CLOSE: &str = "chorus_transport_close_total";
 /// Connections failed for a WebSocket protocol violation, by `kind`.
@@ -263,6 +266,11 @@ pub fn describe() {
         "Payload bytes of the WebSocket messages sent compressed, after compression."
     );
     describe_counter!(
+        EMULATION_FORWARDED,
+        Unit::Count,
+        "/emulation requests for a session of another node, by result of forwarding them over the broker."
+    );
+    describe_counter!(
         FRAMES_SENT,
         Unit::Count,
         "Data frames written, by transport (WebSocket frames; http_stream/sse: stream chunks)."
@@ -432,6 +440,11 @@ pub fn frame_sent(bytes: usize) {
 pub fn compressed(before: usize, after: usize) {
     counter!(DEFLATE_BYTES_IN, "transport" => WEBSOCKET).increment(before as u64);
     counter!(DEFLATE_BYTES_OUT, "transport" => WEBSOCKET).increment(after as u64);
+}
+
+/// Counts one `/emulation` request forwarded to another node, by `result`.
+pub fn emulation_forwarded(result: &'static str) {
+    counter!(EMULATION_FORWARDED, "result" => result).increment(1);
 }
 
 /// Counts one request body of an emulation `transport` (`http_stream`, `sse`: the connect

@@ -392,6 +392,12 @@ pub async fn serve_with(
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
     let tls = tls::Tls::from_config(&config.http_server.tls)?;
+    let sessions = Arc::new(crate::emulation::Sessions::default());
+    if !node.set_session_sink(sessions.clone()) {
+        tracing::warn!(
+            "the node serves another listener's sessions: forwarded emulation requests go there"
+        );
+    }
     let reloads = CancellationToken::new();
     let _stop_reloads = reloads.clone().drop_guard();
     if let Some(tls) = &tls {
@@ -410,7 +416,7 @@ pub async fn serve_with(
         readiness: readiness::Readiness::default(),
         metrics: metrics::install(),
         admin: crate::admin::AdminState::new(&config.admin),
-        sessions: Arc::default(),
+        sessions: sessions.clone(),
     });
     let mut builder = http1::Builder::new();
     builder

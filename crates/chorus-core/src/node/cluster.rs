@@ -26,11 +26,15 @@ fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// One node's answer to a survey: (node id, data or error).
+type Answer = (String, Result<Bytes, String>);
+
 /// Registry of live nodes and the surveys in flight.
 #[derive(Debug, Default)]
 pub(crate) struct Cluster {
     nodes: dashmap::DashMap<String, (NodeInfo, Instant)>,
-    surveys: dashmap::DashMap<u64, mpsc::UnboundedSender<(String, Bytes)>>,
+    /// Surveys in flight: each answer as (node, data) or (node, error).
+    surveys: dashmap::DashMap<u64, mpsc::UnboundedSender<Answer>>,
     next_survey: std::sync::atomic::AtomicU64,
 }
 
@@ -124,9 +128,10 @@ impl Node {
             let mut pending = others;
             while !pending.is_empty() {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some((from, data))) => {
+                    Ok(Some((from, answer))) => {
                         if pending.remove(&from) {
-                            answers.push(data);
+                            // A node that failed to answer counts as answered, with nothing.
+                            answers.extend(answer.ok());
                         }
                     }
                     _ => break,
@@ -135,6 +140,65 @@ impl Node {
         }
         self.cluster().surveys.remove(&id);
         answers
+    }
+
+    /// Asks one live node (`target`) and waits at most [`SURVEY_TIMEOUT`] for its answer.
+    async fn ask(
+        &self,
+        target: &str,
+        op: SurveyOp,
+        data: Bytes,
+    ) -> Result<Bytes, crate::emulation::ForwardError> {
+        use crate::emulation::ForwardError;
+        let live = target != self.id()
+            && self.cluster().nodes.get(target).is_some_and(|e| {
+                let (_, seen) = e.value();
+                seen.elapsed() < NODE_INFO_TTL
+            });
+        if !live {
+            return Err(ForwardError::UnknownNode);
+        }
+        let id = self
+            .cluster()
+            .next_survey
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.cluster().surveys.insert(id, tx);
+        let request = Control::SurveyRequest(SurveyRequest { id, op, data });
+        let result = match self.send_control(target, request).await {
+            Err(e) => Err(ForwardError::Broker(e)),
+            Ok(()) => {
+                let deadline = Instant::now() + SURVEY_TIMEOUT;
+                loop {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some((from, answer))) if from == target => {
+                            break answer.map_err(|e| ForwardError::from_wire(&e));
+                        }
+                        Ok(Some(_)) => continue,
+                        _ => break Err(ForwardError::NoAnswer),
+                    }
+                }
+            }
+        };
+        self.cluster().surveys.remove(&id);
+        result
+    }
+
+    /// Runs the commands of an `/emulation` request on the node `target` that holds the
+    /// session (see [`crate::emulation`]): returns once that node ran them.
+    pub async fn forward_emulation(
+        &self,
+        target: &str,
+        session: &str,
+        protocol: chorus_protocol::Protocol,
+        data: &[u8],
+    ) -> Result<(), crate::emulation::ForwardError> {
+        // A session id longer than 64 KiB is no session of ours.
+        let Some(request) = crate::emulation::encode(session, protocol, data) else {
+            return Ok(());
+        };
+        self.ask(target, SurveyOp::Emulation, request).await?;
+        Ok(())
     }
 
     /// Channel → subscribed clients on every live node.
@@ -194,30 +258,36 @@ impl Node {
                 let node = self.clone();
                 let to = message.from;
                 self.spawn(async move {
-                    let (data, error) = node.answer_survey(op, &data).await;
+                    let (data, error) = node.answer_survey(op, data).await;
                     let reply = Control::SurveyResponse(SurveyResponse { id, data, error });
                     if let Err(e) = node.send_control(&to, reply).await {
                         tracing::debug!(error = %e, "survey reply failed");
                     }
                 });
             }
-            Control::SurveyResponse(SurveyResponse { id, data, .. }) => {
+            Control::SurveyResponse(SurveyResponse { id, data, error }) => {
                 if let Some(tx) = self.cluster().surveys.get(&id) {
-                    let _ = tx.send((message.from, data));
+                    let answer = if error.is_empty() {
+                        Ok(data)
+                    } else {
+                        Err(error)
+                    };
+                    let _ = tx.send((message.from, answer));
                 }
             }
         }
     }
 
-    async fn answer_survey(&self, op: SurveyOp, data: &[u8]) -> (Bytes, String) {
+    async fn answer_survey(&self, op: SurveyOp, data: Bytes) -> (Bytes, String) {
         match op {
             SurveyOp::Channels => (
                 Bytes::from(serde_json::to_vec(&self.hub().channel_counts()).unwrap_or_default()),
                 String::new(),
             ),
             SurveyOp::Presence | SurveyOp::UserStatus => {
-                self.answer_presence_survey(op, data).await
+                self.answer_presence_survey(op, &data).await
             }
+            SurveyOp::Emulation => crate::emulation::answer(self.session_sink(), data).await,
             SurveyOp::Unknown => (Bytes::new(), "unknown survey".to_string()),
         }
     }
