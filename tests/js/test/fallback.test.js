@@ -7,35 +7,19 @@
 // the session (presence leave seen by another client).
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
-const { EventSource } = require('eventsource');
 
 const { startServer } = require('../lib/server');
 const { testConfig } = require('../lib/config');
-const { connToken } = require('../lib/jwt');
 const { apiCall } = require('../lib/api');
-const { newClient, subscribe, disconnectAll, codec } = require('../lib/clients');
+const { subscribe, disconnectAll, codec } = require('../lib/clients');
+const { CASES, closedPort, fallbackConnected } = require('../lib/fallback');
 const { waitFor, once, collect } = require('../lib/util');
 
 let seq = 0;
 const uniq = (prefix) => `${prefix}${process.pid}f${++seq}`;
 
-/** A port nothing listens on (bound, then closed). */
-async function closedPort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-const CASES = [
-  { transport: 'http_stream', protocol: 'json' },
-  { transport: 'http_stream', protocol: 'protobuf' },
-  { transport: 'sse', protocol: 'json' },
-];
-
-for (const { transport, protocol } of CASES) {
+for (const kase of CASES) {
+  const { transport, protocol } = kase;
   describe(`centrifuge-js ${protocol} falling back to ${transport}`, () => {
     const { enc, dec } = codec(protocol);
     let srv;
@@ -52,34 +36,7 @@ for (const { transport, protocol } of CASES) {
     });
     afterEach(() => disconnectAll());
 
-    const fallbackClient = (user, opts = {}) => {
-      const base = `http://127.0.0.1:${srv.port}`;
-      const c = newClient(
-        {
-          ...srv,
-          wsUrl: [
-            { transport: 'websocket', endpoint: `ws://127.0.0.1:${deadPort}/connection/websocket` },
-            { transport, endpoint: `${base}/connection/${transport}` },
-          ],
-        },
-        protocol,
-        {
-          token: connToken(user),
-          emulationEndpoint: `${base}/emulation`,
-          eventsource: EventSource,
-          ...opts,
-        },
-      );
-      return c;
-    };
-    const connected = async (user, opts) => {
-      const c = fallbackClient(user, opts);
-      const p = once(c, 'connected', 8000);
-      c.connect();
-      const ctx = await p;
-      assert.equal(ctx.transport, transport, 'the SDK fell back');
-      return { c, ctx };
-    };
+    const connected = (user, opts) => fallbackConnected(srv, deadPort, kase, user, opts);
 
     it('connects, subscribes, publishes to another client, reads presence and history', async () => {
       const { c: a, ctx: actx } = await connected('alice');

@@ -104,6 +104,15 @@ impl Config {
                 Some(_) => {}
             }
         }
+        if !c.ping_interval.is_zero() && c.ping_interval.get() < std::time::Duration::from_secs(1) {
+            // The connect reply carries whole seconds: below 1 s it would say "no pings" (and
+            // "no pongs"), and the server would then close the client for the pongs it skips.
+            p.push(format!(
+                "client.ping_interval ({}) must be at least 1s (the connect reply carries whole \
+                 seconds), or 0 to disable",
+                c.ping_interval
+            ));
+        }
         if !c.ping_interval.is_zero()
             && !c.pong_timeout.is_zero()
             && c.ping_interval <= c.pong_timeout

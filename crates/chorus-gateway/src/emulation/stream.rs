@@ -8,9 +8,10 @@
 //! session (any code but 3000) the last thing written is a `disconnect` push carrying the
 //! code, then the stream ends; the stream ending is the connection closing.
 //!
-//! A client that stops reading fills its queue to `client.max_queue_bytes` (3008) like any
-//! other; a response write blocked for `http_server.request_timeout` ends the connection
-//! (the socket wrapper's write deadline).
+//! A client that stops reading fills its queue to `client.queue_max_size` (3008) like any
+//! other, and its session leaves its channels at once ([`Guard::new`]); a response write
+//! blocked for `http_server.request_timeout` ends the connection (the socket wrapper's write
+//! deadline).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -50,6 +51,17 @@ impl Guard {
         conn: Conn,
     ) -> Guard {
         crate::metrics::transport_opened(kind.as_str());
+        // A session the server closes (3008 slow, 3012 no pong, 3005, a disconnect by the API)
+        // leaves its channels and presence at once, as a WebSocket one does within
+        // `websocket.write_timeout`: this stream may stay blocked on a client that stopped
+        // reading until `http_server.request_timeout`, and hyper does not poll the body (so
+        // does not see the close) while its write buffer is full. Dropping the guard closes
+        // the client too, so this task always ends.
+        let watched = client.clone();
+        state.ws.tracker.spawn(async move {
+            watched.closed().await;
+            watched.cleanup().await;
+        });
         Guard {
             client,
             session,
@@ -129,6 +141,7 @@ impl hyper::body::Body for StreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         if let Some(preamble) = this.preamble.take() {
+            crate::metrics::transport_frame_sent(this.guard.kind.as_str(), preamble.len());
             return Poll::Ready(Some(Ok(Frame::data(preamble))));
         }
         if this.done {

@@ -67,7 +67,11 @@ pub async fn route(
         None
     };
     if let Some(kind) = kind.filter(|_| surface != Surface::Internal) {
-        conn.set_busy();
+        // A POST stays pending (sheddable at the connection budget) until its body is read
+        // (`read_limited` marks it busy then); anything else is answered from its headers.
+        if req.method() != Method::POST {
+            conn.set_busy();
+        }
         let resp = emulation::open(req, peer, kind, state, conn).await;
         metrics::http_request(kind.as_str(), resp.status().as_u16());
         return resp;

@@ -34,6 +34,18 @@ fn validation_errors() {
     }
     assert_eq!(p.len(), expect.len(), "{p:#?}");
 
+    // The connect reply carries whole seconds: a sub-second interval would read as "no pings".
+    let mut c = Config::default();
+    c.client.options.ping_interval = ConfigDuration::from_millis(500);
+    c.client.options.pong_timeout = ConfigDuration::from_millis(200);
+    assert_eq!(
+        problems(&c),
+        [
+            "client.ping_interval (500ms) must be at least 1s (the connect reply carries whole \
+          seconds), or 0 to disable"
+        ]
+    );
+
     // either interval 0 disables the ping/pong rule
     let mut c = Config::default();
     c.client.options.ping_interval = ConfigDuration::ZERO;
