@@ -6,6 +6,7 @@
 //! subscriber. Nothing here awaits a client. The push is encoded once per protocol
 //! ([`encoded::Encoded`]).
 
+pub mod delta;
 pub mod encoded;
 pub mod join_leave;
 pub mod subscriber;
@@ -60,6 +61,8 @@ pub struct Hub {
     join_leave_waiting: DashMap<Arc<str>, ()>,
     /// Where big broadcasts send their flush pass (the node's flusher task).
     flusher: std::sync::OnceLock<Flusher>,
+    /// Previous publications of the channels with delta subscribers (see [`delta`]).
+    delta: delta::DeltaChannels,
 }
 
 /// Rounds up to this many scheduled connections are flushed by the broadcasting task itself
@@ -172,11 +175,19 @@ impl Hub {
     }
 
     pub(crate) fn add_subscriber(&self, sub: Arc<Subscriber>) -> bool {
+        // Counted before it is visible in `subs`: a fan-out that sees it finds the delta state.
+        if sub.delta {
+            self.delta.add(&sub.channel);
+        }
         // Inserting under the shard's write lock orders this against `remove_channel_if_empty`.
         {
             let entry = self.channels.entry(sub.channel.clone()).or_default();
             let mut subs = entry.write();
             if subs.contains_key(&sub.client_id) {
+                drop(subs);
+                if sub.delta {
+                    self.delta.remove(&sub.channel);
+                }
                 return false;
             }
             subs.insert(sub.client_id.clone(), sub);
@@ -199,8 +210,17 @@ impl Hub {
         {
             subs.remove(&sub.client_id);
             metrics::subscriptions_changed(-1);
+            if sub.delta {
+                // After it left `subs` (see `add_subscriber`).
+                self.delta.remove(&sub.channel);
+            }
         }
         subs.is_empty()
+    }
+
+    /// Channels with delta subscribers on this node (each keeps its previous publication).
+    pub fn num_delta_channels(&self) -> usize {
+        self.delta.len()
     }
 
     /// Drops the channel entry if nobody is subscribed. Returns true if the channel has no
@@ -260,16 +280,26 @@ impl Hub {
 
     // ----- fan-out -----------------------------------------------------------------------
 
-    /// Delivers a publication to every local subscriber of the channel.
-    pub fn broadcast_publication(&self, channel: &str, publication: Publication, epoch: &str) {
+    /// Delivers a publication to every local subscriber of the channel. Its `delta` flag
+    /// says "delta-compressible" and is never sent as such (see [`delta`]).
+    pub fn broadcast_publication(&self, channel: &str, mut publication: Publication, epoch: &str) {
         let Some(entry) = self.channels.get(channel).map(|e| e.clone()) else {
             return;
         };
         let started = std::time::Instant::now();
         let offset = publication.offset;
+        let compressible = std::mem::take(&mut publication.delta);
         let epoch: Arc<str> = Arc::from(epoch);
         let push = Encoded::publication(channel, publication);
         let subs = entry.read();
+        if let Some(d) = self.delta.get(channel) {
+            let round = self.broadcast_delta(channel, &subs, &d, &push, compressible, &epoch);
+            drop(subs);
+            let sent = round.1;
+            self.finish_round(round.0);
+            metrics::broadcast(sent, started.elapsed());
+            return;
+        }
         let mut sent = 0u64;
         let mut round = Round::default();
         for sub in subs.values() {
@@ -280,6 +310,40 @@ impl Hub {
         drop(subs);
         self.finish_round(round);
         metrics::broadcast(sent, started.elapsed());
+    }
+
+    /// The fan-out of a channel with delta subscribers, under its `subs` read lock and its
+    /// previous-publication lock (so every subscriber sees the same order of bases).
+    fn broadcast_delta(
+        &self,
+        channel: &str,
+        subs: &Subs,
+        d: &delta::DeltaChannel,
+        push: &Encoded,
+        compressible: bool,
+        epoch: &Arc<str>,
+    ) -> (Round, u64) {
+        let Some(publication) = push.carried_publication() else {
+            return (Round::default(), 0);
+        };
+        let offset = publication.offset;
+        let mut prev = delta::lock_prev(d);
+        let frames =
+            delta::DeltaFrames::new(channel, publication, push, &prev, compressible, epoch);
+        let seq = prev.advance(publication.data.clone(), offset, epoch);
+        let mut round = Round::default();
+        let mut sent = 0u64;
+        for sub in subs.values() {
+            let delivery = if sub.delta {
+                sub.deliver_delta(offset, epoch, seq, &frames, Some(&mut round))
+            } else {
+                sub.deliver_in_round(offset, epoch, push, &mut round)
+            };
+            if delivery == Delivery::Sent {
+                sent += 1;
+            }
+        }
+        (round, sent)
     }
 
     /// Installs the node's flusher (once).

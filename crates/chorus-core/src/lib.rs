@@ -7,6 +7,7 @@
 //! * [`client`] — one connection's protocol state machine ([`Client`]);
 //! * [`hub`] — sharded maps of connections and channel subscribers, and the fan-out;
 //! * [`outbound`] — the per-connection outbound queue (pushes bounded in bytes, replies apart);
+//! * [`delta`] — delta compression of publications: negotiation types, the fossil encoder;
 //! * [`payload`] — checks of payloads other clients receive (JSON only, bounded depth);
 //! * [`broker`] — the [`broker::Broker`] port, the in-memory broker with history (bounded
 //!   node-wide, see [`broker::memory`]) and the conformance suite (feature `testing`);
@@ -37,6 +38,7 @@ pub mod channel;
 pub mod client;
 pub mod clock;
 pub mod control;
+pub mod delta;
 pub mod disconnect;
 pub mod duration;
 pub mod emulation;

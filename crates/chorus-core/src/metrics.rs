@@ -21,6 +21,11 @@ pub const SLOW: &str = "chorus_client_slow_total";
 pub const INSUFFICIENT_STATE: &str = "chorus_client_insufficient_state_total";
 pub const BAD_FRAMES: &str = "chorus_client_bad_frames_total";
 pub const RECOVER: &str = "chorus_client_recover_total";
+/// Delta-compressible publications fanned out to delta subscribers, label `result`: `delta`
+/// (a fossil delta was made, once per publication), `full` (the delta was not smaller).
+pub const DELTA_PUBLICATIONS: &str = "chorus_delta_publications_total";
+/// Payload bytes a delta spared, per publication (not per subscriber).
+pub const DELTA_BYTES_SAVED: &str = "chorus_delta_bytes_saved_total";
 /// Distinct users with at least one connection on this node (set when `/metrics` is read).
 pub const USERS: &str = "chorus_node_users";
 /// 1 when the node's engine (the broker: memory, or every Redis shard's publisher and
@@ -90,6 +95,15 @@ pub fn describe() {
     describe_counter!(
         INSUFFICIENT_STATE,
         "Subscriptions that lost their stream position (unsubscribe 2500)."
+    );
+    describe_counter!(
+        DELTA_PUBLICATIONS,
+        "Delta-compressible publications encoded for delta subscribers, by result (delta, full)."
+    );
+    describe_counter!(
+        DELTA_BYTES_SAVED,
+        Unit::Bytes,
+        "Payload bytes saved by fossil deltas, once per publication."
     );
     describe_counter!(
         BAD_FRAMES,
@@ -301,6 +315,15 @@ pub(crate) fn slow_client() {
 
 pub(crate) fn insufficient_state() {
     counter!(INSUFFICIENT_STATE).increment(1);
+}
+
+/// One delta decision of a publication (made once, whatever the number of subscribers).
+pub(crate) fn delta_publication(delta: bool, saved: usize) {
+    let result = if delta { "delta" } else { "full" };
+    counter!(DELTA_PUBLICATIONS, "result" => result).increment(1);
+    if saved > 0 {
+        counter!(DELTA_BYTES_SAVED).increment(saved as u64);
+    }
 }
 
 pub(crate) fn bad_frame(reason: &'static str) {

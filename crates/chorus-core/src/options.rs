@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delta::DeltaType;
 use crate::duration::ConfigDuration;
 use crate::proxy::ProxyName;
 
@@ -68,6 +69,12 @@ pub struct ChannelOptions {
     /// publication is the whole state (prices, scores, statuses). Pair `cache` with
     /// `history_size: 1`.
     pub force_recovery_mode: RecoveryMode,
+    /// Delta formats a subscribe may negotiate (`delta` field): only `fossil` exists. A
+    /// subscribe asking for a type not listed here is simply not in delta mode.
+    pub allowed_delta_types: Vec<DeltaType>,
+    /// Every publication into the namespace is delta-compressible (client publishes and server
+    /// API publishes without `delta`; a publish hook's result decides for itself).
+    pub delta_publish: bool,
     /// Client subscribes without a subscription token go to the subscribe hook (after the
     /// private-channel and user-limited checks; it replaces `allow_subscribe_for_*`).
     pub subscribe_proxy_enabled: bool,

@@ -19,7 +19,8 @@
 //! * **Lock order** (outer before inner, never the reverse): `Client::cmd_lock` →
 //!   `Hub::broker_lock`; among std locks, the memory broker's channel entry → its LRU index
 //!   or (through `BrokerHandler::on_publication`) the hub; a hub channel's join/leave `gate` →
-//!   its `subs` → a subscriber's `state` → the connection's `Outbound` state; a client's
+//!   its `subs` → its delta `prev` (channels with delta subscribers, `hub::delta`) → a
+//!   subscriber's `state` → the connection's `Outbound` state; a client's
 //!   `state` → a subscriber's `state`; a client's `timers` → the node's timer wheel (the
 //!   wheel's task takes due entries, lets the wheel go, then visits each client). A client's
 //!   `state` and `timers` are never held together: copy what is needed out of one, drop it,

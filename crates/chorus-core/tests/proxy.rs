@@ -136,6 +136,11 @@ impl Proxy for Backend {
                 skip_history: true,
                 ..Default::default()
             }))
+        } else if d.contains("compress") {
+            HookReply::Result(Some(PublishResult {
+                delta: true,
+                ..Default::default()
+            }))
         } else if d.contains("notjson") {
             HookReply::Result(Some(PublishResult {
                 data: Some(Bytes::from_static(b"not json")),
@@ -191,6 +196,17 @@ fn hooked_options() -> NodeOptions {
             allow_subscribe_for_client: true,
             allow_history_for_subscriber: true,
             publish_proxy_enabled: true,
+            ..Default::default()
+        },
+    });
+    o.channel.namespaces.push(Namespace {
+        name: "pubdelta".into(),
+        options: ChannelOptions {
+            allow_subscribe_for_client: true,
+            publish_proxy_enabled: true,
+            allowed_delta_types: vec![chorus_core::delta::DeltaType::Fossil],
+            // Not consulted on the hook path.
+            delta_publish: true,
             ..Default::default()
         },
     });
@@ -404,6 +420,39 @@ async fn publish_hook_changes_rejects_and_skips_history() {
     );
     assert_eq!(seen(&backend, "publish").len(), 6);
     assert_eq!(seen(&backend, "publish")[0].1, "writer");
+}
+
+#[tokio::test]
+async fn publish_hook_result_alone_decides_delta() {
+    let backend = Arc::new(Backend::default());
+    let node = hooked_node(backend.clone(), Duration::from_secs(1), false);
+    let mut sub = TestClient::connect(&node, "reader").await;
+    sub.send(r#"{"id":2,"subscribe":{"channel":"pubdelta:room","delta":"fossil"}}"#)
+        .await;
+    assert!(sub.next().await.unwrap().subscribe.unwrap().delta);
+    let mut publisher = TestClient::connect(&node, "writer").await;
+    let texts = [
+        "compress: a fairly long sentence that repeats itself, version 1",
+        "compress: a fairly long sentence that repeats itself, version 2",
+        "plain: a fairly long sentence that repeats itself, version 3",
+        "plain: a fairly long sentence that repeats itself, version 4",
+    ];
+    for (id, text) in (10..).zip(texts) {
+        publisher
+            .send(&format!(
+                r#"{{"id":{id},"publish":{{"channel":"pubdelta:room","data":"{text}"}}}}"#
+            ))
+            .await;
+        assert!(publisher.next().await.unwrap().publish.is_some());
+    }
+    let got: Vec<bool> = sub
+        .drain()
+        .await
+        .iter()
+        .filter_map(|r| Some(r.push.as_ref()?.publication.as_ref()?.delta))
+        .collect();
+    // The hook marked the first two; `delta_publish` does not mark the last two.
+    assert_eq!(got, [false, true, false, false]);
 }
 
 #[tokio::test]

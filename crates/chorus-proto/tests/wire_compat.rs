@@ -116,6 +116,7 @@ fn publication(p: &g::Publication) -> h::Publication {
         info: p.info.as_ref().map(info),
         offset: p.offset,
         tags: p.tags.clone(),
+        delta: p.delta,
     }
 }
 
@@ -131,6 +132,7 @@ fn sub_res(s: &g::SubscribeResult) -> h::SubscribeResult {
         positioned: s.positioned,
         data: s.data.clone(),
         was_recovering: s.was_recovering,
+        delta: s.delta,
     }
 }
 

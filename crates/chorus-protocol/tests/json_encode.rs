@@ -119,12 +119,13 @@ fn subscribe_result_fields() {
             positioned: true,
             data: Bytes::from_static(br#""x""#),
             was_recovering: true,
+            delta: true,
         }),
         ..Default::default()
     };
     assert_eq!(
         json(&recovered),
-        r#"{"id":2,"subscribe":{"expires":true,"ttl":30,"recoverable":true,"epoch":"e","publications":[{"data":1,"offset":7}],"recovered":true,"offset":7,"positioned":true,"data":"x","was_recovering":true}}"#
+        r#"{"id":2,"subscribe":{"expires":true,"ttl":30,"recoverable":true,"epoch":"e","publications":[{"data":1,"offset":7}],"recovered":true,"offset":7,"positioned":true,"data":"x","was_recovering":true,"delta":true}}"#
     );
 }
 
@@ -142,6 +143,21 @@ fn publication_push() {
     assert_eq!(
         json(&push),
         r#"{"push":{"channel":"chat:1","pub":{"data":{"a":1},"offset":42}}}"#
+    );
+    // Delta mode: data is a JSON string (the delta or the payload text), the flag after tags.
+    let delta = Reply::from_push(Push {
+        channel: "chat:1".into(),
+        publication: Some(Publication {
+            data: Bytes::from_static(br#""7\nA@0,1:2xY;""#),
+            offset: 43,
+            delta: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        json(&delta),
+        r#"{"push":{"channel":"chat:1","pub":{"data":"7\nA@0,1:2xY;","offset":43,"delta":true}}}"#
     );
 }
 

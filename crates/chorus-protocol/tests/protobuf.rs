@@ -29,6 +29,7 @@ fn publication() -> Publication {
         info: Some(info()),
         offset: u64::MAX,
         tags: HashMap::from([("a".into(), "b".into()), ("c".into(), String::new())]),
+        delta: true,
     }
 }
 
@@ -61,6 +62,7 @@ fn subscribe_result() -> SubscribeResult {
         positioned: true,
         data: Bytes::from_static(b"x"),
         was_recovering: true,
+        delta: true,
     }
 }
 
@@ -269,6 +271,37 @@ fn exact_bytes() {
         encode_reply(Protocol::Protobuf, &reply).unwrap().as_ref(),
         &[4, 0x08, 0x03, 0x3a, 0x00]
     );
+    // Delta mode: SubscribeResult.delta is field 13, Publication.delta field 8 (varints).
+    let reply = Reply {
+        id: 4,
+        subscribe: Some(SubscribeResult {
+            delta: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        encode_reply(Protocol::Protobuf, &reply).unwrap().as_ref(),
+        &[6, 0x08, 0x04, 0x32, 0x02, 0x68, 0x01]
+    );
+    let push = Reply::from_push(Push {
+        publication: Some(Publication {
+            data: Bytes::from_static(b"d"),
+            delta: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // push (field 4) { pub (field 4) { data (field 4) "d", delta (field 8) 1 } }.
+    assert_eq!(
+        encode_reply(Protocol::Protobuf, &push).unwrap().as_ref(),
+        &[9, 0x22, 0x07, 0x22, 0x05, 0x22, 0x01, b'd', 0x40, 0x01]
+    );
+    let cmd = [
+        12, 0x08, 0x02, 0x2a, 0x08, 0x0a, 0x01, b'c', 0x62, 0x03, b'f', b'o', b's',
+    ];
+    let cmds = decode_commands(Protocol::Protobuf, &cmd).unwrap();
+    assert_eq!(cmds[0].subscribe.as_ref().unwrap().delta, "fos");
     // Subscribe command: id=2, subscribe (field 5) { channel "c" (field 1), flag 1 (field 14) }.
     let frame = [9, 0x08, 0x02, 0x2a, 0x05, 0x0a, 0x01, b'c', 0x70, 0x01];
     let cmds = decode_commands(Protocol::Protobuf, &frame).unwrap();

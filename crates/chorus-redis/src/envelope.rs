@@ -99,6 +99,7 @@ pub fn decode(body: &[u8], offset: u64, epoch: &str) -> Result<Delivery, FrameEr
                 info: p.info.map(client_from_pb),
                 offset,
                 tags: p.tags,
+                delta: p.delta,
             },
             epoch: epoch.to_string(),
             time_ms: p.time_ms,
@@ -157,7 +158,8 @@ pub fn encode_publication(node: &str, channel: &str, p: Publication) -> Vec<u8> 
             epoch: String::new(),
             tags: p.tags,
             time_ms: unix_now_ms(),
-            delta: false,
+            // "Delta-compressible": each node's hub decides per subscriber.
+            delta: p.delta,
         }),
     )
 }
@@ -337,6 +339,8 @@ mod tests {
     fn frame_round_trip() {
         let p = Publication {
             data: Bytes::from_static(b"{\"a\":1}"),
+            // "Delta-compressible" crosses the backplane so every node's hub can decide.
+            delta: true,
             ..Publication::default()
         };
         let env = encode_publication("n1", "chat:1", p.clone());
@@ -353,6 +357,7 @@ mod tests {
                 assert_eq!(epoch, "abcdEFGH");
                 assert_eq!(publication.offset, 42);
                 assert_eq!(publication.data, p.data);
+                assert!(publication.delta);
             }
             other => panic!("{other:?}"),
         }

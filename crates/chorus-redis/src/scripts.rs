@@ -141,7 +141,11 @@ pub fn parse_history(v: Value) -> Result<(u64, String, Vec<Publication>), Broker
             return Err(bad());
         };
         match envelope::decode(data, offset, "") {
-            Ok(Delivery::Publication { publication, .. }) => pubs.push(publication),
+            // History never carries the live "delta-compressible" mark.
+            Ok(Delivery::Publication { publication, .. }) => pubs.push(Publication {
+                delta: false,
+                ..publication
+            }),
             _ => {
                 metrics::counter!(crate::metrics::BAD_ENVELOPES).increment(1);
             }

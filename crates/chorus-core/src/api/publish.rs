@@ -37,6 +37,7 @@ pub(super) async fn publish(node: &Node, req: PublishRequest) -> Result<PublishR
         skip_history: req.skip_history,
         tags: req.tags,
         idempotency_key: req.idempotency_key,
+        delta: req.delta,
     };
     let position = publish_to(node, &req.channel, data, options).await?;
     Ok(PublishResult { position })
@@ -61,6 +62,7 @@ pub(super) async fn broadcast(
             skip_history: req.skip_history,
             tags: req.tags.clone(),
             idempotency_key: req.idempotency_key.clone(),
+            delta: req.delta,
         };
         let data = data.clone();
         async move {
@@ -86,6 +88,7 @@ struct Options {
     skip_history: bool,
     tags: HashMap<String, String>,
     idempotency_key: String,
+    delta: bool,
 }
 
 /// Publishes `data` into `channel`: 102/107 for the channel, 107 for a payload the namespace
@@ -111,6 +114,7 @@ async fn publish_to(
     let publication = Publication {
         data,
         tags: options.tags,
+        delta: options.delta || channel_opts.delta_publish,
         ..Default::default()
     };
     let keeps_history = publish_opts.history.is_some();

@@ -26,6 +26,9 @@ pub struct PublishRequest {
     pub tags: HashMap<String, String>,
     /// Publishing twice with the same key (per channel, for a few minutes) publishes once.
     pub idempotency_key: String,
+    /// Delta-compressible for subscribers in delta mode (also on with the namespace's
+    /// `delta_publish`).
+    pub delta: bool,
 }
 
 impl PublishRequest {
@@ -48,6 +51,8 @@ pub struct BroadcastRequest {
     pub skip_history: bool,
     pub tags: HashMap<String, String>,
     pub idempotency_key: String,
+    /// As [`PublishRequest::delta`].
+    pub delta: bool,
 }
 
 /// `subscribe`: subscribe a user's connections (all, or one `client`) on every node.

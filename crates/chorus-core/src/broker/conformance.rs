@@ -46,6 +46,8 @@ pub enum Event {
 pub struct Recorder {
     events: Mutex<Vec<Event>>,
     lost: AtomicUsize,
+    /// Publications delivered with the "delta-compressible" mark.
+    delta_marked: AtomicUsize,
 }
 
 impl Recorder {
@@ -66,6 +68,11 @@ impl Recorder {
             .collect()
     }
 
+    /// How many publications arrived marked delta-compressible.
+    pub fn delta_marked(&self) -> usize {
+        self.delta_marked.load(Ordering::SeqCst)
+    }
+
     /// How many times `on_deliveries_lost` was called.
     pub fn lost(&self) -> usize {
         self.lost.load(Ordering::SeqCst)
@@ -78,6 +85,9 @@ impl Recorder {
 
 impl BrokerHandler for Recorder {
     fn on_publication(&self, channel: &str, publication: Publication, epoch: &str) {
+        if publication.delta {
+            self.delta_marked.fetch_add(1, Ordering::SeqCst);
+        }
         self.push(Event::Publication {
             channel: channel.to_string(),
             offset: publication.offset,
@@ -214,12 +224,40 @@ where
     {
         let (s, r) = fresh().await;
         delivery(s.broker.as_ref(), &r, expect).await;
+        delta_mark(s.broker.as_ref(), &r, expect).await;
     }
     {
         let (s, r) = fresh().await;
         eviction(s.broker.as_ref(), s.evict.as_ref(), &r, expect).await;
         ttl_reclaim(s.broker.as_ref()).await;
     }
+}
+
+/// The "delta-compressible" mark of a publication reaches the handler (every node's hub
+/// decides per subscriber) and is never kept in history.
+pub async fn delta_mark(b: &dyn Broker, rec: &Recorder, expect: Expect) {
+    let ch = channel("delta");
+    b.subscribe(&ch)
+        .await
+        .unwrap_or_else(|e| panic!("subscribe: {e}"));
+    let before = rec.delta_marked();
+    for (data, delta) in [("1", true), ("2", false), ("3", true)] {
+        let p = Publication {
+            delta,
+            ..publication(data)
+        };
+        b.publish(&ch, p, &history(10))
+            .await
+            .unwrap_or_else(|e| panic!("publish: {e}"));
+    }
+    assert!(wait_for(expect.delivery_timeout, || rec.of(&ch).len() >= 3).await);
+    assert_eq!(rec.delta_marked() - before, 2);
+    let page = b
+        .history(&ch, query(None, None, false))
+        .await
+        .unwrap_or_else(|e| panic!("history: {e}"));
+    assert_eq!(page.publications.len(), 3);
+    assert!(page.publications.iter().all(|p| !p.delta));
 }
 
 /// Offsets 1..N under one epoch; limits, since (exclusive), reverse, epoch mismatch.

@@ -424,8 +424,13 @@ impl Broker for MemoryBroker {
             let before = stream.bytes();
             stream.top += 1;
             publication.offset = stream.top;
+            // The stream keeps what history and recovery return: never marked as a delta
+            // (`delta` on a live publication only says "compressible").
             stream.append(
-                publication.clone(),
+                Publication {
+                    delta: false,
+                    ..publication.clone()
+                },
                 history.size,
                 now.saturating_add(ms(history.ttl)),
             );

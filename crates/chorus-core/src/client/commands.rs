@@ -135,19 +135,29 @@ impl Client {
                     .map_err(|_| Fail::from(codes::ERROR_BAD_REQUEST))?;
             }
         }
-        let (data, skip_history, tags, key) = match hooked {
+        let (data, skip_history, tags, key, delta) = match hooked {
             Some(r) => (
                 r.data.unwrap_or(req.data),
                 r.skip_history,
                 r.tags,
                 (!r.idempotency_key.is_empty()).then_some(r.idempotency_key),
+                r.delta,
             ),
-            None => (req.data, false, Default::default(), None),
+            // As Centrifugo: with a publish hook only its result marks a publication
+            // delta-compressible; the namespace's `delta_publish` is not consulted.
+            None => (
+                req.data,
+                false,
+                Default::default(),
+                None,
+                options.delta_publish && !options.publish_proxy_enabled,
+            ),
         };
         let publication = Publication {
             data,
             info: Some(info),
             tags,
+            delta,
             ..Default::default()
         };
         let opts = self.node.publish_options(&options, skip_history, key);

@@ -108,7 +108,14 @@ impl Client {
                     offset: r.offset,
                     epoch: r.epoch.clone(),
                 });
-            let spec = SubscribeSpec::server_side(ch.clone(), ns_opts, &sub_opts, recover);
+            let mut spec = SubscribeSpec::server_side(ch.clone(), ns_opts, &sub_opts, recover);
+            // As Centrifugo: `connect.subs[ch].delta` asks for delta mode; an unknown or not
+            // allowed type just leaves it off (no 3501 on this path).
+            spec.delta = req
+                .subs
+                .get(&ch)
+                .and_then(|r| crate::delta::DeltaType::parse(&r.delta))
+                .is_some_and(|t| spec.options.allowed_delta_types.contains(&t));
             let (result, p) = self.subscribe_prepare(spec).await?;
             results.insert(ch, result);
             prepared.push(p);

@@ -21,6 +21,8 @@ use crate::auth::{ServerSubOptions, SubscribeOverride, TokenError};
 use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
 use crate::clock::{self, ttl_until};
+use crate::delta::DeltaType;
+use crate::hub::delta::recovered_for;
 use crate::hub::encoded::Encoded;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
@@ -43,6 +45,8 @@ pub(crate) struct SubscribeSpec {
     pub(crate) recover: Option<StreamPosition>,
     /// Subscribe flag 2: answer 112 instead of `recovered: false`.
     pub(crate) reject_unrecovered: bool,
+    /// Delta compression negotiated (the asked type is in `allowed_delta_types`).
+    pub(crate) delta: bool,
 }
 
 fn apply_override(o: &mut ChannelOptions, ov: &SubscribeOverride) {
@@ -86,6 +90,8 @@ impl SubscribeSpec {
             expires_at: None,
             recover: if recoverable { recover } else { None },
             reject_unrecovered: false,
+            // Set by the caller from `connect.subs[channel].delta` (server API: never).
+            delta: false,
         }
     }
 }
@@ -123,6 +129,10 @@ impl Client {
         if req.channel.is_empty() {
             return Err(codes::DISCONNECT_BAD_REQUEST.into());
         }
+        // As Centrifugo: an unknown delta type is a bad request (3501) before anything else;
+        // a known one the namespace does not allow just leaves delta mode off.
+        let delta_type = DeltaType::requested(&req.delta)
+            .map_err(|_| Fail::from(codes::DISCONNECT_BAD_REQUEST))?;
         let mut options = channel::resolve(config, &req.channel)?.clone();
         let max_depth = node.options().client.json_max_depth;
         payload::check_command_data(&req.data, max_depth)
@@ -218,6 +228,7 @@ impl Client {
             offset: req.offset,
             epoch: req.epoch.clone(),
         });
+        let delta = delta_type.is_some_and(|t| options.allowed_delta_types.contains(&t));
         Ok(SubscribeSpec {
             channel: req.channel,
             options,
@@ -230,6 +241,7 @@ impl Client {
             expires_at,
             recover,
             reject_unrecovered: req.flag & 2 != 0,
+            delta,
         })
     }
 
@@ -317,14 +329,17 @@ impl Client {
         if stale {
             self.remove_subscription(&channel, None).await;
         }
-        let subscriber = Arc::new(Subscriber::new(
-            self.id.clone(),
-            channel.clone(),
-            self.params.protocol,
-            self.outbound.clone(),
-            spec.push_join_leave,
-            spec.positioned,
-        ));
+        let subscriber = Arc::new(
+            Subscriber::new(
+                self.id.clone(),
+                channel.clone(),
+                self.params.protocol,
+                self.outbound.clone(),
+                spec.push_join_leave,
+                spec.positioned,
+            )
+            .with_delta(spec.delta),
+        );
         if !node.hub().add_subscriber(subscriber.clone()) {
             return Err(codes::ERROR_ALREADY_SUBSCRIBED.into());
         }
@@ -340,6 +355,7 @@ impl Client {
         }
         let mut result = SubscribeResult {
             data: spec.data.clone(),
+            delta: spec.delta,
             ..Default::default()
         };
         // With a sub_refresh hook the server refreshes: the client is not told to.
@@ -451,7 +467,7 @@ impl Client {
         if recovered {
             result.recovered = true;
             result.offset = since.offset;
-            result.publications = publications;
+            result.publications = recovered_for(publications, spec.delta, self.params.protocol);
         } else if spec.reject_unrecovered {
             return Err(codes::ERROR_UNRECOVERABLE_POSITION.into());
         } else {
@@ -488,7 +504,7 @@ impl Client {
         result.offset = if same_epoch { since.offset } else { 0 };
         match page.publications.into_iter().next() {
             Some(latest) if !same_epoch || latest.offset > since.offset => {
-                result.publications = vec![latest];
+                result.publications = recovered_for(vec![latest], spec.delta, self.params.protocol);
             }
             Some(_) => {}
             // Nothing kept (expired, or never published): the client keeps what it has.

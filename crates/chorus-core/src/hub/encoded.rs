@@ -59,6 +59,11 @@ impl Encoded {
         })
     }
 
+    /// The publication this push carries, if it is one.
+    pub fn carried_publication(&self) -> Option<&Publication> {
+        self.reply.push.as_ref()?.publication.as_ref()
+    }
+
     /// The encoded message for `protocol`, or `None` if the payload cannot be carried by it
     /// (non-JSON data for a JSON client).
     pub fn get(&self, protocol: Protocol) -> Option<Bytes> {

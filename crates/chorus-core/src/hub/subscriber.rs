@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chorus_protocol::codes::UNSUBSCRIBE_INSUFFICIENT_STATE;
 use chorus_protocol::Protocol;
 
+use super::delta::DeltaFrames;
 use super::encoded::Encoded;
 use crate::metrics;
 use crate::outbound::{Outbound, Pushed, Round};
@@ -21,7 +22,11 @@ use crate::sync;
 #[derive(Debug)]
 enum Phase {
     Buffering(Vec<Buffered>),
-    Live,
+    /// Delta subscribers: the hub-local number of the last publication this subscriber
+    /// received live (`hub::delta::Prev::seq`); 0 = none yet or unknown (dropped), so the next
+    /// one goes full. Kept in the variant: it costs no byte (the enum stays the size of the
+    /// buffer's `Vec`).
+    Live(u64),
     Lost,
 }
 
@@ -58,6 +63,8 @@ pub struct Subscriber {
     pub(crate) push_join_leave: bool,
     /// Offsets are checked for gaps.
     pub(crate) positioned: bool,
+    /// Delta compression negotiated: publications go through `hub::delta`.
+    pub(crate) delta: bool,
     state: Mutex<State>,
 }
 
@@ -87,12 +94,19 @@ impl Subscriber {
             outbound,
             push_join_leave,
             positioned,
+            delta: false,
             state: Mutex::new(State {
                 phase: Phase::Buffering(Vec::new()),
                 last_offset: 0,
                 epoch: no_epoch(),
             }),
         }
+    }
+
+    /// Marks the subscription delta-mode (before it joins the hub).
+    pub(crate) fn with_delta(mut self, delta: bool) -> Self {
+        self.delta = delta;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -148,8 +162,48 @@ impl Subscriber {
                 });
                 Delivery::Buffered
             }
-            Phase::Live => self.deliver_live(&mut st, offset, epoch, message, round),
+            Phase::Live(_) => self.deliver_live(&mut st, offset, epoch, message, round),
         }
+    }
+
+    /// Delivers a publication of local number `seq` to a delta subscriber: the delta frame
+    /// when it received the previous publication live, else the delta-mode full frame.
+    pub(crate) fn deliver_delta(
+        &self,
+        offset: u64,
+        epoch: &Arc<str>,
+        seq: u64,
+        frames: &DeltaFrames<'_>,
+        round: Option<&mut Round>,
+    ) -> Delivery {
+        let mut st = self.lock();
+        let received = match st.phase {
+            Phase::Live(seq) => seq,
+            _ => 0,
+        };
+        let Some(message) = frames.frame(self.protocol, received) else {
+            drop(st);
+            self.outbound
+                .close(chorus_protocol::codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
+            return Delivery::Dropped;
+        };
+        let delivery = match &mut st.phase {
+            Phase::Lost => Delivery::Dropped,
+            Phase::Buffering(buf) => {
+                buf.push(Buffered {
+                    offset,
+                    epoch: epoch.clone(),
+                    message,
+                });
+                Delivery::Buffered
+            }
+            Phase::Live(_) => self.deliver_live(&mut st, offset, epoch, message, round),
+        };
+        // Only a publication that surely reached the queue live can be the next one's base.
+        if let Phase::Live(received) = &mut st.phase {
+            *received = if delivery == Delivery::Sent { seq } else { 0 };
+        }
+        delivery
     }
 
     /// Delivers a join/leave push (only to subscribers that receive them); `no_epoch` is an
@@ -217,7 +271,7 @@ impl Subscriber {
         match st.phase {
             Phase::Lost => false,
             Phase::Buffering(_) => false,
-            Phase::Live => {
+            Phase::Live(_) => {
                 if st.epoch.is_empty() {
                     return top.offset > 0;
                 }
@@ -242,7 +296,7 @@ impl Subscriber {
     /// queued. Buffered items are released in order, dropping publications the reply covered.
     pub(crate) fn go_live(&self, offset: u64, epoch: &str) {
         let mut st = self.lock();
-        let Phase::Buffering(buf) = std::mem::replace(&mut st.phase, Phase::Live) else {
+        let Phase::Buffering(buf) = std::mem::replace(&mut st.phase, Phase::Live(0)) else {
             return;
         };
         st.last_offset = offset;
@@ -309,6 +363,14 @@ mod tests {
             .iter()
             .filter_map(|r| r.push.as_ref()?.publication.as_ref().map(|p| p.offset))
             .collect()
+    }
+
+    #[test]
+    fn delta_bookkeeping_costs_no_byte() {
+        assert_eq!(
+            std::mem::size_of::<Phase>(),
+            std::mem::size_of::<Vec<Buffered>>()
+        );
     }
 
     #[test]

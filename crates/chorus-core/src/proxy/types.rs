@@ -184,6 +184,9 @@ pub struct PublishResult {
     pub tags: HashMap<String, String>,
     /// Empty: none.
     pub idempotency_key: String,
+    /// Delta-compressible (the namespace's `delta_publish` is not consulted on this path, as
+    /// in Centrifugo).
+    pub delta: bool,
 }
 
 /// `RPCResult`.

@@ -43,6 +43,8 @@ pub struct PublishRequest {
     pub tags: HashMap<String, String>,
     #[serde(deserialize_with = "nullable")]
     pub idempotency_key: String,
+    #[serde(deserialize_with = "nullable")]
+    pub delta: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +61,8 @@ pub struct BroadcastRequest {
     pub tags: HashMap<String, String>,
     #[serde(deserialize_with = "nullable")]
     pub idempotency_key: String,
+    #[serde(deserialize_with = "nullable")]
+    pub delta: bool,
 }
 
 /// `{offset, epoch}`.
@@ -334,6 +338,7 @@ impl From<PublishRequest> for api::PublishRequest {
             skip_history: r.skip_history,
             tags: r.tags,
             idempotency_key: r.idempotency_key,
+            delta: r.delta,
         }
     }
 }
@@ -347,6 +352,7 @@ impl From<BroadcastRequest> for api::BroadcastRequest {
             skip_history: r.skip_history,
             tags: r.tags,
             idempotency_key: r.idempotency_key,
+            delta: r.delta,
         }
     }
 }

@@ -235,6 +235,14 @@ fn request_parsing_keeps_raw_data_and_reads_null_as_unset() {
     assert_eq!(&p.data[..], br#"{"b": 1,  "a":[1.50, "x"]}"#);
     assert_eq!(p.tags.get("k").map(String::as_str), Some("v"));
     assert!(!p.skip_history);
+    assert!(p.delta, "delta reaches the core request");
+    let Ok(Request::Broadcast(b)) = requests::parse(
+        Method::Broadcast,
+        br#"{"channels":["a"],"data":1,"delta":true}"#,
+    ) else {
+        panic!("not a broadcast");
+    };
+    assert!(b.delta);
     // Empty body reads as {}.
     assert!(matches!(
         requests::parse(Method::Info, b""),

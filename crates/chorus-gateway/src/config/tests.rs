@@ -558,3 +558,28 @@ fn round_trip_through_every_format() {
         assert_eq!(loaded.config, c, "{name}");
     }
 }
+
+#[test]
+fn delta_options_load_and_only_fossil_is_valid() {
+    let loaded = load_text(
+        "c.json",
+        r#"{"channel": {"without_namespace": {"allowed_delta_types": ["fossil"]},
+            "namespaces": [{"name": "ticker", "allowed_delta_types": ["fossil"], "delta_publish": true}]}}"#,
+    )
+    .unwrap();
+    let channel = &loaded.config.channel.config;
+    assert_eq!(
+        channel.without_namespace.allowed_delta_types,
+        vec![chorus_core::delta::DeltaType::Fossil]
+    );
+    assert!(channel.namespaces[0].options.delta_publish);
+    assert!(!channel.without_namespace.delta_publish);
+    let err = load_text(
+        "c.yaml",
+        "channel:\n  namespaces:\n    - name: ticker\n      allowed_delta_types: [xdelta]\n",
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("xdelta") && msg.contains("fossil"), "{msg}");
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+}

@@ -33,6 +33,7 @@ pub fn publish(r: api::PublishRequest) -> core::PublishRequest {
         skip_history: r.skip_history,
         tags: r.tags,
         idempotency_key: r.idempotency_key,
+        delta: r.delta,
     }
 }
 
@@ -44,6 +45,7 @@ pub fn broadcast(r: api::BroadcastRequest) -> core::BroadcastRequest {
         skip_history: r.skip_history,
         tags: r.tags,
         idempotency_key: r.idempotency_key,
+        delta: r.delta,
     }
 }
 

@@ -151,3 +151,22 @@ fn payloads_are_bytes_both_ways() {
     );
     assert_eq!((history.epoch.as_str(), history.offset), ("e", 7));
 }
+
+#[test]
+fn publish_and_broadcast_keep_delta() {
+    let p = convert::publish(api::PublishRequest {
+        channel: "c".into(),
+        data: Bytes::from_static(b"1"),
+        delta: true,
+        ..Default::default()
+    });
+    assert!(p.delta);
+    let b = convert::broadcast(api::BroadcastRequest {
+        channels: vec!["c".into()],
+        data: Bytes::from_static(b"1"),
+        delta: true,
+        ..Default::default()
+    });
+    assert!(b.delta);
+    assert!(!convert::publish(api::PublishRequest::default()).delta);
+}

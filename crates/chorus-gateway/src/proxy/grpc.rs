@@ -325,6 +325,7 @@ impl Proxy for GrpcProxy {
                 skip_history: r.skip_history,
                 tags: r.tags,
                 idempotency_key: r.idempotency_key,
+                delta: r.delta,
             })
         })
     }

@@ -360,6 +360,7 @@ struct PublishResultBody {
     skip_history: bool,
     tags: HashMap<String, String>,
     idempotency_key: String,
+    delta: bool,
 }
 
 pub fn publish_reply(body: &[u8]) -> Result<HookReply<PublishResult>, ProxyError> {
@@ -369,6 +370,7 @@ pub fn publish_reply(body: &[u8]) -> Result<HookReply<PublishResult>, ProxyError
             skip_history: r.skip_history,
             tags: r.tags,
             idempotency_key: r.idempotency_key,
+            delta: r.delta,
         })
     })
 }

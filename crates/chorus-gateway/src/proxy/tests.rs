@@ -135,7 +135,17 @@ fn responses_decode_with_centrifugos_precedence() {
     };
     assert_eq!(p.data.as_deref(), Some(&br#"{"x":1}"#[..]));
     assert!(p.skip_history);
+    assert!(!p.delta);
     assert_eq!(p.tags, HashMap::from([("t".into(), "v".into())]));
+    // `delta` (field 6) makes the publication delta-compressible.
+    let r = json::publish_reply(br#"{"result":{"delta":true}}"#).unwrap();
+    assert_eq!(
+        r,
+        HookReply::Result(Some(PublishResult {
+            delta: true,
+            ..Default::default()
+        }))
+    );
     let r = json::publish_reply(br#"{"result":{"b64data":"AAEC"}}"#).unwrap();
     assert_eq!(
         r,

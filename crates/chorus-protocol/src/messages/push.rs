@@ -68,6 +68,12 @@ pub struct Publication {
     #[prost(map = "string, string", tag = "7")]
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub tags: HashMap<String, String>,
+    /// `data` is a fossil delta against the previous publication the subscriber received
+    /// (delta-mode subscriptions only). Inside the node (publish → broker → hub) the same flag
+    /// marks a publication as *delta-compressible*; the hub clears it before encoding.
+    #[prost(bool, tag = "8")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]

@@ -163,6 +163,11 @@ pub struct SubscribeResult {
     #[prost(bool, tag = "12")]
     #[serde(skip_serializing_if = "is_false")]
     pub was_recovering: bool,
+    /// Delta compression negotiated (the subscribe asked for a type the namespace allows):
+    /// publications of this subscription follow the delta-mode rules (see `Publication.delta`).
+    #[prost(bool, tag = "13")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
