@@ -7,21 +7,14 @@
 // origin, so `/emulation` is same-origin.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const path = require('node:path');
 
 const { launchChromium } = require('./lib/chromium');
 const { startServer, REPO_ROOT } = require('../js/lib/server');
+const { closedPort } = require('../js/lib/fallback');
 
 const SDK = path.join(REPO_ROOT, 'tests', 'js', 'node_modules', 'centrifuge', 'dist', 'centrifuge.js');
 
-async function closedPort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Runs in the page: the whole scenario over the fallback, returns what it saw. */
 async function scenario({ transports, ch }) {

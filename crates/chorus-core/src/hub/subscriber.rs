@@ -152,6 +152,19 @@ impl Subscriber {
             return Delivery::Dropped;
         };
         let mut st = self.lock();
+        self.deliver_locked(&mut st, offset, epoch, message, round)
+    }
+
+    /// Queues `message` by the subscription's phase: dropped when lost, buffered while the
+    /// subscribe reply is prepared, delivered when live.
+    fn deliver_locked(
+        &self,
+        st: &mut State,
+        offset: u64,
+        epoch: &Arc<str>,
+        message: Bytes,
+        round: Option<&mut Round>,
+    ) -> Delivery {
         match &mut st.phase {
             Phase::Lost => Delivery::Dropped,
             Phase::Buffering(buf) => {
@@ -162,7 +175,7 @@ impl Subscriber {
                 });
                 Delivery::Buffered
             }
-            Phase::Live(_) => self.deliver_live(&mut st, offset, epoch, message, round),
+            Phase::Live(_) => self.deliver_live(st, offset, epoch, message, round),
         }
     }
 
@@ -187,18 +200,7 @@ impl Subscriber {
                 .close(chorus_protocol::codes::DISCONNECT_INAPPROPRIATE_PROTOCOL.into());
             return Delivery::Dropped;
         };
-        let delivery = match &mut st.phase {
-            Phase::Lost => Delivery::Dropped,
-            Phase::Buffering(buf) => {
-                buf.push(Buffered {
-                    offset,
-                    epoch: epoch.clone(),
-                    message,
-                });
-                Delivery::Buffered
-            }
-            Phase::Live(_) => self.deliver_live(&mut st, offset, epoch, message, round),
-        };
+        let delivery = self.deliver_locked(&mut st, offset, epoch, message, round);
         // Only a publication that surely reached the queue live can be the next one's base.
         if let Phase::Live(received) = &mut st.phase {
             *received = if delivery == Delivery::Sent { seq } else { 0 };

@@ -104,6 +104,18 @@ impl Node {
         out
     }
 
+    /// A new survey id and the receiver of its answers (remove the id from
+    /// `cluster().surveys` when done).
+    fn open_survey(&self) -> (u64, mpsc::UnboundedReceiver<Answer>) {
+        let id = self
+            .cluster()
+            .next_survey
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.cluster().surveys.insert(id, tx);
+        (id, rx)
+    }
+
     /// Asks every other live node and collects their answers (at most [`SURVEY_TIMEOUT`]).
     pub(super) async fn survey(&self, op: SurveyOp, data: Bytes) -> Vec<Bytes> {
         let others: std::collections::HashSet<String> = self
@@ -115,12 +127,7 @@ impl Node {
         if others.is_empty() {
             return Vec::new();
         }
-        let id = self
-            .cluster()
-            .next_survey
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        self.cluster().surveys.insert(id, tx);
+        let (id, mut rx) = self.open_survey();
         let request = Control::SurveyRequest(SurveyRequest { id, op, data });
         let mut answers = Vec::new();
         if self.send_control("", request).await.is_ok() {
@@ -158,12 +165,7 @@ impl Node {
         if !live {
             return Err(ForwardError::UnknownNode);
         }
-        let id = self
-            .cluster()
-            .next_survey
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        self.cluster().surveys.insert(id, tx);
+        let (id, mut rx) = self.open_survey();
         let request = Control::SurveyRequest(SurveyRequest { id, op, data });
         let result = match self.send_control(target, request).await {
             Err(e) => Err(ForwardError::Broker(e)),
