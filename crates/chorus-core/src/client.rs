@@ -12,6 +12,7 @@ mod commands;
 mod connect;
 mod hooks;
 pub mod rate;
+mod recovery;
 mod server_ops;
 mod subs;
 mod subscribe;

@@ -1,5 +1,5 @@
 //! Subscribing and unsubscribing: permission checks, the buffered join of the hub, stream
-//! positioning and recovery, presence, join/leave.
+//! positioning and recovery (reading the stream: [`super::recovery`]), presence, join/leave.
 //!
 //! Order of a subscribe (the no-gap/no-duplicate argument): (1) the subscriber joins the hub in
 //! its buffering phase, (2) the node makes sure the broker delivers the channel, (3) the stream
@@ -18,15 +18,13 @@ use chorus_protocol::{
 
 use super::{Client, ClientSub, Fail, TokenKind};
 use crate::auth::{ServerSubOptions, SubscribeOverride, TokenError};
-use crate::broker::{BrokerError, HistoryQuery};
 use crate::channel::{self, Asker};
 use crate::clock::{self, ttl_until};
 use crate::delta::DeltaType;
-use crate::hub::delta::recovered_for;
 use crate::hub::encoded::Encoded;
 use crate::hub::subscriber::Subscriber;
 use crate::metrics;
-use crate::options::{ChannelOptions, RecoveryMode};
+use crate::options::ChannelOptions;
 use crate::payload::{self, Source};
 
 /// Everything decided about a subscription before it is made.
@@ -402,117 +400,6 @@ impl Client {
             reject_unrecovered: spec.reject_unrecovered,
         };
         Ok((result, prepared))
-    }
-
-    /// Reads the stream position (and missed publications when recovering) into `result`.
-    /// Returns the position the client is at once it has processed the reply.
-    async fn read_position(
-        &self,
-        spec: &SubscribeSpec,
-        result: &mut SubscribeResult,
-    ) -> Result<(u64, String), Fail> {
-        let node = &self.node;
-        let broker = node.broker();
-        let meta_ttl = node.meta_ttl(&spec.options);
-        result.positioned = true;
-        result.recoverable = spec.recoverable;
-        let top_only = HistoryQuery {
-            since: None,
-            limit: Some(0),
-            reverse: false,
-            meta_ttl,
-        };
-        let Some(since) = spec.recover.clone() else {
-            let page = broker
-                .history(&spec.channel, top_only)
-                .await
-                .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
-            result.offset = page.position.offset;
-            result.epoch = page.position.epoch.clone();
-            return Ok((page.position.offset, page.position.epoch));
-        };
-        result.was_recovering = true;
-        if spec.options.force_recovery_mode == RecoveryMode::Cache {
-            return self.read_latest(spec, since, result).await;
-        }
-        let limit = node.options().client.recovery_max_publication_limit;
-        let query = HistoryQuery {
-            since: Some(since.clone()),
-            limit: Some(limit),
-            reverse: false,
-            meta_ttl,
-        };
-        let (publications, top) = match broker.history(&spec.channel, query).await {
-            Ok(page) => (page.publications, page.position),
-            Err(BrokerError::UnrecoverablePosition) => {
-                let page = broker
-                    .history(&spec.channel, top_only)
-                    .await
-                    .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
-                (Vec::new(), page.position)
-            }
-            Err(_) => return Err(codes::ERROR_INTERNAL.into()),
-        };
-        let epoch_ok = since.epoch.is_empty() || since.epoch == top.epoch;
-        let recovered = epoch_ok
-            && match (publications.first(), publications.last()) {
-                (None, _) => top.offset == since.offset,
-                (Some(first), Some(last)) => {
-                    first.offset == since.offset + 1 && last.offset == top.offset
-                }
-                _ => false,
-            };
-        metrics::recover(recovered);
-        result.epoch = top.epoch.clone();
-        if recovered {
-            result.recovered = true;
-            result.offset = since.offset;
-            result.publications = recovered_for(publications, spec.delta, self.params.protocol);
-        } else if spec.reject_unrecovered {
-            return Err(codes::ERROR_UNRECOVERABLE_POSITION.into());
-        } else {
-            result.offset = top.offset;
-        }
-        Ok((top.offset, top.epoch))
-    }
-
-    /// Cache-mode recovery: the channel's latest publication when the client is behind it (or
-    /// on another epoch), nothing when it is not; always recovered — the latest publication is
-    /// the state. Returns the position the client is at once it has processed the reply.
-    async fn read_latest(
-        &self,
-        spec: &SubscribeSpec,
-        since: StreamPosition,
-        result: &mut SubscribeResult,
-    ) -> Result<(u64, String), Fail> {
-        let query = HistoryQuery {
-            since: None,
-            limit: Some(1),
-            reverse: true,
-            meta_ttl: self.node.meta_ttl(&spec.options),
-        };
-        let page = self
-            .node
-            .broker()
-            .history(&spec.channel, query)
-            .await
-            .map_err(|_| Fail::from(codes::ERROR_INTERNAL))?;
-        let top = page.position;
-        let same_epoch = since.epoch == top.epoch;
-        result.epoch = top.epoch.clone();
-        result.recovered = true;
-        result.offset = if same_epoch { since.offset } else { 0 };
-        match page.publications.into_iter().next() {
-            Some(latest) if !same_epoch || latest.offset > since.offset => {
-                result.publications = recovered_for(vec![latest], spec.delta, self.params.protocol);
-            }
-            Some(_) => {}
-            // Nothing kept (expired, or never published): the client keeps what it has.
-            None if same_epoch => {}
-            None => result.offset = top.offset,
-        }
-        metrics::recover(true);
-        Ok((top.offset, top.epoch))
     }
 
     /// Releases buffered deliveries after the reply and announces the join.
