@@ -230,8 +230,8 @@ pub struct WebsocketConfig {
     pub echo_endpoint: bool,
     /// Path of the client protocol endpoint. Default `"/connection/websocket"`.
     pub handler_prefix: String,
-    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it. Default false.
-    /// Not offered behind chorus' own TLS (`http_server.tls`) yet.
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it, on plain and
+    /// `http_server.tls` connections alike. Default false.
     pub compression: bool,
     /// zlib compression level 0–9 of outgoing messages. Default 1.
     pub compression_level: u32,

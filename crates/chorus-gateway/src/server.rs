@@ -379,15 +379,10 @@ pub async fn serve_with(
     )?;
     settings.upgrade_timeout = config.http_server.request_timeout.get();
     if config.websocket.compression {
-        let tls = &config.http_server.tls;
-        if tls.cert_pem_file.is_empty() && tls.key_pem_file.is_empty() {
-            settings.compression = Some(crate::ws::deflate::DeflateSettings {
-                level: config.websocket.compression_level,
-                min_size: config.websocket.compression_min_size,
-            });
-        } else {
-            tracing::warn!("websocket.compression is not offered behind http_server.tls yet");
-        }
+        settings.compression = Some(crate::ws::deflate::DeflateSettings {
+            level: config.websocket.compression_level,
+            min_size: config.websocket.compression_min_size,
+        });
     }
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();

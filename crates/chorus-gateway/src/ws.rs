@@ -14,7 +14,8 @@
 //!   task) for any other transport under hyper;
 //! * [`message`] — fragment reassembly with a cumulative size cap, UTF-8 and close validation;
 //! * [`deflate`] — permessage-deflate (`websocket.compression`): the negotiation and each
-//!   connection's compressor and decompressor (lean driver only; none behind chorus' TLS);
+//!   connection's compressor and decompressor, on both drivers (the generic one frames a
+//!   compressed connection with [`frame`] too, see `conn::deflated`);
 //! * [`session`] — what is behind a connection: a core [`chorus_core::Client`] or the echo
 //!   endpoint used by the Autobahn conformance suite.
 
@@ -76,8 +77,8 @@ pub struct WsSettings {
     /// How long hyper may take to hand the socket over after the 101
     /// (`http_server.request_timeout`; [`DEFAULT_UPGRADE_TIMEOUT`] by default).
     pub upgrade_timeout: Duration,
-    /// `websocket.compression`: permessage-deflate is negotiated when `Some` (only on the
-    /// lean driver: the server leaves it off behind its own TLS).
+    /// `websocket.compression`: permessage-deflate is negotiated when `Some` (plain and
+    /// behind chorus' own TLS alike).
     pub compression: Option<deflate::DeflateSettings>,
 }
 
@@ -257,15 +258,14 @@ pub fn upgrade<B>(
             .headers
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(sp));
     }
-    // permessage-deflate only where the lean driver runs (our listener's plain sockets).
-    let deflate = match (ctx.settings.compression, registered.is_some()) {
-        (Some(settings), true) => deflate::negotiate(req.headers()).and_then(|agreed| {
-            let value = HeaderValue::from_str(&agreed.response()).ok()?;
-            parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
-            Some(Box::new(deflate::Deflate::new(agreed, settings)))
-        }),
-        _ => None,
-    };
+    // Both drivers speak permessage-deflate: the lean one (our listener's plain sockets) and
+    // the generic one (TLS, any other transport).
+    let deflate = ctx.settings.compression.and_then(|settings| {
+        let agreed = deflate::negotiate(req.headers())?;
+        let value = HeaderValue::from_str(&agreed.response()).ok()?;
+        parts.headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
+        Some(Box::new(deflate::Deflate::new(agreed, settings)))
+    });
     let span = span_for(&session, remote_addr);
     let limits = ctx.settings.limits();
     let upgrade_timeout = ctx.settings.upgrade_timeout;
@@ -310,16 +310,9 @@ pub fn upgrade<B>(
                     }
                 }
                 Transport::Generic(rd, wr) => {
-                    if deflate.is_some() {
-                        // Not reached: compression is off behind chorus' own TLS.
-                        tracing::warn!("permessage-deflate negotiated on the generic driver");
-                        drop((held, guard));
-                        session.cleanup().await;
-                        return;
-                    }
                     // Boxed: the generic driver's future is ~8 KiB, and an unboxed one would
                     // size every connection's task, lean ones included.
-                    Box::pin(conn::run(session, rd, wr, limits, shutdown)).await;
+                    Box::pin(conn::run(session, rd, wr, limits, deflate, shutdown)).await;
                     drop((held, guard));
                 }
             }

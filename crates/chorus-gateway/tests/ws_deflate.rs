@@ -6,30 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::deflate::{deflate, inflate};
 use common::*;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use flate2::{Compress, Compression, Decompress};
 use tokio::io::AsyncWriteExt;
-
-const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-/// What a client sends: deflated with a sync flush, the tail stripped.
-fn deflate(c: &mut Compress, input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() + 1024);
-    c.compress_vec(input, &mut out, FlushCompress::Sync)
-        .unwrap();
-    assert!(out.ends_with(&TAIL));
-    out.truncate(out.len() - 4);
-    out
-}
-
-fn inflate(d: &mut Decompress, input: &[u8]) -> Vec<u8> {
-    let mut data = input.to_vec();
-    data.extend_from_slice(&TAIL);
-    let mut out = Vec::with_capacity(1 << 16);
-    d.decompress_vec(&data, &mut out, FlushDecompress::Sync)
-        .unwrap();
-    out
-}
 
 /// A masked client frame with RSV1 set (the first frame of a compressed message).
 async fn send_compressed(ws: &mut RawWs, opcode: u8, payload: &[u8]) {

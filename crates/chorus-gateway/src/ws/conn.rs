@@ -16,8 +16,14 @@
 //!   (code 3000: none), half-closes; the reader then waits up to `close_linger` for the peer's
 //!   Close or EOF;
 //! * write timeout or error → the session is told (3009) and both halves stop at once.
+//!
+//! With permessage-deflate negotiated, `deflated` frames both directions (fastwebsockets
+//! cannot); everything above holds for it too.
+
+mod deflated;
 
 use std::pin::pin;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::deflate::Deflate;
 use super::message::{
     check_close_payload, close_echo, close_payload, violation_close, Assembler, Violation,
     MAX_CONTROL_PAYLOAD,
@@ -90,13 +97,17 @@ enum ReadEnd {
 /// Runs a connection to its end, then cleans the session up.
 ///
 /// `shutdown` is the server's: a client session still open when it fires is closed with 3001.
+/// `deflate` is the connection's permessage-deflate state when negotiated.
 pub async fn run(
     session: Session,
     rd: BoxRead,
     wr: BoxWrite,
     limits: ConnLimits,
+    deflate: Option<Box<Deflate>>,
     shutdown: CancellationToken,
 ) {
+    let deflate = deflate.map(Mutex::new);
+    let deflate = deflate.as_ref();
     let (ctrl_tx, ctrl_rx) = mpsc::channel(CTRL_CAPACITY);
     let close_sent = CancellationToken::new();
     let writer_failed = CancellationToken::new();
@@ -105,9 +116,9 @@ pub async fn run(
         writer_failed: &writer_failed,
         shutdown: &shutdown,
     };
-    let reader = read_half(&session, rd, ctrl_tx, tokens, limits);
+    let reader = read_half(&session, rd, ctrl_tx, tokens, limits, deflate);
     let writer = async {
-        let end = write_half(&session, wr, ctrl_rx, limits.write_timeout).await;
+        let end = write_half(&session, wr, ctrl_rx, limits.write_timeout, deflate).await;
         match end {
             WriteEnd::Failed => {
                 session.write_failed();
@@ -139,8 +150,12 @@ async fn read_half(
     ctrl: mpsc::Sender<Ctrl>,
     tokens: Tokens<'_>,
     limits: ConnLimits,
+    deflate: Option<&Mutex<Box<Deflate>>>,
 ) {
-    let end = read_frames(session, &mut rd, &ctrl, tokens, limits).await;
+    let end = match deflate {
+        Some(d) => deflated::read_frames(session, &mut rd, &ctrl, tokens, limits, d).await,
+        None => read_frames(session, &mut rd, &ctrl, tokens, limits).await,
+    };
     drop(ctrl);
     if let ReadEnd::Drain(deadline) = end {
         drain(&mut rd, deadline, tokens.writer_failed).await;
@@ -321,25 +336,52 @@ async fn write_half(
     mut wr: BoxWrite,
     mut ctrl: mpsc::Receiver<Ctrl>,
     write_timeout: Duration,
+    deflate: Option<&Mutex<Box<Deflate>>>,
 ) -> WriteEnd {
-    let (_, mut ws) =
-        fastwebsockets::after_handshake_split(tokio::io::empty(), &mut wr, Role::Server);
-    let end = loop {
-        let next = tokio::select! {
-            biased;
-            c = ctrl.recv() => match c {
-                Some(c) => c,
-                None => break WriteEnd::ReaderGone,
-            },
-            out = session.next_write() => match out {
-                Outgoing::Data(opcode, bytes) => Ctrl::Data(opcode, bytes),
-                Outgoing::Raw(bytes) => Ctrl::Raw(bytes),
-                Outgoing::Close { code: 3000, .. } => break WriteEnd::Closed,
-                Outgoing::Close { code, reason } => {
-                    metrics::close_sent(code);
-                    Ctrl::Close(Bytes::from(close_payload(code, &reason)))
-                }
-            },
+    let end = match deflate {
+        Some(d) => deflated::write_frames(session, &mut wr, &mut ctrl, write_timeout, d).await,
+        None => write_frames(session, &mut wr, &mut ctrl, write_timeout).await,
+    };
+    if end == WriteEnd::Failed {
+        return end;
+    }
+    // Half-close: the server closes TCP first; the reader keeps reading the peer's close.
+    if timeout(write_timeout, wr.shutdown()).await.is_err() {
+        return WriteEnd::Failed;
+    }
+    end
+}
+
+/// The next frame to write: from the reader first, then the session. `Err` ends the writer
+/// (the reader is gone, or the session closed with 3000: nothing to write).
+async fn next_ctrl(session: &Session, ctrl: &mut mpsc::Receiver<Ctrl>) -> Result<Ctrl, WriteEnd> {
+    tokio::select! {
+        biased;
+        c = ctrl.recv() => c.ok_or(WriteEnd::ReaderGone),
+        out = session.next_write() => match out {
+            Outgoing::Data(opcode, bytes) => Ok(Ctrl::Data(opcode, bytes)),
+            Outgoing::Raw(bytes) => Ok(Ctrl::Raw(bytes)),
+            Outgoing::Close { code: 3000, .. } => Err(WriteEnd::Closed),
+            Outgoing::Close { code, reason } => {
+                metrics::close_sent(code);
+                Ok(Ctrl::Close(Bytes::from(close_payload(code, &reason))))
+            }
+        },
+    }
+}
+
+/// Writes frames with fastwebsockets until the close frame is out or writing fails.
+async fn write_frames(
+    session: &Session,
+    wr: &mut BoxWrite,
+    ctrl: &mut mpsc::Receiver<Ctrl>,
+    write_timeout: Duration,
+) -> WriteEnd {
+    let (_, mut ws) = fastwebsockets::after_handshake_split(tokio::io::empty(), wr, Role::Server);
+    loop {
+        let next = match next_ctrl(session, ctrl).await {
+            Ok(next) => next,
+            Err(end) => return end,
         };
         let (frame, last) = match &next {
             Ctrl::Data(opcode, bytes) => {
@@ -359,7 +401,7 @@ async fn write_half(
             }
         };
         match timeout(write_timeout, ws.write_frame(frame)).await {
-            Ok(Ok(())) if last => break WriteEnd::Closed,
+            Ok(Ok(())) if last => return WriteEnd::Closed,
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::debug!(%error, "websocket write failed");
@@ -370,11 +412,5 @@ async fn write_half(
                 return WriteEnd::Failed;
             }
         }
-    };
-    drop(ws);
-    // Half-close: the server closes TCP first; the reader keeps reading the peer's close.
-    if timeout(write_timeout, wr.shutdown()).await.is_err() {
-        return WriteEnd::Failed;
     }
-    end
 }

@@ -1,5 +1,7 @@
-//! RFC 6455 framing for the lean connection driver ([`super::lean`]): server frame headers,
-//! and an incremental parser of client frames that holds no buffer while a connection is idle.
+//! RFC 6455 framing for the lean connection driver ([`super::lean`]) and for the generic
+//! driver's connections that negotiated permessage-deflate ([`super::conn`]): server frame
+//! headers, and an incremental parser of client frames that holds no buffer while a connection
+//! is idle.
 //!
 //! fastwebsockets' reader keeps an 8 KiB buffer per connection for the connection's lifetime
 //! (measured with heaptrack: 8.2 KiB of the 24 KiB an idle subscribed connection cost). Here

@@ -2,6 +2,7 @@
 //! hand-rolled WebSocket client (so malformed frames can be sent on purpose) and raw HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod deflate;
 pub mod emu;
 pub mod grpc;
 
