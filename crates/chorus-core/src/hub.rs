@@ -10,8 +10,9 @@ pub mod delta;
 pub mod encoded;
 pub mod join_leave;
 pub mod subscriber;
+mod users;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use chorus_protocol::{ClientInfo, Publication};
@@ -53,7 +54,7 @@ pub struct Hub {
     /// fast seeded hash is safe; SipHash took 6 % of idle CPU when the timer wheel looked
     /// connections up (S1 profile).
     clients: DashMap<Arc<str>, Arc<Client>, foldhash::fast::RandomState>,
-    users: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    users: DashMap<Arc<str>, users::UserConns>,
     channels: DashMap<Arc<str>, Arc<ChannelEntry>>,
     /// Serializes broker subscribe/unsubscribe per channel; the flag says "subscribed".
     broker_state: DashMap<Arc<str>, Arc<tokio::sync::Mutex<bool>>>,
@@ -101,21 +102,18 @@ impl Hub {
     /// Indexes an authenticated connection by its user (`client_id` is the connection's own
     /// shared id: no copy per connection).
     pub(crate) fn add_user(&self, user: Arc<str>, client_id: Arc<str>) {
-        self.users.entry(user).or_default().insert(client_id);
+        match self.users.entry(user) {
+            dashmap::Entry::Occupied(mut e) => e.get_mut().insert(client_id),
+            dashmap::Entry::Vacant(e) => {
+                e.insert(users::UserConns::new(client_id));
+            }
+        }
     }
 
     pub(crate) fn remove_client(&self, id: &str, user: &Arc<str>) {
         self.clients.remove(id);
-        let empty = match self.users.get_mut(user) {
-            Some(mut set) => {
-                set.remove(id);
-                set.is_empty()
-            }
-            None => false,
-        };
-        if empty {
-            self.users.remove_if(user, |_, set| set.is_empty());
-        }
+        // Under the entry's lock: the entry goes with its last connection.
+        self.users.remove_if_mut(user, |_, conns| conns.remove(id));
     }
 
     pub(crate) fn client(&self, id: &str) -> Option<Arc<Client>> {
@@ -123,11 +121,7 @@ impl Hub {
     }
 
     pub(crate) fn user_clients(&self, user: &str) -> Vec<Arc<Client>> {
-        let Some(ids) = self
-            .users
-            .get(user)
-            .map(|s| s.iter().cloned().collect::<Vec<_>>())
-        else {
+        let Some(ids) = self.users.get(user).map(|conns| conns.ids()) else {
             return Vec::new();
         };
         ids.iter()
