@@ -86,6 +86,26 @@ enum WriteEnd {
     Failed,
 }
 
+/// What one timed frame write means for the writer loop: `Some(end)` to stop (the last frame
+/// is out, or the write failed or timed out), `None` to go on.
+fn write_outcome<E: std::fmt::Display>(
+    result: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    last: bool,
+) -> Option<WriteEnd> {
+    match result {
+        Ok(Ok(())) if last => Some(WriteEnd::Closed),
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "websocket write failed");
+            Some(WriteEnd::Failed)
+        }
+        Err(_) => {
+            tracing::debug!("websocket write timed out");
+            Some(WriteEnd::Failed)
+        }
+    }
+}
+
 /// How the frame loop of the reader stopped.
 enum ReadEnd {
     /// EOF, I/O error, or the writer failed: stop now.
@@ -400,17 +420,9 @@ async fn write_frames(
                 return WriteEnd::Failed;
             }
         };
-        match timeout(write_timeout, ws.write_frame(frame)).await {
-            Ok(Ok(())) if last => return WriteEnd::Closed,
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "websocket write failed");
-                return WriteEnd::Failed;
-            }
-            Err(_) => {
-                tracing::debug!("websocket write timed out");
-                return WriteEnd::Failed;
-            }
+        if let Some(end) = write_outcome(timeout(write_timeout, ws.write_frame(frame)).await, last)
+        {
+            return end;
         }
     }
 }

@@ -24,7 +24,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::{fail, next_ctrl, BoxRead, BoxWrite, ConnLimits, Ctrl, ReadEnd, Tokens, WriteEnd};
+use super::{
+    fail, next_ctrl, write_outcome, BoxRead, BoxWrite, ConnLimits, Ctrl, ReadEnd, Tokens, WriteEnd,
+};
 use crate::metrics;
 use crate::ws::deflate::Deflate;
 use crate::ws::frame::{compressed_frame, server_frame, Event, Parser};
@@ -143,17 +145,8 @@ pub(super) async fn write_frames(
             wr.write_all(&frame).await?;
             wr.flush().await
         };
-        match timeout(write_timeout, write).await {
-            Ok(Ok(())) if last => return WriteEnd::Closed,
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "websocket write failed");
-                return WriteEnd::Failed;
-            }
-            Err(_) => {
-                tracing::debug!("websocket write timed out");
-                return WriteEnd::Failed;
-            }
+        if let Some(end) = write_outcome(timeout(write_timeout, write).await, last) {
+            return end;
         }
     }
 }
