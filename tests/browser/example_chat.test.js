@@ -153,7 +153,8 @@ describe('examples/chat in Chromium', () => {
     await send(alice, 'x'.repeat(501));
     await alice.waitForFunction(() => document.getElementById('error').textContent.includes('(1002)'), null, { timeout: 5000 });
     await send(alice, 'after the refused ones');
-    await waitText(bob, 'after the refused ones');
+    // Each page shows it when its own subscription delivers it (the sender's too).
+    for (const p of [alice, bob]) await waitText(p, 'after the refused ones');
     for (const p of [alice, bob]) {
       assert.deepEqual((await messages(p)).map((m) => m.text), ['hello bob', 'after the refused ones']);
     }
